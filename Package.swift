@@ -1,0 +1,67 @@
+// swift-tools-version:6.1
+// acs-smtp-gateway: an SMTP server that delivers mail through Azure Communication Services Email.
+// Module rooms and the direction of dependencies are described in README.md ("Layout").
+import PackageDescription
+
+let package = Package(
+    name: "acs-smtp-gateway",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "acs-smtp-gateway", targets: ["acs-smtp-gateway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, quarantined: module map + typed shims, no logic.
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // RFC 5321 grammar, replies, the session state machine and the input framers. No I/O.
+        .target(name: "SMTPProtocol"),
+
+        // Dispatch-based listener and connections: sockets, timers, back-pressure.
+        .target(
+            name: "SMTPServer",
+            dependencies: [
+                "SMTPProtocol",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Wiring: configuration, submitters (outbox), logging.
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "SMTPProtocol",
+                "SMTPServer",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "acs-smtp-gateway",
+            dependencies: [
+                "Gateway",
+                "SMTPServer",
+                "SMTPProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
+        .testTarget(name: "SMTPServerTests", dependencies: ["SMTPServer", "SMTPProtocol"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "SMTPProtocol", "SMTPServer"]),
+        .testTarget(name: "SystemLibrariesTests", dependencies: ["CCurl", "COpenSSL"]),
+    ]
+)

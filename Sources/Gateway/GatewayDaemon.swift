@@ -1,0 +1,49 @@
+import Dispatch
+import Glibc
+import Logging
+import SMTPServer
+
+/// Runs the gateway as a daemon: starts the SMTP server, and on SIGINT/SIGTERM stops accepting, lets
+/// open transactions finish (bounded by the shutdown grace period) and exits 0.
+public enum GatewayDaemon {
+    /// Starts `server` and never returns: the process ends through `exit`.
+    public static func run(server: SMTPServer, logger: Logger) -> Never {
+        // A peer that vanishes must not kill the process; sockets use MSG_NOSIGNAL, this covers the rest.
+        signal(SIGPIPE, SIG_IGN)
+        // Dispatch signal sources see signals only when the default action is disabled first
+        // (and never call signal(SIG_IGN) after creating a source: on Linux that disables it).
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let signalQueue = DispatchQueue(label: "gateway.signals")
+        var sources: [DispatchSourceSignal] = []
+        for signalNumber in [SIGINT, SIGTERM] {
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: signalQueue)
+            var received = false
+            source.setEventHandler {
+                let name = signalNumber == SIGINT ? "SIGINT" : "SIGTERM"
+                if received {
+                    logger.notice("\(name) again while shutting down; still waiting for open transactions")
+                    return
+                }
+                received = true
+                logger.notice("\(name) received; shutting down")
+                server.shutdown {
+                    logger.info("stopped")
+                    exit(0)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        do {
+            let addresses = try server.start()
+            logger.notice("ready", metadata: ["listen": "\(addresses.map(\.description).joined(separator: ","))"])
+        } catch {
+            logger.critical("cannot start: \(error)")
+            exit(1)
+        }
+        withExtendedLifetime(sources) {
+            dispatchMain()
+        }
+    }
+}

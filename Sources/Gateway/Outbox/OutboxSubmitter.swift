@@ -1,0 +1,115 @@
+import Dispatch
+import Foundation
+import Glibc
+import Logging
+import SMTPProtocol
+import SMTPServer
+
+/// Writes each accepted message to a directory — the safe local default when no ACS is configured,
+/// and a dry run / copy of what is sent when it is.
+///
+/// For message `<id>` it writes `<id>.eml` (the message exactly as received) and then `<id>.json`
+/// (the envelope and session facts), each atomically: temporary file, `fsync`, `rename`, then
+/// `fsync` of the directory. Only when both are durable does the client get `250 2.0.0 OK <id>`;
+/// a failure gives 451 so the client keeps the message and retries. A `.json` file therefore always
+/// has its `.eml` beside it.
+///
+/// Disk I/O blocks, so it runs on a few dedicated serial queues, never on a connection's queue.
+public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
+    public let directory: String
+    private let logger: Logger
+    private let ioQueues: [DispatchQueue]
+    private let nextQueue = Atomic()
+
+    /// Opens (creating if needed) the outbox directory and checks it is writable.
+    /// - Parameter ioConcurrency: parallel writers; several let the file system batch `fsync`s.
+    public init(directory: String, ioConcurrency: Int = 4, logger: Logger) throws {
+        self.directory = directory
+        self.logger = logger
+        self.ioQueues = (0..<max(1, ioConcurrency)).map { DispatchQueue(label: "outbox.io.\($0)") }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        guard access(directory, W_OK | X_OK) == 0 else {
+            throw OutboxError("outbox directory \(directory) is not writable: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SMTPReply) -> Void) {
+        let queue = ioQueues[nextQueue.increment() % ioQueues.count]
+        queue.async { [self] in
+            do {
+                try store(message)
+                completion(.messageAccepted("OK \(message.id)"))
+            } catch {
+                logger.error(
+                    "could not write message to the outbox; the client will retry",
+                    metadata: ["smtp.message_id": "\(message.id)", "error": "\(error)", "outbox": "\(directory)"])
+                completion(.localError("could not store the message"))
+            }
+        }
+    }
+
+    /// Writes both files durably. Throws on any failure, leaving no partial file under a final name.
+    func store(_ message: ReceivedMessage) throws {
+        let record = try OutboxRecord(message: message).jsonData()
+        try writeAtomically(name: "\(message.id).eml", bytes: message.data)
+        try writeAtomically(name: "\(message.id).json", bytes: record)
+        try syncDirectory()
+    }
+
+    private func writeAtomically(name: String, bytes: some Collection<UInt8>) throws {
+        let finalPath = "\(directory)/\(name)"
+        let temporaryPath = "\(directory)/.\(name).tmp"
+        let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw OutboxError.fromErrno("open \(temporaryPath)") }
+        var ok = false
+        defer {
+            if !ok { unlink(temporaryPath) }
+        }
+        do {
+            defer { close(fd) }
+            let contiguous = Array(bytes)
+            var offset = 0
+            while offset < contiguous.count {
+                let written = contiguous.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw OutboxError.fromErrno("write \(temporaryPath)")
+                }
+                offset += written
+            }
+            guard fsync(fd) == 0 else { throw OutboxError.fromErrno("fsync \(temporaryPath)") }
+        }
+        guard rename(temporaryPath, finalPath) == 0 else { throw OutboxError.fromErrno("rename to \(finalPath)") }
+        ok = true
+    }
+
+    private func syncDirectory() throws {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw OutboxError.fromErrno("open \(directory)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw OutboxError.fromErrno("fsync \(directory)") }
+    }
+}
+
+/// An outbox failure, with the system's reason.
+public struct OutboxError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+
+    static func fromErrno(_ what: String) -> OutboxError {
+        OutboxError("\(what): \(String(cString: strerror(errno)))")
+    }
+}
+
+/// A tiny lock-protected counter for round-robin queue choice.
+private final class Atomic: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+
+    func increment() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value &+= 1
+        return value & Int.max
+    }
+}

@@ -1,0 +1,70 @@
+/// The SMTP envelope of one transaction: who the message is from and to whom it must go.
+///
+/// Recipients come from `RCPT TO` only — never from the message's headers (design.md principle 3):
+/// that is how Bcc recipients are delivered without their addresses travelling in the message.
+public struct Envelope: Hashable, Sendable {
+    /// The reverse-path of `MAIL FROM`; `.null` for bounces (`<>`).
+    public var reversePath: ReversePath
+    /// ESMTP parameters given on `MAIL FROM` (SIZE, BODY, SMTPUTF8…).
+    public var mailParameters: ESMTPParameters
+    /// Accepted recipients in the order of their `RCPT TO` commands.
+    public var forwardPaths: [ForwardPath]
+
+    public init(reversePath: ReversePath, mailParameters: ESMTPParameters = ESMTPParameters(),
+                forwardPaths: [ForwardPath] = []) {
+        self.reversePath = reversePath
+        self.mailParameters = mailParameters
+        self.forwardPaths = forwardPaths
+    }
+
+    /// True when the client declared SMTPUTF8 on MAIL, allowing UTF-8 addresses (RFC 6531 §3.4).
+    public var allowsInternationalAddresses: Bool { mailParameters.contains("SMTPUTF8") }
+}
+
+/// What the client declared about the body on `MAIL FROM: … BODY=` (RFC 6152).
+public enum BodyType: String, Hashable, Sendable {
+    case sevenBit = "7BIT"
+    case eightBitMIME = "8BITMIME"
+}
+
+/// The named limits of one SMTP session. Each has a default, a unit and a reason
+/// (design.md principle 4); the server's configuration overrides them.
+public struct SMTPLimits: Hashable, Sendable {
+    /// Largest accepted message, in octets, after dot-unstuffing. Advertised as `SIZE` (RFC 1870).
+    /// Default 10 MiB: ACS accepts requests up to 10 MB of JSON; the exact check happens after translation.
+    public var maxMessageSize: Int = 10 * 1024 * 1024
+
+    /// Longest command line in octets, including CRLF. RFC 5321 §4.5.3.1.4 requires at least 512;
+    /// 2048 matches Postfix's `line_length_limit` and leaves room for long paths with parameters.
+    public var maxCommandLineLength: Int = 2048
+
+    /// Longest text line in DATA, in octets including CRLF. RFC 5321 §4.5.3.1.6 sets 1000, but real-world
+    /// HTML exceeds it and the gateway re-encodes content for ACS anyway (smtp-behaviour #5), so the
+    /// cap is generous: 64 KiB.
+    public var maxTextLineLength: Int = 64 * 1024
+
+    /// Recipients per transaction. Default 50: the ACS per-message maximum. Extra RCPTs get 452 so the
+    /// client sends them in another transaction (RFC 5321 §4.5.3.1.10).
+    public var maxRecipients: Int = 50
+
+    /// Protocol errors tolerated per session before it is closed with 421 (smtp-behaviour #17:
+    /// Postfix `smtpd_soft_error_limit = 10`). The session may make this many errors; the next one closes it.
+    public var maxErrors: Int = 10
+
+    /// What to do with a bare LF (not preceded by CR) in commands and message data.
+    public var bareLineFeedPolicy: BareLineFeedPolicy = .normalize
+
+    public init() {}
+}
+
+/// How bare line feeds are treated (RFC 5321 §2.3.8, smtp-behaviour #1 and #2).
+///
+/// Whatever the policy, a bare LF never ends message data: only `<CRLF>.<CRLF>` does, which is what
+/// closes the SMTP smuggling class of attacks (CVE-2023-51764 and relatives).
+public enum BareLineFeedPolicy: String, Hashable, Sendable, CaseIterable {
+    /// Accept LF-terminated commands, and store a bare LF in message data as CRLF (Postfix `normalize`).
+    case normalize
+    /// Reject: a bare LF in a command gets 500 and the connection is closed; a bare LF in message data
+    /// makes the message fail with 550 5.5.2 after its real end (Postfix `reject`).
+    case reject
+}

@@ -1,0 +1,409 @@
+/// A command line sent by the client, parsed per RFC 5321 §4.1.
+public enum SMTPCommand: Hashable, Sendable {
+    case hello(domain: String)
+    case extendedHello(domain: String)
+    /// `MAIL FROM:<reverse-path> [parameters]`; `from` is `.null` for `<>`.
+    case mail(from: ReversePath, parameters: ESMTPParameters)
+    /// `RCPT TO:<forward-path> [parameters]`.
+    case recipient(to: ForwardPath, parameters: ESMTPParameters)
+    case data
+    /// `BDAT <size> [LAST]` (RFC 3030 §2): exactly `size` octets of message follow, unstuffed.
+    case binaryData(size: Int, last: Bool)
+    case reset
+    case noop
+    case quit
+    case verify(String)
+    case expand(String)
+    case help(String?)
+    /// Recognized verbs this gateway does not offer (yet): STARTTLS, AUTH, TURN, ETRN…
+    /// They get 502 rather than 500: the command exists, it is just not available here.
+    case notImplemented(verb: String)
+}
+
+/// Why a command line could not be parsed, as the reply to send.
+public struct SMTPCommandError: Error, Hashable, Sendable {
+    public var reply: SMTPReply
+    /// True when the client's byte stream can no longer be framed (a BDAT size we cannot read):
+    /// the only safe continuation is to close the connection.
+    public var losesFraming: Bool
+
+    public init(_ reply: SMTPReply, losesFraming: Bool = false) {
+        self.reply = reply
+        self.losesFraming = losesFraming
+    }
+}
+
+/// The reverse-path of `MAIL FROM`: a mailbox, or the null path `<>` used by bounces.
+public enum ReversePath: Hashable, Sendable, CustomStringConvertible {
+    case null
+    case mailbox(Mailbox)
+
+    /// The address as it appears in the envelope record: "" for the null path.
+    public var address: String {
+        switch self {
+        case .null: ""
+        case .mailbox(let mailbox): mailbox.address
+        }
+    }
+
+    public var description: String { "<\(address)>" }
+}
+
+/// The forward-path of `RCPT TO`: a mailbox, or the special `<postmaster>` (RFC 5321 §4.1.1.3).
+public enum ForwardPath: Hashable, Sendable, CustomStringConvertible {
+    case postmaster
+    case mailbox(Mailbox)
+
+    public var address: String {
+        switch self {
+        case .postmaster: "postmaster"
+        case .mailbox(let mailbox): mailbox.address
+        }
+    }
+
+    public var description: String { "<\(address)>" }
+}
+
+/// `local-part@domain`, as written by the client (quoted local parts keep their quotes).
+public struct Mailbox: Hashable, Sendable {
+    public var localPart: String
+    public var domain: String
+
+    public init(localPart: String, domain: String) {
+        self.localPart = localPart
+        self.domain = domain
+    }
+
+    public var address: String { "\(localPart)@\(domain)" }
+
+    /// True when the address needs SMTPUTF8 (RFC 6531): any octet above 0x7F.
+    public var isInternational: Bool { address.utf8.contains { $0 >= 0x80 } }
+}
+
+/// ESMTP parameters of MAIL or RCPT (`SIZE=1000 BODY=8BITMIME SMTPUTF8`), in the order given.
+/// Keywords are case-insensitive and stored upper-cased; a keyword without `=` has a `nil` value.
+public struct ESMTPParameters: Hashable, Sendable, Sequence {
+    public private(set) var entries: [(keyword: String, value: String?)]
+
+    public init(_ entries: [(keyword: String, value: String?)] = []) {
+        self.entries = entries.map { (keyword: $0.keyword.uppercased(), value: $0.value) }
+    }
+
+    public subscript(keyword: String) -> String?? {
+        let key = keyword.uppercased()
+        return entries.first(where: { $0.keyword == key }).map { $0.value }
+    }
+
+    public func contains(_ keyword: String) -> Bool { self[keyword] != nil }
+
+    public var isEmpty: Bool { entries.isEmpty }
+
+    public func makeIterator() -> IndexingIterator<[(keyword: String, value: String?)]> {
+        entries.makeIterator()
+    }
+
+    public static func == (lhs: ESMTPParameters, rhs: ESMTPParameters) -> Bool {
+        lhs.entries.elementsEqual(rhs.entries) { $0.keyword == $1.keyword && $0.value == $1.value }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for entry in entries {
+            hasher.combine(entry.keyword)
+            hasher.combine(entry.value)
+        }
+    }
+}
+
+extension SMTPCommand {
+    /// RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the angle brackets.
+    public static let maxPathLength = 256
+    /// RFC 5321 §4.5.3.1.1 sets 64 for the local part; real systems exceed it, so we allow four times that
+    /// while still bounding what we store.
+    public static let maxLocalPartLength = 256
+
+    /// Parses one command line (without its line terminator).
+    public static func parse(_ line: some Collection<UInt8>) -> Result<SMTPCommand, SMTPCommandError> {
+        // Commands are text; a line that is not UTF-8 cannot be a valid command (addresses may be UTF-8
+        // under SMTPUTF8, RFC 6531 §3.3).
+        guard let text = String(validating: line, as: UTF8.self) else {
+            return .failure(SMTPCommandError(.syntaxError("command line is not valid UTF-8")))
+        }
+        if text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) {
+            return .failure(SMTPCommandError(.syntaxError("control characters in command line")))
+        }
+        let verbEnd = text.firstIndex(where: { $0 == " " || $0 == "\t" }) ?? text.endIndex
+        let verb = text[..<verbEnd].uppercased()
+        let argument = text[verbEnd...].drop(while: { $0 == " " || $0 == "\t" })
+        let trimmedArgument = String(argument.reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+
+        switch verb {
+        case "HELO", "EHLO":
+            let domain = trimmedArgument.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init)
+            guard let domain, !domain.isEmpty else {
+                return .failure(SMTPCommandError(.syntaxError("\(verb) requires a domain or address literal")))
+            }
+            return .success(verb == "EHLO" ? .extendedHello(domain: domain) : .hello(domain: domain))
+        case "MAIL":
+            return parseMail(trimmedArgument)
+        case "RCPT":
+            return parseRecipient(trimmedArgument)
+        case "DATA":
+            guard trimmedArgument.isEmpty else {
+                return .failure(SMTPCommandError(.syntaxError("DATA takes no argument")))
+            }
+            return .success(.data)
+        case "BDAT":
+            return parseBinaryData(trimmedArgument)
+        case "RSET":
+            return trimmedArgument.isEmpty
+                ? .success(.reset) : .failure(SMTPCommandError(.syntaxError("RSET takes no argument")))
+        case "NOOP":
+            return .success(.noop)  // RFC 5321 §4.1.1.9: the argument, if any, is ignored
+        case "QUIT":
+            return trimmedArgument.isEmpty
+                ? .success(.quit) : .failure(SMTPCommandError(.syntaxError("QUIT takes no argument")))
+        case "VRFY":
+            guard !trimmedArgument.isEmpty else {
+                return .failure(SMTPCommandError(.syntaxError("VRFY requires an argument")))
+            }
+            return .success(.verify(trimmedArgument))
+        case "EXPN":
+            return .success(.expand(trimmedArgument))
+        case "HELP":
+            return .success(.help(trimmedArgument.isEmpty ? nil : trimmedArgument))
+        case "STARTTLS", "AUTH", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD":
+            return .success(.notImplemented(verb: verb))
+        default:
+            return .failure(SMTPCommandError(.commandNotRecognized))
+        }
+    }
+
+    private static func parseMail(_ argument: String) -> Result<SMTPCommand, SMTPCommandError> {
+        guard let rest = argument.droppingPrefix(caseInsensitive: "FROM:") else {
+            return .failure(SMTPCommandError(.syntaxError("expected MAIL FROM:<address>")))
+        }
+        return parsePathAndParameters(rest, badAddress: SMTPReply.badSenderAddressSyntax).flatMap { path, parameters in
+            switch path {
+            case .null:
+                return .success(.mail(from: .null, parameters: parameters))
+            case .postmaster:
+                return .failure(SMTPCommandError(.badSenderAddressSyntax("a sender address needs a domain")))
+            case .mailbox(let mailbox):
+                return .success(.mail(from: .mailbox(mailbox), parameters: parameters))
+            }
+        }
+    }
+
+    private static func parseRecipient(_ argument: String) -> Result<SMTPCommand, SMTPCommandError> {
+        guard let rest = argument.droppingPrefix(caseInsensitive: "TO:") else {
+            return .failure(SMTPCommandError(.syntaxError("expected RCPT TO:<address>")))
+        }
+        return parsePathAndParameters(rest, badAddress: SMTPReply.badRecipientAddressSyntax).flatMap {
+            path, parameters in
+            switch path {
+            case .null:
+                return .failure(SMTPCommandError(.badRecipientAddressSyntax("the null path is not a recipient")))
+            case .postmaster:
+                return .success(.recipient(to: .postmaster, parameters: parameters))
+            case .mailbox(let mailbox):
+                return .success(.recipient(to: .mailbox(mailbox), parameters: parameters))
+            }
+        }
+    }
+
+    private enum ParsedPath {
+        case null
+        case postmaster
+        case mailbox(Mailbox)
+    }
+
+    /// `<path> [SP params]`. Tolerates a space after the colon and a missing pair of angle brackets
+    /// (both are common in the wild; Postfix accepts them with `strict_rfc821_envelopes = no`).
+    private static func parsePathAndParameters(
+        _ text: String, badAddress: (String) -> SMTPReply
+    ) -> Result<(ParsedPath, ESMTPParameters), SMTPCommandError> {
+        let scalars = Array(text.drop(while: { $0 == " " || $0 == "\t" }).unicodeScalars)
+        var index = 0
+        var pathScalars: [Unicode.Scalar] = []
+        if scalars.first == "<" {
+            index = 1
+            var inQuotes = false
+            var closed = false
+            while index < scalars.count {
+                let scalar = scalars[index]
+                if inQuotes && scalar == "\\" && index + 1 < scalars.count {
+                    pathScalars.append(scalar)
+                    pathScalars.append(scalars[index + 1])
+                    index += 2
+                    continue
+                }
+                if scalar == "\"" { inQuotes.toggle() }
+                if scalar == ">" && !inQuotes {
+                    closed = true
+                    index += 1
+                    break
+                }
+                pathScalars.append(scalar)
+                index += 1
+            }
+            guard closed else { return .failure(SMTPCommandError(badAddress("missing closing '>'"))) }
+            if index < scalars.count && scalars[index] != " " && scalars[index] != "\t" {
+                return .failure(SMTPCommandError(badAddress("unexpected text after '>'")))
+            }
+        } else {
+            while index < scalars.count && scalars[index] != " " && scalars[index] != "\t" {
+                pathScalars.append(scalars[index])
+                index += 1
+            }
+            if pathScalars.isEmpty { return .failure(SMTPCommandError(badAddress("missing address"))) }
+        }
+        let pathText = String(String.UnicodeScalarView(pathScalars))
+        guard pathText.utf8.count + 2 <= maxPathLength else {
+            return .failure(SMTPCommandError(badAddress("path longer than \(maxPathLength) octets")))
+        }
+        let parameterText = String(String.UnicodeScalarView(scalars[index...]))
+
+        let path: ParsedPath
+        switch parseMailbox(pathText) {
+        case .success(let parsed): path = parsed
+        case .failure(let reason): return .failure(SMTPCommandError(badAddress(reason.text)))
+        }
+        return parseParameters(parameterText).map { (path, $0) }
+    }
+
+    private struct Reason: Error { var text: String }
+
+    /// Parses the text between the angle brackets: empty (null path), `postmaster`, or
+    /// `[@route,@route:]local@domain` where a source route is accepted and ignored (RFC 5321 §4.1.2, C.).
+    private static func parseMailbox(_ text: String) -> Result<ParsedPath, Reason> {
+        if text.isEmpty { return .success(.null) }
+        if text.lowercased() == "postmaster" { return .success(.postmaster) }
+        var path = Substring(text)
+        if path.hasPrefix("@") {
+            // Obsolete source route: skip up to the colon that ends it.
+            guard let colon = path.firstIndex(of: ":") else { return .failure(Reason(text: "malformed source route")) }
+            path = path[path.index(after: colon)...]
+        }
+        // The local part ends at the last '@' outside a quoted string.
+        var inQuotes = false
+        var escaped = false
+        var atIndex: Substring.Index?
+        for index in path.indices {
+            let character = path[index]
+            if escaped {
+                escaped = false
+                continue
+            }
+            if inQuotes && character == "\\" {
+                escaped = true
+                continue
+            }
+            if character == "\"" { inQuotes.toggle() }
+            if character == "@" && !inQuotes { atIndex = index }
+        }
+        guard !inQuotes else { return .failure(Reason(text: "unterminated quoted local part")) }
+        guard let atIndex else { return .failure(Reason(text: "address needs a domain (local@domain)")) }
+        let localPart = String(path[..<atIndex])
+        let domain = String(path[path.index(after: atIndex)...])
+        guard !localPart.isEmpty else { return .failure(Reason(text: "empty local part")) }
+        guard localPart.utf8.count <= maxLocalPartLength else { return .failure(Reason(text: "local part too long")) }
+        if !localPart.hasPrefix("\"") {
+            // Dot-string: atext and dots (RFC 5321 §4.1.2), leniently allowing UTF-8 (RFC 6531).
+            let forbidden: Set<Character> = [" ", "\t", "<", ">", "(", ")", "[", "]", ",", ";", ":", "\\", "\""]
+            guard !localPart.contains(where: { forbidden.contains($0) }) else {
+                return .failure(Reason(text: "invalid character in local part"))
+            }
+        }
+        guard isValidDomain(domain) else { return .failure(Reason(text: "invalid domain '\(domain)'")) }
+        return .success(.mailbox(Mailbox(localPart: localPart, domain: domain)))
+    }
+
+    /// A domain name (letters, digits, hyphens, underscores and UTF-8 labels) or an address literal.
+    static func isValidDomain(_ domain: String) -> Bool {
+        guard !domain.isEmpty, domain.utf8.count <= 255 else { return false }
+        if domain.hasPrefix("[") {
+            guard domain.hasSuffix("]"), domain.count > 2 else { return false }
+            let literal = domain.dropFirst().dropLast()
+            return literal.allSatisfy { $0.isLetter || $0.isNumber || $0 == "." || $0 == ":" || $0 == "-" }
+        }
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        return labels.allSatisfy { label in
+            !label.isEmpty && label.utf8.count <= 63 && label.first != "-"
+                && label.unicodeScalars.allSatisfy { scalar in
+                    scalar.value >= 0x80 || (scalar.properties.isASCIIHexDigit || scalar.properties.isAlphabetic)
+                        || scalar == "-" || scalar == "_" || ("0"..."9").contains(scalar)
+                }
+        }
+    }
+
+    private static func parseParameters(_ text: String) -> Result<ESMTPParameters, SMTPCommandError> {
+        var entries: [(keyword: String, value: String?)] = []
+        for token in text.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
+            let keyword: Substring
+            let value: String?
+            if let equals = token.firstIndex(of: "=") {
+                keyword = token[..<equals]
+                value = String(token[token.index(after: equals)...])
+            } else {
+                keyword = token
+                value = nil
+            }
+            // RFC 5321 §4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+            guard let first = keyword.unicodeScalars.first, first.isASCIIAlphanumeric,
+                keyword.unicodeScalars.allSatisfy({ $0.isASCIIAlphanumeric || $0 == "-" })
+            else {
+                return .failure(SMTPCommandError(.parameterSyntaxError("malformed parameter '\(token.prefix(40))'")))
+            }
+            if let value, value.isEmpty || value.contains("=") {
+                return .failure(SMTPCommandError(.parameterSyntaxError("malformed value for \(keyword.uppercased())")))
+            }
+            let upper = keyword.uppercased()
+            guard !entries.contains(where: { $0.keyword == upper }) else {
+                return .failure(SMTPCommandError(.parameterSyntaxError("duplicate parameter \(upper)")))
+            }
+            entries.append((keyword: upper, value: value))
+        }
+        return .success(ESMTPParameters(entries))
+    }
+
+    private static func parseBinaryData(_ argument: String) -> Result<SMTPCommand, SMTPCommandError> {
+        let tokens = argument.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        guard let sizeToken = tokens.first, tokens.count <= 2 else {
+            return .failure(SMTPCommandError(.parameterSyntaxError("expected BDAT <size> [LAST]"), losesFraming: true))
+        }
+        // RFC 3030 §2: chunk-size = 1*DIGIT. We bound it to 32 bits like go-smtp; beyond that the stream
+        // cannot be followed, so the connection is closed rather than misread.
+        guard sizeToken.allSatisfy({ $0.isASCII && $0.isNumber }), sizeToken.count <= 10,
+            let size = Int(sizeToken), size <= Int(UInt32.max)
+        else {
+            return .failure(SMTPCommandError(.parameterSyntaxError("invalid BDAT chunk size"), losesFraming: true))
+        }
+        var last = false
+        if tokens.count == 2 {
+            guard tokens[1].uppercased() == "LAST" else {
+                return .failure(
+                    SMTPCommandError(.parameterSyntaxError("expected LAST after the chunk size"), losesFraming: true))
+            }
+            last = true
+        }
+        return .success(.binaryData(size: size, last: last))
+    }
+}
+
+extension Unicode.Scalar {
+    fileprivate var isASCIIAlphanumeric: Bool {
+        ("a"..."z").contains(self) || ("A"..."Z").contains(self) || ("0"..."9").contains(self)
+    }
+}
+
+extension String {
+    /// The rest of the string after `prefix` (ASCII, case-insensitive), skipping spaces after it.
+    fileprivate func droppingPrefix(caseInsensitive prefix: String) -> String? {
+        // Tolerate "MAIL FROM :<a>" (space before the colon) is NOT accepted: RFC 5321 has none and
+        // accepting it widens the grammar for no client we know. "MAIL FROM: <a>" is accepted.
+        guard self.utf8.count >= prefix.utf8.count,
+            self.prefix(prefix.count).uppercased() == prefix.uppercased()
+        else { return nil }
+        return String(self.dropFirst(prefix.count))
+    }
+}

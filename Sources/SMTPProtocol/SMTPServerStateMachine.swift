@@ -1,0 +1,347 @@
+/// The server side of one SMTP session (RFC 5321 §4.1.4 command sequencing), with no I/O.
+///
+/// The machine is fed events — a parsed command, a rejected command line, the end of message data,
+/// the submitter's answer — and returns the `Action` to take. It never sees bytes; `SMTPSession`
+/// frames the input and drives it.
+public struct SMTPServerStateMachine: Sendable {
+    /// Where the session is. Each case carries only what is valid there (design.md principle 2).
+    public enum State: Hashable, Sendable {
+        /// Greeted; waiting for HELO/EHLO.
+        case awaitingHello
+        /// Introduced; no transaction open.
+        case ready(Greeting)
+        /// MAIL accepted; RCPTs being collected.
+        case inTransaction(Greeting, Transaction)
+        /// 354 sent; message data is being read.
+        case receivingData(Greeting, Envelope)
+        /// A BDAT chunk's octets are being read; what to do with them is decided already.
+        case receivingChunk(PendingChunk)
+        /// The complete message was handed to the submitter; waiting for its answer.
+        case submitting(Greeting)
+        /// QUIT answered or the session was aborted.
+        case closed
+    }
+
+    /// What the client said about itself.
+    public struct Greeting: Hashable, Sendable {
+        public var clientDomain: String
+        /// EHLO (true) or HELO (false).
+        public var extended: Bool
+    }
+
+    /// An open mail transaction.
+    public struct Transaction: Hashable, Sendable {
+        public var envelope: Envelope
+        /// Octets received so far in BDAT chunks; nil until the first BDAT (which excludes DATA, RFC 3030 §3).
+        public var chunkedOctets: Int?
+    }
+
+    /// A BDAT chunk being read: either part of the message, or to be discarded and then answered.
+    public enum PendingChunk: Hashable, Sendable {
+        /// The chunk's octets belong to `transaction`'s message.
+        case accepted(Greeting, Transaction, octets: Int, last: Bool)
+        /// The chunk is discarded; `reply` is sent once its octets are consumed. `greeting` is nil before HELO.
+        case rejected(Greeting?, octets: Int, reply: SMTPReply)
+    }
+
+    /// What the session should do next.
+    public enum Action: Hashable, Sendable {
+        /// Send this reply and keep reading commands.
+        case reply(SMTPReply)
+        /// Send the 354 and switch the input to message data.
+        case beginMessageData(SMTPReply)
+        /// Read exactly `octets` octets of BDAT chunk; keep them (`keep`) or discard them.
+        /// The reply comes from `chunkEnded()` once they are consumed.
+        case readChunk(octets: Int, keep: Bool)
+        /// Hand the complete message to the submitter, then call `submissionCompleted(_:)`.
+        case submit(Envelope)
+        /// Send this reply, then close the connection.
+        case replyAndClose(SMTPReply)
+    }
+
+    /// How message data ended, as the input framer saw it.
+    public enum MessageDataOutcome: Hashable, Sendable {
+        case complete
+        case exceededSizeLimit
+        case exceededLineLength
+        case bareLineFeed
+    }
+
+    /// The extensions advertised in the EHLO reply (RFC 5321 §4.1.1.1).
+    /// STARTTLS and AUTH will be added here by the TLS/AUTH work; a TLS upgrade resets the machine
+    /// to `awaitingHello` (RFC 3207 §4.2).
+    public var extensions: [String] {
+        [
+            "PIPELINING",  // RFC 2920
+            "SIZE \(limits.maxMessageSize)",  // RFC 1870
+            "8BITMIME",  // RFC 6152
+            "SMTPUTF8",  // RFC 6531
+            "ENHANCEDSTATUSCODES",  // RFC 2034
+            "CHUNKING",  // RFC 3030
+            "HELP",
+        ]
+    }
+
+    public private(set) var state: State = .awaitingHello
+    public private(set) var errorCount = 0
+    public let limits: SMTPLimits
+    public let hostname: String
+
+    public init(hostname: String, limits: SMTPLimits = SMTPLimits()) {
+        self.hostname = hostname
+        self.limits = limits
+    }
+
+    /// True while no transaction is open: a good moment to close the session on shutdown.
+    public var isIdle: Bool {
+        switch state {
+        case .awaitingHello, .ready, .closed: true
+        case .inTransaction, .receivingData, .receivingChunk, .submitting: false
+        }
+    }
+
+    /// The envelope of the transaction in progress, if any.
+    public var currentEnvelope: Envelope? {
+        switch state {
+        case .inTransaction(_, let transaction): transaction.envelope
+        case .receivingData(_, let envelope): envelope
+        case .receivingChunk(.accepted(_, let transaction, _, _)): transaction.envelope
+        case .receivingChunk(.rejected): nil
+        case .awaitingHello, .ready, .submitting, .closed: nil
+        }
+    }
+
+    /// The client's HELO/EHLO domain, once given.
+    public var clientDomain: String? {
+        switch state {
+        case .ready(let greeting), .inTransaction(let greeting, _), .receivingData(let greeting, _),
+            .receivingChunk(.accepted(let greeting, _, _, _)), .submitting(let greeting):
+            greeting.clientDomain
+        case .receivingChunk(.rejected(let greeting, _, _)): greeting?.clientDomain
+        case .awaitingHello, .closed: nil
+        }
+    }
+
+    // MARK: Events
+
+    /// A command line was parsed.
+    public mutating func received(_ command: SMTPCommand) -> Action {
+        switch (state, command) {
+        case (.closed, _):
+            return .replyAndClose(.closing(hostname: hostname))
+        case (.receivingData, _), (.receivingChunk, _), (.submitting, _):
+            // The session does not feed commands while data is being read or a submission is pending.
+            preconditionFailure("command received in state \(state)")
+
+        case (_, .quit):
+            state = .closed
+            return .replyAndClose(.closing(hostname: hostname))
+
+        case (_, .hello(let domain)):
+            // RFC 5321 §4.1.4: HELO/EHLO at any time resets the session like RSET.
+            state = .ready(Greeting(clientDomain: domain, extended: false))
+            return .reply(.helloAccepted(hostname: hostname, clientDomain: domain))
+        case (_, .extendedHello(let domain)):
+            state = .ready(Greeting(clientDomain: domain, extended: true))
+            return .reply(.extendedHelloAccepted(hostname: hostname, clientDomain: domain, extensions: extensions))
+
+        case (_, .reset):
+            switch state {
+            case .inTransaction(let greeting, _): state = .ready(greeting)
+            default: break
+            }
+            return .reply(.resetOK)
+        case (_, .noop):
+            return .reply(.noopOK)
+        case (_, .verify):
+            return .reply(.cannotVerify)
+        case (_, .expand):
+            return error(.notImplemented("EXPN"))
+        case (_, .help):
+            return .reply(.help)
+        case (_, .notImplemented(let verb)):
+            return error(.notImplemented(verb))
+
+        case (.awaitingHello, .mail), (.awaitingHello, .recipient), (.awaitingHello, .data):
+            return error(.badSequence("send HELO or EHLO first"))
+        case (.awaitingHello, .binaryData(let size, _)):
+            return rejectChunk(size: size, greeting: nil, reply: .badSequence("send HELO or EHLO first"))
+
+        case (.ready(let greeting), .mail(let from, let parameters)):
+            switch validateMailParameters(parameters, extended: greeting.extended) {
+            case .some(let reply): return error(reply)
+            case .none: break
+            }
+            if case .mailbox(let mailbox) = from, mailbox.isInternational, !parameters.contains("SMTPUTF8") {
+                return error(.internationalAddressWithoutSMTPUTF8)
+            }
+            if let declared = parameters["SIZE"], let value = declared, let size = Int(value),
+                size > limits.maxMessageSize
+            {
+                // RFC 1870 §6.1: refuse at MAIL time when the declared size is over the limit.
+                return error(.messageTooLarge(limit: limits.maxMessageSize))
+            }
+            let envelope = Envelope(reversePath: from, mailParameters: parameters)
+            state = .inTransaction(greeting, Transaction(envelope: envelope, chunkedOctets: nil))
+            return .reply(.senderOK)
+        case (.inTransaction, .mail):
+            return error(.badSequence("nested MAIL command"))
+
+        case (.ready, .recipient), (.ready, .data):
+            return error(.badSequence("need MAIL command"))
+        case (.ready(let greeting), .binaryData(let size, _)):
+            return rejectChunk(size: size, greeting: greeting, reply: .badSequence("need MAIL command"))
+
+        case (.inTransaction(let greeting, var transaction), .recipient(let to, let parameters)):
+            if let (keyword, _) = parameters.first(where: { _ in true }) {
+                // No RCPT parameter is advertised (no DSN), so any is unknown (RFC 5321 §4.1.1.11).
+                return error(.unsupportedParameter(keyword))
+            }
+            if case .mailbox(let mailbox) = to, mailbox.isInternational,
+                !transaction.envelope.allowsInternationalAddresses
+            {
+                return error(.internationalAddressWithoutSMTPUTF8)
+            }
+            guard transaction.envelope.forwardPaths.count < limits.maxRecipients else {
+                // Flow control, not an error: the client retries these in a new transaction.
+                return .reply(.tooManyRecipients(limit: limits.maxRecipients))
+            }
+            transaction.envelope.forwardPaths.append(to)
+            state = .inTransaction(greeting, transaction)
+            return .reply(.recipientOK)
+
+        case (.inTransaction(let greeting, let transaction), .data):
+            if transaction.chunkedOctets != nil {
+                return error(.badSequence("DATA after BDAT"))  // RFC 3030 §3
+            }
+            guard !transaction.envelope.forwardPaths.isEmpty else {
+                return error(.badSequence("need RCPT command"))
+            }
+            state = .receivingData(greeting, transaction.envelope)
+            return .beginMessageData(.startMailInput)
+
+        case (.inTransaction(let greeting, let transaction), .binaryData(let size, let last)):
+            guard !transaction.envelope.forwardPaths.isEmpty else {
+                return rejectChunk(size: size, greeting: greeting, reply: .badSequence("need RCPT command"))
+            }
+            let total = (transaction.chunkedOctets ?? 0) + size
+            if total > limits.maxMessageSize {
+                // smtp-behaviour #10, #15: read and discard the oversize chunk, then 552 and reset.
+                return rejectChunk(size: size, greeting: greeting, reply: .messageTooLarge(limit: limits.maxMessageSize))
+            }
+            state = .receivingChunk(.accepted(greeting, transaction, octets: size, last: last))
+            return .readChunk(octets: size, keep: true)
+        }
+    }
+
+    /// A command line could not be parsed (or was too long); `reply` says why.
+    public mutating func commandRejected(_ reply: SMTPReply, closing: Bool = false) -> Action {
+        if closing {
+            state = .closed
+            return .replyAndClose(reply)
+        }
+        return error(reply)
+    }
+
+    /// The message data ended with `<CRLF>.<CRLF>`.
+    public mutating func messageDataEnded(_ outcome: MessageDataOutcome) -> Action {
+        guard case .receivingData(let greeting, let envelope) = state else {
+            preconditionFailure("message data ended in state \(state)")
+        }
+        switch outcome {
+        case .complete:
+            state = .submitting(greeting)
+            return .submit(envelope)
+        case .exceededSizeLimit:
+            state = .ready(greeting)
+            return .reply(.messageTooLarge(limit: limits.maxMessageSize))
+        case .exceededLineLength:
+            state = .ready(greeting)
+            return .reply(.textLineTooLong(limit: limits.maxTextLineLength))
+        case .bareLineFeed:
+            state = .ready(greeting)
+            return .reply(.bareLineFeedInData)
+        }
+    }
+
+    /// All octets of the current BDAT chunk were consumed.
+    public mutating func chunkEnded() -> Action {
+        switch state {
+        case .receivingChunk(.rejected(let greeting, _, let reply)):
+            // A rejected chunk aborts the transaction (RFC 3030 §2: the transaction is considered failed).
+            state = greeting.map { .ready($0) } ?? .awaitingHello
+            return error(reply)
+        case .receivingChunk(.accepted(let greeting, var transaction, let octets, let last)):
+            transaction.chunkedOctets = (transaction.chunkedOctets ?? 0) + octets
+            if last {
+                state = .submitting(greeting)
+                return .submit(transaction.envelope)
+            }
+            state = .inTransaction(greeting, transaction)
+            return .reply(.chunkReceived(octets: octets))
+        default:
+            preconditionFailure("chunk ended in state \(state)")
+        }
+    }
+
+    /// The submitter answered for the message handed over with `.submit`.
+    public mutating func submissionCompleted(_ reply: SMTPReply) -> Action {
+        guard case .submitting(let greeting) = state else {
+            preconditionFailure("submission completed in state \(state)")
+        }
+        state = .ready(greeting)
+        return .reply(reply)
+    }
+
+    /// The session is being closed by the server (timeout, shutdown, too many errors).
+    public mutating func abort(_ reply: SMTPReply) -> Action {
+        state = .closed
+        return .replyAndClose(reply)
+    }
+
+    // MARK: Helpers
+
+    /// A protocol error: counted, and once the budget is spent the session is closed with 421.
+    private mutating func error(_ reply: SMTPReply) -> Action {
+        errorCount += 1
+        if errorCount > limits.maxErrors {
+            state = .closed
+            return .replyAndClose(.tooManyErrors)
+        }
+        return .reply(reply)
+    }
+
+    private mutating func rejectChunk(size: Int, greeting: Greeting?, reply: SMTPReply) -> Action {
+        // The chunk's octets are on the wire whatever we think of the command: they must be consumed,
+        // or they would be read as commands (RFC 3030 §2; an SMTP smuggling vector).
+        state = .receivingChunk(.rejected(greeting, octets: size, reply: reply))
+        return .readChunk(octets: size, keep: false)
+    }
+
+    /// Checks MAIL parameters against what we advertised. Returns the rejection, if any.
+    private func validateMailParameters(_ parameters: ESMTPParameters, extended: Bool) -> SMTPReply? {
+        if !extended, let first = parameters.entries.first {
+            // Parameters are an ESMTP feature; after HELO none was advertised.
+            return .unsupportedParameter(first.keyword)
+        }
+        for (keyword, value) in parameters {
+            switch keyword {
+            case "SIZE":
+                guard let value, !value.isEmpty, value.count <= 20, value.allSatisfy({ $0.isASCII && $0.isNumber })
+                else { return .parameterSyntaxError("SIZE needs a number of octets") }
+            case "BODY":
+                switch value?.uppercased() {
+                case "7BIT", "8BITMIME": break
+                case "BINARYMIME": return .unsupportedParameter("BODY=BINARYMIME")  // smtp-behaviour #12
+                default: return .parameterSyntaxError("unknown BODY value")
+                }
+            case "SMTPUTF8":
+                guard value == nil else { return .parameterSyntaxError("SMTPUTF8 takes no value") }
+            default:
+                return .unsupportedParameter(value.map { "\(keyword)=\($0)" } ?? keyword)
+            }
+        }
+        return nil
+    }
+}
+

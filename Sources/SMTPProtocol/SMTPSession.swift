@@ -1,0 +1,242 @@
+/// One SMTP session as bytes in, bytes and submissions out — the whole server-side protocol with no I/O.
+///
+/// `SMTPSession` frames the input (command lines, DATA, BDAT chunks), drives `SMTPServerStateMachine`,
+/// and batches replies: everything answerable from the bytes at hand is answered in one `Output`, so a
+/// pipelined group (RFC 2920) gets its replies in order and in one write. When a message is complete
+/// the session stops and returns a `Submission`; nothing further is processed until
+/// `submissionCompleted(_:)` — the connection suspends reading meanwhile (back-pressure).
+public struct SMTPSession: Sendable {
+    /// What the connection must do after feeding bytes or a submission result.
+    public struct Output: Sendable, Equatable {
+        /// Reply octets to write, in order (possibly several replies).
+        public var bytes: [UInt8] = []
+        /// The replies contained in `bytes`, for logging and tests.
+        public var replies: [SMTPReply] = []
+        /// A complete message to hand over; the session waits for `submissionCompleted(_:)`.
+        public var submission: Submission?
+        /// Close the connection after writing `bytes`.
+        public var close = false
+
+        public init() {}
+    }
+
+    /// A complete message and its envelope.
+    public struct Submission: Sendable, Equatable {
+        public var envelope: Envelope
+        /// The message as received: dot-unstuffed, CRLF line ends (bare LFs normalized per policy).
+        public var message: [UInt8]
+        /// "DATA" or "BDAT", for logs.
+        public var transfer: String
+    }
+
+    /// What the session is waiting for, which decides the timeout that applies (RFC 5321 §4.5.3.2).
+    public enum Phase: Hashable, Sendable {
+        case command
+        case messageData
+        case chunkData
+        case awaitingSubmission
+        case closed
+    }
+
+    private enum InputMode: Sendable {
+        case commands
+        case messageData(MessageDataDecoder)
+        case chunk(remaining: Int, keep: Bool)
+        case awaitingSubmission
+        case closed
+    }
+
+    public private(set) var machine: SMTPServerStateMachine
+    public let limits: SMTPLimits
+    private var mode: InputMode = .commands
+    private var buffer: [UInt8] = []
+    private var readIndex = 0
+    /// BDAT chunks of the current transaction, accumulated until LAST.
+    private var chunkedMessage: [UInt8] = []
+
+    public init(hostname: String, limits: SMTPLimits = SMTPLimits()) {
+        self.machine = SMTPServerStateMachine(hostname: hostname, limits: limits)
+        self.limits = limits
+    }
+
+    public var phase: Phase {
+        switch mode {
+        case .commands: .command
+        case .messageData: .messageData
+        case .chunk: .chunkData
+        case .awaitingSubmission: .awaitingSubmission
+        case .closed: .closed
+        }
+    }
+
+    /// Octets received but not yet processed (pipelined input waiting behind a submission).
+    public var bufferedOctets: Int { buffer.count - readIndex }
+
+    /// The greeting to send when the connection opens.
+    public var greeting: Output {
+        var output = Output()
+        append(.greeting(hostname: machine.hostname), to: &output)
+        return output
+    }
+
+    /// Feeds received octets and processes as much as possible.
+    public mutating func receive(_ bytes: some Collection<UInt8>) -> Output {
+        guard case .closed = mode else {
+            buffer.append(contentsOf: bytes)
+            return process()
+        }
+        return Output()
+    }
+
+    /// The submitter answered; resumes processing any pipelined input.
+    public mutating func submissionCompleted(_ reply: SMTPReply) -> Output {
+        guard case .awaitingSubmission = mode else { preconditionFailure("no submission pending") }
+        mode = .commands
+        var output = Output()
+        apply(machine.submissionCompleted(reply), to: &output)
+        let more = process()
+        output.merge(more)
+        return output
+    }
+
+    /// Ends the session from the server side (timeout, shutdown): the reply is sent and the connection closed.
+    public mutating func abort(_ reply: SMTPReply) -> Output {
+        var output = Output()
+        apply(machine.abort(reply), to: &output)
+        return output
+    }
+
+    // MARK: Processing
+
+    private mutating func process() -> Output {
+        var output = Output()
+        loop: while true {
+            switch mode {
+            case .closed, .awaitingSubmission:
+                break loop
+            case .commands:
+                guard processCommandLine(into: &output) else { break loop }
+            case .messageData(var decoder):
+                mode = .awaitingSubmission  // drop the enum's reference so the message buffer is not copied on write
+                let (next, ended) = buffer.withUnsafeBufferPointer { decoder.decode($0, from: readIndex) }
+                readIndex = next
+                guard ended else {
+                    mode = .messageData(decoder)
+                    break loop
+                }
+                let action = machine.messageDataEnded(decoder.outcome)
+                if case .submit(let envelope) = action {
+                    mode = .awaitingSubmission
+                    output.submission = Submission(envelope: envelope, message: decoder.message, transfer: "DATA")
+                } else {
+                    mode = .commands
+                    apply(action, to: &output)
+                }
+            case .chunk(let remaining, let keep):
+                let available = min(remaining, buffer.count - readIndex)
+                if keep { chunkedMessage.append(contentsOf: buffer[readIndex..<readIndex + available]) }
+                readIndex += available
+                guard available == remaining else {
+                    mode = .chunk(remaining: remaining - available, keep: keep)
+                    break loop
+                }
+                mode = .commands
+                let action = machine.chunkEnded()
+                if case .submit(let envelope) = action {
+                    mode = .awaitingSubmission
+                    output.submission = Submission(envelope: envelope, message: chunkedMessage, transfer: "BDAT")
+                    chunkedMessage = []
+                } else {
+                    if !keep { chunkedMessage = [] }  // a rejected chunk aborts the transaction
+                    apply(action, to: &output)
+                }
+            }
+        }
+        compactBuffer()
+        return output
+    }
+
+    /// Processes one command line if a complete one is buffered. Returns false when more input is needed.
+    private mutating func processCommandLine(into output: inout Output) -> Bool {
+        let available = buffer.count - readIndex
+        guard let lineFeed = buffer[readIndex...].firstIndex(of: 10) else {
+            if available >= limits.maxCommandLineLength {
+                // Do not wait for the rest of an over-long line: answer and close now, bounding memory.
+                apply(machine.commandRejected(.commandLineTooLong(limit: limits.maxCommandLineLength),
+                                              closing: true), to: &output)
+            }
+            return false
+        }
+        let lineLength = lineFeed + 1 - readIndex
+        let hasCR = lineFeed > readIndex && buffer[lineFeed - 1] == 13
+        let content = buffer[readIndex..<(hasCR ? lineFeed - 1 : lineFeed)]
+        readIndex = lineFeed + 1
+        if lineLength > limits.maxCommandLineLength {
+            apply(machine.commandRejected(.commandLineTooLong(limit: limits.maxCommandLineLength), closing: true),
+                  to: &output)
+            return true
+        }
+        if !hasCR && limits.bareLineFeedPolicy == .reject {
+            apply(machine.commandRejected(.bareLineFeedInCommand, closing: true), to: &output)
+            return true
+        }
+        switch SMTPCommand.parse(content) {
+        case .failure(let error):
+            apply(machine.commandRejected(error.reply, closing: error.losesFraming), to: &output)
+        case .success(let command):
+            apply(machine.received(command), to: &output)
+        }
+        return true
+    }
+
+    private mutating func apply(_ action: SMTPServerStateMachine.Action, to output: inout Output) {
+        switch action {
+        case .reply(let reply):
+            append(reply, to: &output)
+        case .beginMessageData(let reply):
+            append(reply, to: &output)
+            chunkedMessage = []
+            mode = .messageData(
+                MessageDataDecoder(
+                    maxMessageSize: limits.maxMessageSize, maxLineLength: limits.maxTextLineLength,
+                    bareLineFeedPolicy: limits.bareLineFeedPolicy))
+        case .readChunk(let octets, let keep):
+            // `BDAT 0 LAST` completes at once: process() finds all zero octets available.
+            mode = .chunk(remaining: octets, keep: keep)
+        case .submit(let envelope):
+            // Only message-data and chunk endings submit; they are handled in process().
+            preconditionFailure("unexpected submit for \(envelope)")
+        case .replyAndClose(let reply):
+            append(reply, to: &output)
+            output.close = true
+            mode = .closed
+            buffer = []
+            readIndex = 0
+        }
+    }
+
+    private func append(_ reply: SMTPReply, to output: inout Output) {
+        output.replies.append(reply)
+        output.bytes.append(contentsOf: reply.wireBytes)
+    }
+
+    /// Drops consumed octets once they are the larger part of the buffer (amortized O(1) per octet).
+    private mutating func compactBuffer() {
+        if readIndex == buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 256 * 1024)
+            readIndex = 0
+        } else if readIndex > 64 * 1024 && readIndex > buffer.count / 2 {
+            buffer.removeFirst(readIndex)
+            readIndex = 0
+        }
+    }
+}
+
+extension SMTPSession.Output {
+    mutating func merge(_ other: SMTPSession.Output) {
+        bytes.append(contentsOf: other.bytes)
+        replies.append(contentsOf: other.replies)
+        if let submission = other.submission { self.submission = submission }
+        close = close || other.close
+    }
+}

@@ -1,0 +1,421 @@
+import Dispatch
+import Foundation
+import Glibc
+import Logging
+import SMTPProtocol
+
+/// One client connection: a non-blocking socket driven by Dispatch read/write sources on its own serial
+/// queue. Bytes go into `SMTPSession`; its output goes to the socket and the submitter.
+///
+/// Concurrency: every mutable property is touched only on `queue` (asserted at entry points). The
+/// submitter's completion hops back onto `queue`. No call here blocks.
+final class SMTPConnection: @unchecked Sendable {
+    let id: String
+    let clientAddress: SocketAddress
+    let queue: DispatchQueue
+
+    private let fd: Int32
+    private var session: SMTPSession
+    private let submitter: MessageSubmitter
+    private let timeouts: SMTPTimeouts
+    private var logger: Logger
+    private let onClose: @Sendable (SMTPConnection) -> Void
+
+    private let readSource: DispatchSourceRead
+    private let writeSource: DispatchSourceWrite
+    private let timer: DispatchSourceTimer
+    private var readSuspended = false
+    private var writeSuspended = true
+    private var closed = false
+
+    private var pendingOutput: [UInt8] = []
+    private var pendingOutputOffset = 0
+    private var closeAfterFlush = false
+    private var closeRequestedAt = 0.0
+    private var closeReason = "quit"
+    private var heloName = ""
+
+    private var shutdownRequested = false
+
+    // Timing (monotonic seconds).
+    private let openedAt: Double
+    private var commandDeadline: Double
+    private var lastReadAt: Double
+    private var dataStartedAt: Double?
+    private var dataOctets = 0
+    private var submissionStartedAt: Double?
+    private var submissionMessageID: String?
+
+    // Statistics for the closing log line.
+    private var octetsIn = 0
+    private var messagesAccepted = 0
+    private var messagesRejected = 0
+
+    /// Read buffer size: large enough for a pipelined group or a fat DATA segment in one read.
+    private static let readSize = 64 * 1024
+    /// Reads per event before yielding the queue to other work (fairness between connections).
+    private static let readsPerEvent = 4
+    /// Unsent reply octets beyond which we stop reading: a client that does not read its replies
+    /// must not make us buffer without bound.
+    private static let maxPendingOutput = 256 * 1024
+    /// How long a closing connection waits for its last reply to be written.
+    private static let finalReplyTimeout = 10.0
+
+    init(
+        fd: Int32, clientAddress: SocketAddress, configuration: SMTPServerConfiguration,
+        submitter: MessageSubmitter, targetQueue: DispatchQueue, logger: Logger,
+        onClose: @escaping @Sendable (SMTPConnection) -> Void
+    ) {
+        self.id = Identifiers.sessionID()
+        self.fd = fd
+        self.clientAddress = clientAddress
+        self.queue = DispatchQueue(label: "smtp.connection.\(id)", target: targetQueue)
+        self.session = SMTPSession(hostname: configuration.hostname, limits: configuration.limits)
+        self.submitter = submitter
+        self.timeouts = configuration.timeouts
+        var logger = logger
+        logger[metadataKey: "smtp.session"] = "\(id)"
+        logger[metadataKey: "smtp.client"] = "\(clientAddress)"
+        self.logger = logger
+        self.onClose = onClose
+        self.readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        self.writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+        self.timer = DispatchSource.makeTimerSource(queue: queue)
+        let now = Self.now()
+        self.openedAt = now
+        self.lastReadAt = now
+        self.commandDeadline = now + configuration.timeouts.command
+    }
+
+    /// Sends the greeting and starts reading. Called once, from any queue.
+    func start() {
+        queue.async { [self] in
+            readSource.setEventHandler { [unowned self] in handleReadable() }
+            writeSource.setEventHandler { [unowned self] in handleWritable() }
+            timer.setEventHandler { [unowned self] in checkTimeouts() }
+            // The fd is closed once all three sources are cancelled: Dispatch requires that a descriptor
+            // outlive the sources monitoring it.
+            let group = DispatchGroup()
+            for source in [readSource, writeSource, timer] as [DispatchSourceProtocol] {
+                group.enter()
+                source.setCancelHandler { group.leave() }
+            }
+            group.notify(queue: queue) { [self] in
+                Glibc.close(fd)
+                onClose(self)
+            }
+            let interval = Self.timerInterval(for: timeouts)
+            timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(50))
+            timer.resume()
+            readSource.resume()
+            logger.debug("connection opened")
+            handle(session.greeting)
+        }
+    }
+
+    /// Graceful shutdown: close now when idle, otherwise after the current transaction.
+    func requestShutdown() {
+        queue.async { [self] in
+            guard !closed else { return }
+            shutdownRequested = true
+            closeIfIdleDuringShutdown()
+        }
+    }
+
+    /// End of the shutdown grace period: close whatever is still open with 421.
+    func forceClose() {
+        queue.async { [self] in
+            guard !closed, !closeAfterFlush else { return }
+            if let id = submissionMessageID {
+                logger.warning(
+                    "shutdown deadline reached while a message was being delivered; the client is told to retry",
+                    metadata: ["smtp.message_id": "\(id)"])
+            }
+            closeReason = "shutdown"
+            handle(session.abort(.shuttingDown))
+        }
+    }
+
+    // MARK: Reading
+
+    private func handleReadable() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !closed, !readSuspended else { return }
+        var buffer = [UInt8](repeating: 0, count: Self.readSize)
+        for _ in 0..<Self.readsPerEvent {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, Self.readSize) }
+            if count > 0 {
+                octetsIn += count
+                lastReadAt = Self.now()
+                if session.phase == .messageData || session.phase == .chunkData { dataOctets += count }
+                handle(session.receive(buffer[0..<count]))
+                if closed || readSuspended || closeAfterFlush { return }
+                if count < Self.readSize { return }  // drained the socket buffer
+            } else if count == 0 {
+                clientVanished("client closed the connection")
+                return
+            } else {
+                let error = errno
+                if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { return }
+                clientVanished("read failed: \(String(cString: strerror(error)))")
+                return
+            }
+        }
+    }
+
+    private func clientVanished(_ reason: String) {
+        if !session.machine.isIdle || session.phase != .command {
+            // Nothing is delivered for a transaction that did not reach its end (RFC 5321 §4.1.1.4):
+            // the message data is discarded with the session.
+            logger.notice(
+                "client disconnected during a transaction; nothing was accepted",
+                metadata: ["reason": "\(reason)", "smtp.phase": "\(session.phase)"])
+        }
+        closeReason = reason
+        closeNow()
+    }
+
+    // MARK: Session output
+
+    private func handle(_ output: SMTPSession.Output) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        if let domain = session.machine.clientDomain { heloName = domain }
+        if !output.replies.isEmpty {
+            commandDeadline = Self.now() + timeouts.command
+            for reply in output.replies where reply.code >= 500 && reply.code != 554 {
+                logger.debug("protocol error reply", metadata: ["smtp.reply": "\(reply)"])
+            }
+        }
+        trackDataPhase()
+        if !output.bytes.isEmpty { enqueue(output.bytes) }
+        if output.close {
+            if closeReason == "quit", let last = output.replies.last, last.code == 421 || last.code == 500 {
+                closeReason = "\(last)"
+            }
+            closeAfterFlush = true
+            closeRequestedAt = Self.now()
+            suspendReading()
+            flush()
+            return
+        }
+        if let submission = output.submission {
+            submit(submission)
+        }
+        closeIfIdleDuringShutdown()
+    }
+
+    private func trackDataPhase() {
+        switch session.phase {
+        case .messageData, .chunkData:
+            if dataStartedAt == nil {
+                dataStartedAt = Self.now()
+                dataOctets = 0
+            }
+        default:
+            dataStartedAt = nil
+        }
+    }
+
+    private func submit(_ submission: SMTPSession.Submission) {
+        suspendReading()  // back-pressure: nothing more is read until the submitter answers
+        let messageID = Identifiers.messageID()
+        let started = Self.now()
+        submissionStartedAt = started
+        submissionMessageID = messageID
+        let info = SessionInfo(
+            sessionID: id, clientAddress: clientAddress, heloName: heloName,
+            transfer: submission.transfer)
+        let message = ReceivedMessage(
+            id: messageID, receivedAt: Date(), envelope: submission.envelope, data: submission.message, session: info)
+        let envelope = submission.envelope
+        let size = submission.message.count
+        submitter.submit(message) { [weak self] reply in
+            guard let self else { return }
+            self.queue.async {
+                self.submissionCompleted(
+                    reply, messageID: messageID, envelope: envelope, size: size, started: started)
+            }
+        }
+    }
+
+    private func submissionCompleted(
+        _ reply: SMTPReply, messageID: String, envelope: Envelope, size: Int, started: Double
+    ) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard submissionMessageID == messageID else { return }  // answered already (timeout or shutdown)
+        submissionMessageID = nil
+        submissionStartedAt = nil
+        guard !closed else { return }
+        if reply.isPositive { messagesAccepted += 1 } else { messagesRejected += 1 }
+        let level: Logger.Level = reply.isPositive ? .info : (reply.isTransientFailure ? .warning : .notice)
+        logger.log(
+            level: level, "message",
+            metadata: [
+                "smtp.message_id": "\(messageID)",
+                "smtp.mail_from": "\(envelope.reversePath)",
+                "smtp.rcpt_count": "\(envelope.forwardPaths.count)",
+                "smtp.size": "\(size)",
+                "smtp.reply": "\(reply)",
+                "duration_ms": "\(Int((Self.now() - started) * 1000))",
+            ])
+        let output = session.submissionCompleted(reply)
+        resumeReading()
+        handle(output)
+        // Input pipelined behind the message may already be buffered in the socket.
+        if !closed && !readSuspended { handleReadable() }
+    }
+
+    private func closeIfIdleDuringShutdown() {
+        guard shutdownRequested, !closed, !closeAfterFlush,
+            session.machine.isIdle, session.phase == .command
+        else { return }
+        closeReason = "shutdown"
+        handle(session.abort(.shuttingDown))
+    }
+
+    // MARK: Writing
+
+    private func enqueue(_ bytes: [UInt8]) {
+        if pendingOutputOffset == pendingOutput.count {
+            pendingOutput = bytes
+            pendingOutputOffset = 0
+        } else {
+            pendingOutput.append(contentsOf: bytes)
+        }
+        flush()
+    }
+
+    private func flush() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !closed else { return }
+        while pendingOutputOffset < pendingOutput.count {
+            let written = pendingOutput.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress! + pendingOutputOffset, raw.count - pendingOutputOffset, Int32(MSG_NOSIGNAL))
+            }
+            if written > 0 {
+                pendingOutputOffset += written
+            } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if writeSuspended {
+                    writeSuspended = false
+                    writeSource.resume()
+                }
+                if pendingOutput.count - pendingOutputOffset > Self.maxPendingOutput { suspendReading() }
+                return
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else {
+                clientVanished("write failed: \(String(cString: strerror(errno)))")
+                return
+            }
+        }
+        pendingOutput.removeAll(keepingCapacity: true)
+        pendingOutputOffset = 0
+        if !writeSuspended {
+            writeSuspended = true
+            writeSource.suspend()
+        }
+        if closeAfterFlush {
+            closeNow()
+        } else if readSuspended && session.phase != .awaitingSubmission {
+            resumeReading()
+        }
+    }
+
+    private func handleWritable() {
+        flush()
+    }
+
+    // MARK: Timeouts
+
+    private static func timerInterval(for timeouts: SMTPTimeouts) -> Double {
+        let smallest = [timeouts.command, timeouts.dataBlock, timeouts.submission].min() ?? 1
+        return max(0.05, min(1.0, smallest / 4))
+    }
+
+    private func checkTimeouts() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !closed else { return }
+        let now = Self.now()
+        if closeAfterFlush {
+            // The final reply could not be written (the client stopped reading): give up on it.
+            if now - closeRequestedAt >= Self.finalReplyTimeout { closeNow() }
+            return
+        }
+        switch session.phase {
+        case .command:
+            if now >= commandDeadline {
+                logger.notice("command timeout", metadata: ["timeout_s": "\(timeouts.command)"])
+                closeReason = "command timeout"
+                handle(session.abort(.commandTimeout))
+            }
+        case .messageData, .chunkData:
+            let started = dataStartedAt ?? now
+            let elapsed = now - started
+            let tooSlow =
+                elapsed > timeouts.minDataRateGracePeriod && Double(dataOctets) < timeouts.minDataRate * elapsed
+            if now - lastReadAt >= timeouts.dataBlock || tooSlow {
+                logger.notice(
+                    "message data timeout; nothing was accepted",
+                    metadata: [
+                        "reason": "\(tooSlow ? "below minimum data rate" : "no data")",
+                        "octets": "\(dataOctets)", "elapsed_s": "\(Int(elapsed))",
+                    ])
+                closeReason = tooSlow ? "data rate too low" : "data timeout"
+                handle(session.abort(.dataTimeout))
+            }
+        case .awaitingSubmission:
+            if let started = submissionStartedAt, now - started >= timeouts.submission {
+                logger.error(
+                    "delivery did not answer in time; the client is told to retry",
+                    metadata: ["smtp.message_id": "\(submissionMessageID ?? "?")", "timeout_s": "\(timeouts.submission)"])
+                submissionMessageID = nil
+                closeReason = "submission timeout"
+                handle(session.abort(.submissionTimedOut))
+            }
+        case .closed:
+            break
+        }
+    }
+
+    // MARK: Lifecycle
+
+    private func suspendReading() {
+        guard !readSuspended, !closed else { return }
+        readSuspended = true
+        readSource.suspend()
+    }
+
+    private func resumeReading() {
+        guard readSuspended, !closed else { return }
+        readSuspended = false
+        readSource.resume()
+    }
+
+    private func closeNow() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !closed else { return }
+        closed = true
+        // Cancelling a suspended source never delivers its cancel handler: resume first.
+        if readSuspended { readSource.resume() }
+        if writeSuspended { writeSource.resume() }
+        readSource.cancel()
+        writeSource.cancel()
+        timer.cancel()
+        logger.info(
+            "connection closed",
+            metadata: [
+                "smtp.helo": "\(heloName)",
+                "messages_accepted": "\(messagesAccepted)",
+                "messages_rejected": "\(messagesRejected)",
+                "octets_in": "\(octetsIn)",
+                "duration_ms": "\(Int((Self.now() - openedAt) * 1000))",
+                "reason": "\(closeReason)",
+            ])
+    }
+
+    static func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+}

@@ -1,0 +1,236 @@
+import Dispatch
+import Glibc
+import Logging
+import SMTPProtocol
+
+/// Why the server could not start.
+public struct SMTPServerError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// The SMTP listener: non-blocking listening sockets watched by Dispatch read sources, one
+/// `SMTPConnection` (with its own serial queue) per accepted client. No thread per connection.
+///
+/// Concurrency: the registry of connections and listeners lives on `queue`. Connection queues target one
+/// shared concurrent queue, so connections run in parallel on Dispatch's bounded worker pool.
+public final class SMTPServer: @unchecked Sendable {
+    private let configuration: SMTPServerConfiguration
+    private let submitter: MessageSubmitter
+    private let logger: Logger
+    private let queue = DispatchQueue(label: "smtp.server")
+    private let connectionTargetQueue = DispatchQueue(label: "smtp.connections", attributes: .concurrent)
+
+    private var listeners: [(fd: Int32, source: DispatchSourceRead, address: SocketAddress)] = []
+    private var connections: [ObjectIdentifier: SMTPConnection] = [:]
+    private var connectionsPerClient: [[UInt8]: Int] = [:]
+    private var shuttingDown = false
+    private var shutdownCompletion: (@Sendable () -> Void)?
+    private var shutdownTimer: DispatchSourceTimer?
+
+    public init(configuration: SMTPServerConfiguration, submitter: MessageSubmitter, logger: Logger) {
+        self.configuration = configuration
+        self.submitter = submitter
+        self.logger = logger
+    }
+
+    /// Binds every listen address and starts accepting. Returns the bound addresses (with the real port
+    /// when port 0 was asked for). On failure nothing stays bound.
+    @discardableResult
+    public func start() throws -> [SocketAddress] {
+        try queue.sync {
+            var bound: [(Int32, SocketAddress)] = []
+            do {
+                for address in configuration.listenAddresses {
+                    bound.append(try Self.bindListeningSocket(address, backlog: configuration.listenBacklog))
+                }
+            } catch {
+                for (fd, _) in bound { close(fd) }
+                throw error
+            }
+            for (fd, address) in bound { adoptListeningSocket(fd, address: address) }
+            return bound.map { $0.1 }
+        }
+    }
+
+    /// Starts accepting on an already-listening socket (inherited from systemd socket activation).
+    public func adopt(listeningSocket fd: Int32) throws -> SocketAddress {
+        try queue.sync {
+            guard let address = Self.localAddress(of: fd) else {
+                throw SMTPServerError(description: "inherited descriptor \(fd) is not an IPv4/IPv6 socket")
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            adoptListeningSocket(fd, address: address)
+            return address
+        }
+    }
+
+    /// Number of open connections (for status and tests).
+    public var connectionCount: Int { queue.sync { connections.count } }
+
+    /// Graceful shutdown: stop accepting, let open transactions finish for up to the grace period, then
+    /// close the rest with 421. `completion` runs once every connection is closed.
+    public func shutdown(completion: @escaping @Sendable () -> Void) {
+        queue.async { [self] in
+            guard !shuttingDown else { return }
+            shuttingDown = true
+            shutdownCompletion = completion
+            for listener in listeners { listener.source.cancel() }
+            listeners = []
+            logger.info(
+                "shutting down: no new connections; open transactions may finish",
+                metadata: ["connections": "\(connections.count)", "grace_s": "\(configuration.timeouts.shutdownGracePeriod)"])
+            for connection in connections.values { connection.requestShutdown() }
+            let timer = DispatchSource.makeTimerSource(queue: queue)
+            timer.schedule(deadline: .now() + configuration.timeouts.shutdownGracePeriod)
+            timer.setEventHandler { [self] in
+                if !connections.isEmpty {
+                    logger.warning("shutdown grace period over; closing remaining connections with 421",
+                                   metadata: ["connections": "\(connections.count)"])
+                }
+                for connection in connections.values { connection.forceClose() }
+            }
+            timer.resume()
+            shutdownTimer = timer
+            finishShutdownIfDone()
+        }
+    }
+
+    // MARK: Accepting
+
+    private func adoptListeningSocket(_ fd: Int32, address: SocketAddress) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        source.setEventHandler { [unowned self] in acceptConnections(on: fd) }
+        source.setCancelHandler { close(fd) }
+        listeners.append((fd, source, address))
+        source.resume()
+        logger.info("listening", metadata: ["address": "\(address)"])
+    }
+
+    private func acceptConnections(on listenFD: Int32) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        // Accept everything pending, bounded so one busy listener cannot starve the registry queue.
+        for _ in 0..<256 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    accept(listenFD, $0, &length)
+                }
+            }
+            if fd < 0 {
+                let error = errno
+                if error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED { return }
+                // EMFILE/ENFILE: out of descriptors. Log and try again on the next event rather than spin.
+                logger.error("accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
+                return
+            }
+            // accept4() is not exported by Swift's Glibc module; set the flags separately.
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            guard let client = SocketAddress(storage: storage) else {
+                close(fd)
+                continue
+            }
+            admit(fd: fd, client: client)
+        }
+    }
+
+    private func admit(fd: Int32, client: SocketAddress) {
+        if shuttingDown {
+            refuse(fd: fd, client: client, reply: .shuttingDown, reason: "shutting down")
+            return
+        }
+        guard configuration.allowedNetworks.contains(where: { $0.contains(client) }) else {
+            refuse(fd: fd, client: client, reply: .accessDenied, reason: "address not in allowed networks")
+            return
+        }
+        guard connections.count < configuration.maxConnections else {
+            refuse(fd: fd, client: client, reply: .tooManyConnections, reason: "connection limit reached")
+            return
+        }
+        let clientKey = client.unmappedIPBytes
+        guard connectionsPerClient[clientKey, default: 0] < configuration.maxConnectionsPerClient else {
+            refuse(fd: fd, client: client, reply: .tooManyConnectionsFromClient,
+                   reason: "per-client connection limit reached")
+            return
+        }
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let connection = SMTPConnection(
+            fd: fd, clientAddress: client, configuration: configuration, submitter: submitter,
+            targetQueue: connectionTargetQueue, logger: logger
+        ) { [weak self] connection in
+            self?.connectionClosed(connection)
+        }
+        connections[ObjectIdentifier(connection)] = connection
+        connectionsPerClient[clientKey, default: 0] += 1
+        connection.start()
+    }
+
+    /// Answers a refused client with one reply and closes. The socket is non-blocking and the reply
+    /// fits any send buffer, so this never waits.
+    private func refuse(fd: Int32, client: SocketAddress, reply: SMTPReply, reason: String) {
+        logger.notice("connection refused", metadata: ["smtp.client": "\(client)", "reason": "\(reason)",
+                                                        "smtp.reply": "\(reply)"])
+        let bytes = reply.wireBytes
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        close(fd)
+    }
+
+    private func connectionClosed(_ connection: SMTPConnection) {
+        queue.async { [self] in
+            connections[ObjectIdentifier(connection)] = nil
+            let key = connection.clientAddress.unmappedIPBytes
+            let remaining = connectionsPerClient[key, default: 1] - 1
+            connectionsPerClient[key] = remaining > 0 ? remaining : nil
+            finishShutdownIfDone()
+        }
+    }
+
+    private func finishShutdownIfDone() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard shuttingDown, connections.isEmpty, let completion = shutdownCompletion else { return }
+        shutdownCompletion = nil
+        shutdownTimer?.cancel()
+        logger.info("all connections closed")
+        completion()
+    }
+
+    // MARK: Sockets
+
+    private static func bindListeningSocket(_ address: SocketAddress, backlog: Int32) throws -> (Int32, SocketAddress) {
+        let family = address.isIPv6 ? AF_INET6 : AF_INET
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SMTPServerError(description: "socket(): \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if address.isIPv6 {
+            // An IPv6 listen address means IPv6 only; list 0.0.0.0 separately for IPv4. This keeps the
+            // two address families' access rules explicit.
+            _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        let bindResult = address.withSockAddr { bind(fd, $0, $1) }
+        guard bindResult == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw SMTPServerError(description: "cannot listen on \(address): \(message)")
+        }
+        guard listen(fd, backlog) == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw SMTPServerError(description: "listen() on \(address): \(message)")
+        }
+        return (fd, localAddress(of: fd) ?? address)
+    }
+
+    private static func localAddress(of fd: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return result == 0 ? SocketAddress(storage: storage) : nil
+    }
+}

@@ -1,0 +1,58 @@
+import SMTPProtocol
+
+/// Everything the listener needs to know. Every limit has a default, a unit and a reason.
+public struct SMTPServerConfiguration: Sendable {
+    /// Where to listen. Default `127.0.0.1:2525`: local applications only, no privileged port.
+    public var listenAddresses: [SocketAddress] = [SocketAddress(ip: "127.0.0.1", port: 2525)].compactMap { $0 }
+
+    /// The name in the greeting and EHLO reply.
+    public var hostname: String = "localhost"
+
+    /// Protocol limits (message size, line lengths, recipients, errors, bare-LF policy).
+    public var limits = SMTPLimits()
+
+    /// Timeouts and the minimum data rate.
+    public var timeouts = SMTPTimeouts()
+
+    /// Networks whose clients may connect; everyone else gets 554 5.7.1 at connect.
+    /// Default: loopback only, so the gateway is never an open relay by default.
+    public var allowedNetworks: [IPNetwork] = IPNetwork.loopback
+
+    /// Simultaneous connections in total; more get 421 4.7.0 at connect. Each idle connection costs
+    /// a socket, a queue and a few KiB, so 1000 is far from the machine's limits but bounds abuse.
+    public var maxConnections: Int = 1000
+
+    /// Simultaneous connections from one client IP address (Postfix `smtpd_client_connection_count_limit = 50`).
+    public var maxConnectionsPerClient: Int = 50
+
+    /// Pending connections the kernel may queue before `accept` (`listen(2)` backlog).
+    public var listenBacklog: Int32 = 1024
+
+    public init() {}
+}
+
+/// RFC 5321 §4.5.3.2 timeouts as seen from the server, plus slowloris protection. Units: seconds.
+public struct SMTPTimeouts: Hashable, Sendable {
+    /// How long the server waits for a complete command line (greeting to first command, and between
+    /// commands). RFC 5321 §4.5.3.2.7: at least 5 minutes. Trickling bytes does not extend it.
+    public var command: Double = 300
+
+    /// Longest silence while message data is arriving (RFC 5321 §4.5.3.2.5: 3 minutes per data block).
+    public var dataBlock: Double = 180
+
+    /// Longest time the submitter (outbox write, ACS delivery) may take before the client is answered with
+    /// 451 (RFC 5321 §4.5.3.2.6: the client waits 10 minutes for the reply to the end of data).
+    public var submission: Double = 600
+
+    /// Minimum average rate of message data, in octets per second, once `minDataRateGracePeriod` has passed
+    /// (Postfix `smtpd_min_data_rate = 500`): defeats clients that keep a connection alive by trickling.
+    public var minDataRate: Double = 500
+
+    /// Time at the start of message data during which the rate is not checked (slow starts, small messages).
+    public var minDataRateGracePeriod: Double = 30
+
+    /// How long a graceful shutdown waits for open transactions before closing them with 421.
+    public var shutdownGracePeriod: Double = 30
+
+    public init() {}
+}
