@@ -59,4 +59,9 @@ static inline CURLMcode acsgw_curl_multi_setopt_timer_callback(CURLM *multi, acs
     return curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, callback);
 }
 
+// curl_version_info for the headers' own version (CURLVERSION_NOW is a macro Swift does not import).
+static inline curl_version_info_data *acsgw_curl_version_info(void) {
+    return curl_version_info(CURLVERSION_NOW);
+}
+
 #endif

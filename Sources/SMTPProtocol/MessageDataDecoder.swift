@@ -149,11 +149,11 @@ public struct MessageDataDecoder: Sendable {
     /// so no dot-unstuffing and no end of data after it). Stored as CRLF under `normalize`.
     private mutating func bareLineFeed() {
         sawBareLineFeed = true
-        if bareLineFeedPolicy == .normalize {
-            decodedOctets += 2
-            if decodedOctets > maxMessageSize { exceededSizeLimit = true }
-            if !exceededSizeLimit && !exceededLineLength { message.append(contentsOf: [13, 10]) }
-        }
+        // Under `reject` the message fails anyway; the LF is kept as received.
+        let stored: [UInt8] = bareLineFeedPolicy == .normalize ? [13, 10] : [10]
+        decodedOctets += stored.count
+        if decodedOctets > maxMessageSize { exceededSizeLimit = true }
+        if !exceededSizeLimit && !exceededLineLength { message.append(contentsOf: stored) }
         lineLength = 0
         state = .text
     }

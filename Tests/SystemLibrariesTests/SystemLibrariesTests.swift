@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test func libcurl_isTheOpenSSLBuildWithHTTPSAndHTTP2Support() throws {
-        let info = try #require(curl_version_info(CURLVERSION_NOW))
+        let info = try #require(acsgw_curl_version_info())
         let features = info.pointee.features
         #expect(features & CURL_VERSION_SSL != 0)
         let ssl = String(cString: info.pointee.ssl_version)

@@ -1,0 +1,130 @@
+import Testing
+
+@testable import SMTPProtocol
+
+/// BDAT (RFC 3030) framing and the SMTP smuggling variants (smtp-behaviour #1, #6, #15).
+@Suite struct ChunkingAndSmugglingTests {
+    static let hello = "EHLO client.example\r\n"
+    static let envelope = "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\n"
+
+    // MARK: BDAT
+
+    @Test(arguments: SessionDriver.Chunking.allCases)
+    func eximPattern_mailRcptRcptBdatLastDataQuit_inOneWrite(_ chunking: SessionDriver.Chunking) {
+        // smtp-behaviour #6: Exim sends all of this in one TCP write.
+        let message = "Subject: x\r\n\r\n.dot stays\r\n"
+        var driver = SessionDriver()
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@example.com> SIZE=\(message.utf8.count)\r\nRCPT TO:<b@x.org>\r\n"
+                + "RCPT TO:<c@x.org>\r\nBDAT \(message.utf8.count) LAST\r\n" + message + "QUIT\r\n",
+            chunking: chunking)
+        #expect(result.codes == [250, 250, 250, 250, 250, 221])
+        #expect(result.messages == [message])
+        #expect(result.submissions.first?.transfer == "BDAT")
+        #expect(result.submissions.first?.envelope.forwardPaths.count == 2)
+    }
+
+    @Test(arguments: SessionDriver.Chunking.allCases)
+    func manySmallChunks_thenZeroLast(_ chunking: SessionDriver.Chunking) {
+        var driver = SessionDriver()
+        let chunks = (0..<20).map { "BDAT 3\r\nc\($0 % 10)\n" }.joined()
+        let result = driver.run(Self.hello + Self.envelope + chunks + "BDAT 0 LAST\r\n", chunking: chunking)
+        #expect(result.codes == [250, 250, 250] + Array(repeating: 250, count: 20) + [250])
+        #expect(result.messages == [(0..<20).map { "c\($0 % 10)\n" }.joined()])
+        #expect(result.replies[3].lines == ["3 octets received"])
+    }
+
+    @Test func bdatZeroLast_alone_submitsAnEmptyMessage() {
+        var driver = SessionDriver()
+        let result = driver.run(Self.hello + Self.envelope + "BDAT 0 LAST\r\n")
+        #expect(result.codes == [250, 250, 250, 250])
+        #expect(result.messages == [""])
+    }
+
+    @Test func bdatChunkContainingCRLFDotCRLF_isContent() {
+        var driver = SessionDriver()
+        let content = "a\r\n.\r\nMAIL FROM:<x@y.z>\r\n"
+        let result = driver.run(Self.hello + Self.envelope + "BDAT \(content.utf8.count) LAST\r\n" + content)
+        #expect(result.messages == [content])
+    }
+
+    @Test func oversizeChunk_isReadAndDiscarded_then552_andTheSessionContinues() {
+        var limits = SMTPLimits()
+        limits.maxMessageSize = 10
+        var driver = SessionDriver(limits: limits)
+        let result = driver.run(
+            Self.hello + Self.envelope + "BDAT 6\r\n123456BDAT 6 LAST\r\nABCDEFNOOP\r\n")
+        // 6 accepted; 6 more would exceed 10: read, discarded, 552, transaction reset.
+        #expect(result.codes == [250, 250, 250, 250, 552, 250])
+        #expect(result.enhancedCodes[4] == "5.3.4")
+        #expect(result.submissions.isEmpty)
+    }
+
+    @Test func bdatWithoutTransaction_consumesItsOctets_then503() {
+        var driver = SessionDriver()
+        let result = driver.run(Self.hello + "BDAT 9\r\nRSET\r\nXXXNOOP\r\n")
+        // The nine octets "RSET\r\nXXX" are chunk data, not commands.
+        #expect(result.codes == [250, 503, 250])
+    }
+
+    @Test func bdatBeforeRcpt_is503() {
+        var driver = SessionDriver()
+        let result = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nBDAT 2 LAST\r\nxyNOOP\r\n")
+        #expect(result.codes == [250, 250, 503, 250])
+    }
+
+    @Test func dataAfterBdat_is503() {
+        var driver = SessionDriver()
+        let result = driver.run(Self.hello + Self.envelope + "BDAT 2\r\nxyDATA\r\nBDAT 0 LAST\r\n")
+        #expect(result.codes == [250, 250, 250, 250, 503, 250])
+        #expect(result.messages == ["xy"])
+    }
+
+    @Test func malformedBdatSize_closesTheConnection() {
+        var driver = SessionDriver()
+        let result = driver.run(Self.hello + Self.envelope + "BDAT twelve\r\nNOOP\r\n")
+        #expect(result.codes == [250, 250, 250, 501])
+        #expect(result.closed)
+    }
+
+    // MARK: Smuggling
+
+    struct SmugglingVariant: CustomTestStringConvertible, Sendable {
+        var name: String
+        var fakeEnd: String
+        var testDescription: String { name }
+    }
+
+    /// End-of-data look-alikes used by the smuggling scanners (SEC Consult's research, smtpsmug).
+    static let variants: [SmugglingVariant] = [
+        SmugglingVariant(name: "<LF>.<LF>", fakeEnd: "\n.\n"),
+        SmugglingVariant(name: "<LF>.<CR><LF>", fakeEnd: "\n.\r\n"),
+        SmugglingVariant(name: "<CR>.<CR><LF>", fakeEnd: "\r.\r\n"),
+        SmugglingVariant(name: "<CR><LF>.<LF>", fakeEnd: "\r\n.\n"),
+        SmugglingVariant(name: "<CR><LF>.<CR>", fakeEnd: "\r\n.\r"),
+        SmugglingVariant(name: "<LF>.<CR>", fakeEnd: "\n.\r"),
+        SmugglingVariant(name: "<CR>.<LF>", fakeEnd: "\r.\n"),
+        SmugglingVariant(name: "<CR>.<CR>", fakeEnd: "\r.\r"),
+        SmugglingVariant(name: "<CR><LF><NUL>.<CR><LF>", fakeEnd: "\r\n\u{0}.\r\n"),
+        SmugglingVariant(name: "<CR><LF>.<NUL><CR><LF>", fakeEnd: "\r\n.\u{0}\r\n"),
+        SmugglingVariant(name: "<CR><CR><LF>.<CR><CR><LF>", fakeEnd: "\r\r\n.\r\r\n"),
+        SmugglingVariant(name: "<CR><LF>.<CR><CR><LF>", fakeEnd: "\r\n.\r\r\n"),
+        SmugglingVariant(name: "<LF><LF>.<LF><LF>", fakeEnd: "\n\n.\n\n"),
+        SmugglingVariant(name: "<CR><LF>. <CR><LF>", fakeEnd: "\r\n. \r\n"),
+    ]
+
+    @Test(arguments: variants, SessionDriver.Chunking.allCases)
+    func fakeEndOfData_isContent_andExactlyOneMessageIsSubmitted(
+        _ variant: SmugglingVariant, _ chunking: SessionDriver.Chunking
+    ) {
+        let smuggled = "MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nSmuggled\r\n"
+        let wire = Self.hello + Self.envelope + "DATA\r\nSubject: real\r\n\r\nbody" + variant.fakeEnd + smuggled
+            + ".\r\nQUIT\r\n"
+        var driver = SessionDriver()
+        let result = driver.run(wire, chunking: chunking)
+        #expect(result.submissions.count == 1)
+        #expect(result.submissions.first?.envelope.reversePath.address == "a@example.com")
+        #expect(result.messages.first?.contains("MAIL FROM:<evil@attacker.example>") == true)
+        #expect(result.codes == [250, 250, 250, 354, 250, 221])
+    }
+}
