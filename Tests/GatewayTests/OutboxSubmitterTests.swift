@@ -1,0 +1,86 @@
+import Foundation
+import Logging
+import SMTPProtocol
+import SMTPServer
+import Testing
+
+@testable import Gateway
+
+@Suite struct OutboxSubmitterTests {
+    private func temporaryDirectory() -> String {
+        let path = NSTemporaryDirectory() + "outbox-test-\(UUID().uuidString)"
+        return path
+    }
+
+    private func message(data: String = "Subject: x\r\n\r\nbody\r\n") -> ReceivedMessage {
+        let envelope = Envelope(
+            reversePath: .null,
+            mailParameters: ESMTPParameters([("SIZE", "20"), ("SMTPUTF8", nil)]),
+            forwardPaths: [.mailbox(Mailbox(localPart: "b", domain: "x.org")), .postmaster])
+        return ReceivedMessage(
+            id: Identifiers.messageID(), receivedAt: Date(timeIntervalSince1970: 1_800_000_000.25),
+            envelope: envelope, data: Array(data.utf8),
+            session: SessionInfo(
+                sessionID: "s1", clientAddress: SocketAddress(ip: "127.0.0.1", port: 4000)!, heloName: "client.example",
+                transfer: "DATA"))
+    }
+
+    private func submit(_ submitter: OutboxSubmitter, _ message: ReceivedMessage) async -> SMTPReply {
+        await withCheckedContinuation { continuation in
+            submitter.submit(message) { continuation.resume(returning: $0) }
+        }
+    }
+
+    @Test func writesTheMessageAndItsRecord_thenReplies250WithTheID() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let submitter = try OutboxSubmitter(directory: directory, logger: Logger(label: "test"))
+        let message = message()
+        let reply = await submit(submitter, message)
+        #expect(reply.code == 250)
+        #expect(reply.lines == ["OK \(message.id)"])
+        let eml = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(message.id).eml"))
+        #expect(Array(eml) == message.data)
+        let json = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(message.id).json"))
+        let record = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+        #expect(record["id"] as? String == message.id)
+        #expect(record["receivedAt"] as? String == "2027-01-15T08:00:00.250Z")
+        let client = try #require(record["client"] as? [String: Any])
+        #expect(client["address"] as? String == "127.0.0.1")
+        #expect(client["helo"] as? String == "client.example")
+        let envelope = try #require(record["envelope"] as? [String: Any])
+        #expect(envelope["mailFrom"] as? String == "")
+        #expect(envelope["rcptTo"] as? [String] == ["b@x.org", "postmaster"])
+        let parameters = try #require(envelope["parameters"] as? [String: Any])
+        #expect(parameters["SIZE"] as? String == "20")
+        #expect(parameters["SMTPUTF8"] as? Bool == true)
+        // No temporary files are left behind.
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(Set(names) == ["\(message.id).eml", "\(message.id).json"])
+    }
+
+    @Test func createsAMissingDirectory() throws {
+        let directory = temporaryDirectory() + "/nested/outbox"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try OutboxSubmitter(directory: directory, logger: Logger(label: "test"))
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue)
+    }
+
+    @Test func unwritableDirectory_isRefusedAtStartup() {
+        #expect(throws: (any Error).self) {
+            _ = try OutboxSubmitter(directory: "/proc/outbox-cannot-exist", logger: Logger(label: "test"))
+        }
+    }
+
+    @Test func failureToWrite_answers451_soTheClientKeepsTheMessage() async throws {
+        let directory = temporaryDirectory()
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let submitter = try OutboxSubmitter(directory: directory, logger: quiet)
+        try FileManager.default.removeItem(atPath: directory)  // the disk "goes away"
+        let reply = await submit(submitter, message())
+        #expect(reply.code == 451)
+        #expect(reply.enhancedCode == EnhancedStatusCode(4, 3, 0))
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import Logging
+import SMTPProtocol
+import Testing
+
+@testable import SMTPServer
+
+/// The listener over real loopback sockets, in process, with a recording submitter.
+@Suite(.serialized) struct SMTPServerTests {
+    private static func startServer(
+        submitter: MessageSubmitter = RecordingSubmitter(), configure: (inout SMTPServerConfiguration) -> Void = { _ in }
+    ) throws -> (SMTPServer, SocketAddress) {
+        var configuration = SMTPServerConfiguration()
+        configuration.listenAddresses = [SocketAddress(ip: "127.0.0.1", port: 0)!]
+        configuration.hostname = "gateway.test"
+        configure(&configuration)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = SMTPServer(configuration: configuration, submitter: submitter, logger: logger)
+        let addresses = try server.start()
+        return (server, addresses[0])
+    }
+
+    private static func stop(_ server: SMTPServer) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            server.shutdown { continuation.resume() }
+        }
+    }
+
+    @Test func acceptsAMessageAndHandsItToTheSubmitter() async throws {
+        let submitter = RecordingSubmitter()
+        let (server, address) = try Self.startServer(submitter: submitter)
+        let client = try TestClient(to: address)
+        #expect(try client.readReply().code == 220)
+        try client.send("EHLO c.example\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
+        #expect(try client.readReplies(4).map(\.code) == [250, 250, 250, 354])
+        try client.send("Subject: t\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+        let replies = try client.readReplies(2)
+        #expect(replies.map(\.code) == [250, 221])
+        #expect(client.isClosedByServer())
+        let message = try #require(submitter.messages.first)
+        #expect(String(decoding: message.data, as: UTF8.self) == "Subject: t\r\n\r\nhello\r\n")
+        #expect(message.session.heloName == "c.example")
+        #expect(message.session.clientAddress.ipString == "127.0.0.1")
+        #expect(message.id.count == 36)
+        await Self.stop(server)
+    }
+
+    @Test func nothingIsReadWhileTheSubmitterWorks_thenPipelinedInputIsAnsweredInOrder() async throws {
+        let submitter = RecordingSubmitter(delay: 0.3)
+        let (server, address) = try Self.startServer(submitter: submitter)
+        let client = try TestClient(to: address)
+        _ = try client.readReply()
+        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\nNOOP\r\nQUIT\r\n")
+        let replies = try client.readReplies(7)
+        #expect(replies.map(\.code) == [250, 250, 250, 354, 250, 250, 221])
+        #expect(replies[4].lines == ["2.0.0 OK stored"])
+        await Self.stop(server)
+    }
+
+    @Test func clientOutsideAllowedNetworks_gets554AtConnect() async throws {
+        let (server, address) = try Self.startServer { $0.allowedNetworks = [IPNetwork("192.0.2.0/24")!] }
+        let client = try TestClient(to: address)
+        let reply = try client.readReply()
+        #expect(reply.code == 554)
+        #expect(reply.enhancedCode == "5.7.1")
+        #expect(client.isClosedByServer())
+        await Self.stop(server)
+    }
+
+    @Test func perClientConnectionLimit_gets421() async throws {
+        let (server, address) = try Self.startServer { $0.maxConnectionsPerClient = 2 }
+        let first = try TestClient(to: address)
+        let second = try TestClient(to: address)
+        #expect(try first.readReply().code == 220)
+        #expect(try second.readReply().code == 220)
+        let third = try TestClient(to: address)
+        let reply = try third.readReply()
+        #expect(reply.code == 421)
+        #expect(reply.enhancedCode == "4.7.0")
+        await Self.stop(server)
+    }
+
+    @Test func globalConnectionLimit_gets421() async throws {
+        let (server, address) = try Self.startServer { $0.maxConnections = 1 }
+        let first = try TestClient(to: address)
+        #expect(try first.readReply().code == 220)
+        let second = try TestClient(to: address)
+        #expect(try second.readReply().code == 421)
+        await Self.stop(server)
+    }
+
+    @Test func idleClient_isClosedWith421AfterTheCommandTimeout() async throws {
+        let (server, address) = try Self.startServer { $0.timeouts.command = 0.4 }
+        let client = try TestClient(to: address)
+        _ = try client.readReply()
+        try client.send("EHLO c\r\nNOOP")  // an incomplete command does not extend the deadline
+        #expect(try client.readReply().code == 250)
+        let reply = try client.readReply()
+        #expect(reply.code == 421)
+        #expect(reply.enhancedCode == "4.4.2")
+        #expect(client.isClosedByServer())
+        await Self.stop(server)
+    }
+
+    @Test func clientStallingMidData_isClosed_andNothingIsSubmitted() async throws {
+        let submitter = RecordingSubmitter()
+        let (server, address) = try Self.startServer(submitter: submitter) { $0.timeouts.dataBlock = 0.4 }
+        let client = try TestClient(to: address)
+        _ = try client.readReply()
+        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
+        _ = try client.readReplies(4)
+        try client.send("Subject: half a message\r\n")
+        let reply = try client.readReply()
+        #expect(reply.code == 421)
+        #expect(client.isClosedByServer())
+        #expect(submitter.messages.isEmpty)
+        await Self.stop(server)
+    }
+
+    @Test func tricklingClient_isCutOffByTheMinimumDataRate() async throws {
+        let submitter = RecordingSubmitter()
+        let (server, address) = try Self.startServer(submitter: submitter) {
+            $0.timeouts.minDataRate = 10_000
+            $0.timeouts.minDataRateGracePeriod = 0.3
+        }
+        let client = try TestClient(to: address)
+        _ = try client.readReply()
+        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
+        _ = try client.readReplies(4)
+        var reply: TestClient.Reply?
+        for _ in 0..<20 {
+            try? client.send("x")
+            usleep(100_000)
+            var pending = pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pending, 1, 0) > 0 {
+                reply = try client.readReply()
+                break
+            }
+        }
+        #expect(reply?.code == 421)
+        #expect(submitter.messages.isEmpty)
+        await Self.stop(server)
+    }
+
+    @Test func clientVanishingMidData_submitsNothing_andFreesTheConnection() async throws {
+        let submitter = RecordingSubmitter()
+        let (server, address) = try Self.startServer(submitter: submitter)
+        do {
+            let client = try TestClient(to: address)
+            _ = try client.readReply()
+            try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\npartial\r\n")
+            _ = try client.readReplies(4)
+        }
+        for _ in 0..<50 where server.connectionCount > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(server.connectionCount == 0)
+        #expect(submitter.messages.isEmpty)
+        await Self.stop(server)
+    }
+
+    @Test func shutdown_closesIdleSessionsWith421_andWaitsForOpenTransactions() async throws {
+        let submitter = RecordingSubmitter(delay: 0.3)
+        let (server, address) = try Self.startServer(submitter: submitter)
+        let idle = try TestClient(to: address)
+        let busy = try TestClient(to: address)
+        _ = try idle.readReply()
+        _ = try busy.readReply()
+        try busy.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
+        _ = try busy.readReplies(4)
+        try busy.send("x\r\n.\r\n")
+        try await Task.sleep(for: .milliseconds(50))  // the message is now with the submitter
+        let stopped = Task { await Self.stop(server) }
+        let idleReply = try idle.readReply()
+        #expect(idleReply.code == 421)
+        #expect(idleReply.enhancedCode == "4.3.2")
+        let busyReplies = try busy.readReplies(2)
+        #expect(busyReplies.map(\.code) == [250, 421])  // the transaction finished, then the session closed
+        await stopped.value
+        #expect(submitter.messages.count == 1)
+        #expect(throws: TestClient.Failure.self) { _ = try TestClient(to: address) }
+    }
+
+    @Test func listensOnIPv6Loopback() async throws {
+        guard let v6 = SocketAddress(ip: "::1", port: 0) else { return }
+        let (server, address): (SMTPServer, SocketAddress)
+        do {
+            (server, address) = try Self.startServer { $0.listenAddresses = [v6] }
+        } catch {
+            return  // no IPv6 on this machine: nothing to test
+        }
+        let client = try TestClient(to: address)
+        #expect(try client.readReply().code == 220)
+        await Self.stop(server)
+    }
+
+    @Test func bindingAnAddressInUse_failsWithAClearError() throws {
+        let (server, address) = try Self.startServer()
+        #expect(throws: SMTPServerError.self) {
+            _ = try Self.startServer { $0.listenAddresses = [address] }
+        }
+        _ = server
+    }
+}
