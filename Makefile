@@ -26,5 +26,11 @@ e2e-test: build
 	.ci/install-packages test
 	python3 -m pytest Tests/EndToEnd -q -p no:cacheprovider
 
+# Throughput and latency figures side by side with Postfix's smtp-sink (not part of `make test`).
+bench:
+	.ci/install-packages bench
+	swift build -c release
+	python3 Tests/Benchmarks/smtp_throughput.py
+
 clean:
 	rm -rf .build
