@@ -38,6 +38,9 @@ let package = Package(
             ]
         ),
 
+        // Talks to ACS: request signing (HMAC-SHA256 over libcrypto); the libcurl transport joins it.
+        .target(name: "ACSClient", dependencies: ["COpenSSL"]),
+
         // Wiring: configuration, submitters (outbox), logging.
         .target(
             name: "Gateway",
@@ -63,5 +66,6 @@ let package = Package(
         .testTarget(name: "SMTPServerTests", dependencies: ["SMTPServer", "SMTPProtocol"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "SMTPProtocol", "SMTPServer"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CCurl", "COpenSSL"]),
+        .testTarget(name: "ACSClientTests", dependencies: ["ACSClient"], exclude: ["Fixtures"]),
     ]
 )
