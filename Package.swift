@@ -38,8 +38,8 @@ let package = Package(
             ]
         ),
 
-        // Talks to ACS: request signing (HMAC-SHA256 over libcrypto); the libcurl transport joins it.
-        .target(name: "ACSClient", dependencies: ["COpenSSL"]),
+        // Talks to ACS: request signing (HMAC-SHA256 over libcrypto) and HTTP over libcurl's multi interface.
+        .target(name: "ACSClient", dependencies: ["CCurl", "COpenSSL"]),
 
         // Wiring: configuration, submitters (outbox), logging.
         .target(

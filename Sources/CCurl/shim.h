@@ -27,6 +27,19 @@ static inline CURLcode acsgw_curl_easy_setopt_data_callback(CURL *handle, CURLop
     return curl_easy_setopt(handle, option, callback);
 }
 
+// The close-socket callback: the multi transport closes descriptors itself, once its Dispatch sources
+// watching them are cancelled (Dispatch requires a descriptor to outlive its sources).
+typedef int (*acsgw_curl_closesocket_callback)(void *clientp, curl_socket_t socket);
+static inline CURLcode acsgw_curl_easy_setopt_closesocket_callback(CURL *handle,
+                                                                   acsgw_curl_closesocket_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_CLOSESOCKETFUNCTION, callback);
+}
+
+// curl_easy_setopt with a curl_off_t argument (CURLOPT_POSTFIELDSIZE_LARGE).
+static inline CURLcode acsgw_curl_easy_setopt_off_t(CURL *handle, CURLoption option, curl_off_t value) {
+    return curl_easy_setopt(handle, option, value);
+}
+
 // curl_easy_getinfo for `long` results (CURLINFO_RESPONSE_CODE, CURLINFO_HTTP_VERSION…).
 static inline CURLcode acsgw_curl_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
@@ -62,6 +75,13 @@ static inline CURLMcode acsgw_curl_multi_setopt_timer_callback(CURLM *multi, acs
 // curl_version_info for the headers' own version (CURLVERSION_NOW is a macro Swift does not import).
 static inline curl_version_info_data *acsgw_curl_version_info(void) {
     return curl_version_info(CURLVERSION_NOW);
+}
+
+// The finished transfer and its result from a CURLMsg (the union is awkward to reach from Swift).
+static inline CURL *acsgw_curl_msg_done_handle(CURLMsg *message, CURLcode *result) {
+    if (message == NULL || message->msg != CURLMSG_DONE) return NULL;
+    *result = message->data.result;
+    return message->easy_handle;
 }
 
 #endif

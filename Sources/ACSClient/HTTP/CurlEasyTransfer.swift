@@ -1,0 +1,164 @@
+import CCurl
+import Foundation
+
+/// One transfer: owns a libcurl easy handle, its header list and error buffer, and collects the
+/// response. Created, used and destroyed on the multi transport's queue only.
+final class CurlEasyTransfer {
+    let handle: UnsafeMutableRawPointer
+    let completion: @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private var responseBody: [UInt8] = []
+    private var responseHeaders: [(name: String, value: String)] = []
+    private let maxResponseSize: Int
+
+    struct SetupError: Error {
+        var message: String
+    }
+
+    /// Configures a handle for `request`. Throws when libcurl refuses an option (a programming or
+    /// build error, reported as a transport error rather than a crash).
+    init(
+        request: HTTPRequest, options: CurlMultiTransport.Options, maxResponseSize: Int,
+        completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void
+    ) throws {
+        guard let handle = curl_easy_init() else { throw SetupError(message: "curl_easy_init failed") }
+        self.handle = handle
+        self.completion = completion
+        self.maxResponseSize = maxResponseSize
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+        do {
+            try configure(request, options)
+        } catch {
+            cleanUp()
+            throw error
+        }
+    }
+
+    private func check(_ code: CURLcode, _ what: String) throws {
+        guard code == CURLE_OK else {
+            throw SetupError(message: "\(what): \(String(cString: curl_easy_strerror(code)))")
+        }
+    }
+
+    private func configure(_ request: HTTPRequest, _ options: CurlMultiTransport.Options) throws {
+        try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer), "error buffer")
+        try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_URL, request.url), "URL")
+        // Only http(s): a URL from configuration or a token response must never reach file:// or others.
+        try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https"), "protocols")
+        try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1), "no signals")
+        try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout * 1000)), "timeout")
+        try check(
+            acsgw_curl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout * 1000)),
+            "connect timeout")
+        // HTTP/2 over TLS when the server offers it through ALPN, HTTP/1.1 otherwise.
+        try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS),
+                  "HTTP version")
+        try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1), "verify peer")
+        try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2), "verify host")
+        if let caFile = options.caFile {
+            try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_CAINFO, caFile), "CA file")
+        }
+        if !request.useProxy {
+            try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_NOPROXY, "*"), "no proxy")
+        } else if let proxy = options.proxy {
+            // Otherwise libcurl honours https_proxy / no_proxy from the environment by itself.
+            try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_PROXY, proxy), "proxy")
+        }
+        switch request.method.uppercased() {
+        case "GET":
+            try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_HTTPGET, 1), "GET")
+        case "POST":
+            try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_POST, 1), "POST")
+            // The size first, then COPYPOSTFIELDS copies exactly that many octets: the signed bytes.
+            try check(acsgw_curl_easy_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)),
+                      "body size")
+            try request.body.withUnsafeBytes { raw in
+                let pointer = UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)
+                try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, pointer), "body")
+            }
+        default:
+            try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method), "method")
+        }
+        // "Expect:" removes libcurl's Expect: 100-continue, which costs a round trip for no benefit here.
+        for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
+            guard let appended = curl_slist_append(headerList, line) else {
+                throw SetupError(message: "curl_slist_append failed")
+            }
+            headerList = appended
+        }
+        try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_HTTPHEADER, headerList), "headers")
+
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, me), "write data")
+        try check(acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_WRITEFUNCTION) { buffer, size, count, userdata in
+            guard let userdata, let buffer else { return 0 }
+            let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
+            return transfer.receivedBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
+        }, "write function")
+        try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, me), "header data")
+        try check(acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_HEADERFUNCTION) { buffer, size, count, userdata in
+            guard let userdata, let buffer else { return 0 }
+            let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
+            transfer.receivedHeaderLine(UnsafeRawBufferPointer(start: buffer, count: size * count))
+            return size * count
+        }, "header function")
+    }
+
+    /// Returning less than was given makes libcurl abort the transfer (CURLE_WRITE_ERROR): a response
+    /// larger than we would ever accept from ACS is cut off instead of buffered without bound.
+    private func receivedBody(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard responseBody.count + bytes.count <= maxResponseSize else { return 0 }
+        responseBody.append(contentsOf: bytes)
+        return bytes.count
+    }
+
+    private func receivedHeaderLine(_ bytes: UnsafeRawBufferPointer) {
+        let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if line.hasPrefix("HTTP/") {
+            responseHeaders = []  // a new response starts (after 100 Continue, or a proxy's CONNECT reply)
+            return
+        }
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        responseHeaders.append((name: name, value: value))
+    }
+
+    /// The transfer ended with `code`: builds the result.
+    func result(for code: CURLcode) -> Result<HTTPResponse, HTTPTransportError> {
+        guard code == CURLE_OK else {
+            let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+            return .failure(HTTPTransportError(Self.kind(of: code), detail))
+        }
+        var status = 0
+        _ = acsgw_curl_easy_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        var version = 0
+        _ = acsgw_curl_easy_getinfo_long(handle, CURLINFO_HTTP_VERSION, &version)
+        let versionText = version == CURL_HTTP_VERSION_2_0 ? "2" : "1.1"
+        return .success(HTTPResponse(status: status, headers: responseHeaders, body: responseBody, httpVersion: versionText))
+    }
+
+    private static func kind(of code: CURLcode) -> HTTPTransportError.Kind {
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT: .timeout
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .connectionFailed
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE,
+            CURLE_SSL_CIPHER:
+            .tls
+        case CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_HTTP2,
+            CURLE_HTTP2_STREAM:
+            .connectionLost
+        default: .other
+        }
+    }
+
+    /// Frees the easy handle (after it was removed from the multi handle) and its buffers.
+    func cleanUp() {
+        curl_easy_cleanup(handle)
+        curl_slist_free_all(headerList)
+        headerList = nil
+        errorBuffer.deallocate()
+    }
+}
