@@ -7,8 +7,11 @@
 /// Only the two GA versions are offered: previews have other body shapes. The version changes one thing
 /// in the request body: `attachments[].contentId` exists in 2025-09-01 but not in 2023-03-31.
 public enum ACSAPIVersion: String, Sendable, Hashable, CaseIterable, Codable {
+    // The underscores keep the dated version readable, as the SDKs spell it (`V2025_09_01` in .NET).
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     /// GA, the latest version and the SDK default; supports inline attachments (`contentId`).
     case v2025_09_01 = "2025-09-01"
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     /// The first GA version; it has no `contentId`, so inline parts are sent as regular attachments.
     case v2023_03_31 = "2023-03-31"
 
