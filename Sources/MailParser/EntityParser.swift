@@ -106,7 +106,9 @@ struct EntityParser {
             guard let delimiter else { break }
             // An enclosing boundary implicitly closes the multiparts nested inside it.
             while open.count - 1 > delimiter.level, let inner = open.popLast() {
-                note("multipart-missing-close-delimiter", "multipart/\(inner.subtype) has no close delimiter", inner.node)
+                note(
+                    "multipart-missing-close-delimiter", "multipart/\(inner.subtype) has no close delimiter", inner.node
+                )
                 close(inner, in: buffer)
             }
             open[delimiter.level].sawDelimiter = true
@@ -140,7 +142,9 @@ struct EntityParser {
         }
         while let inner = open.popLast() {
             if inner.sawDelimiter {
-                note("multipart-missing-close-delimiter", "multipart/\(inner.subtype) has no close delimiter", inner.node)
+                note(
+                    "multipart-missing-close-delimiter", "multipart/\(inner.subtype) has no close delimiter", inner.node
+                )
             }
             close(inner, in: buffer)
         }
@@ -182,7 +186,9 @@ struct EntityParser {
         guard nodes.count < limits.effectiveMaxParts else {
             if !reportedPartLimit {
                 reportedPartLimit = true
-                note("part-limit-exceeded", "more than \(limits.effectiveMaxParts) entities; the rest is not parsed", nil)
+                note(
+                    "part-limit-exceeded", "more than \(limits.effectiveMaxParts) entities; the rest is not parsed", nil
+                )
             }
             return nil
         }
@@ -197,7 +203,9 @@ struct EntityParser {
         if let parent { nodes[parent].children.append(nodeID) }
 
         if header.report.truncated {
-            note("header-block-too-large", "header block over \(limits.maxHeaderBlockSize) octets; later fields dropped", nodeID)
+            note(
+                "header-block-too-large", "header block over \(limits.maxHeaderBlockSize) octets; later fields dropped",
+                nodeID)
         }
         if header.report.missingSeparator && !header.fields.isEmpty {
             note("header-missing-separator", "no empty line after the header fields", nodeID)
@@ -211,7 +219,9 @@ struct EntityParser {
         if part.contentType == "text/plain", let declared = Self.declaredType(header.fields),
             declared != "text/plain", declared != "text"
         {
-            note("content-type-invalid", "invalid Content-Type \"\(declared)\"; read as text/plain (RFC 2045 §5.2)", nodeID)
+            note(
+                "content-type-invalid", "invalid Content-Type \"\(declared)\"; read as text/plain (RFC 2045 §5.2)",
+                nodeID)
         }
 
         guard part.contentType.hasPrefix("multipart/") else {
@@ -225,7 +235,9 @@ struct EntityParser {
         guard let boundary = part.parameters["boundary"].flatMap(Boundary.init) else {
             // QUIRK: without a boundary there are no parts; rather than lose the body, read the
             // entity as one text/plain leaf (RFC 2045 §5.2's default for an unusable type).
-            note("multipart-missing-boundary", "\(part.contentType) without a boundary parameter; read as text/plain", nodeID)
+            note(
+                "multipart-missing-boundary", "\(part.contentType) without a boundary parameter; read as text/plain",
+                nodeID)
             nodes[nodeID].part.contentType = "text/plain"
             return (.entityBody(node: nodeID, start: header.bodyStart), header.bodyStart)
         }
@@ -274,7 +286,8 @@ struct EntityParser {
             note("multipart-transfer-encoded", "multipart entity with \(encoding) encoding; decoded first", node)
             let subtype = String(part.contentType.dropFirst("multipart/".count))
             if let boundary = part.parameters["boundary"].flatMap(Boundary.init) {
-                work.append(WorkItem(buffer: content[...], parent: nil, depth: depth, bodyOf: (node, boundary, subtype)))
+                work.append(
+                    WorkItem(buffer: content[...], parent: nil, depth: depth, bodyOf: (node, boundary, subtype)))
             }
             return
         }
@@ -303,7 +316,9 @@ struct EntityParser {
             case .unknown(let declared, let used):
                 note("charset-unknown", "unknown charset \"\(declared)\"; read as \(used)", node)
             case .invalidOctets(let count):
-                note("charset-invalid-octets", "\(count) octets invalid in \(part.charset ?? "utf-8") became U+FFFD", node)
+                note(
+                    "charset-invalid-octets", "\(count) octets invalid in \(part.charset ?? "utf-8") became U+FFFD",
+                    node)
             }
         }
     }
@@ -313,7 +328,9 @@ struct EntityParser {
     private mutating func close(_ multipart: OpenMultipart, in buffer: ArraySlice<UInt8>) {
         guard !multipart.sawDelimiter else { return }
         let node = multipart.node
-        note("multipart-boundary-not-found", "no delimiter line in multipart/\(multipart.subtype); read as text/plain", node)
+        note(
+            "multipart-boundary-not-found", "no delimiter line in multipart/\(multipart.subtype); read as text/plain",
+            node)
         nodes[node].part.contentType = "text/plain"
         let preamble = nodes[node].part.preamble
         nodes[node].part.preamble = []
@@ -325,7 +342,9 @@ struct EntityParser {
         case "base64":
             let (octets, report) = TransferDecoding.base64(body)
             if report.invalidCharacters > 0 {
-                note("base64-invalid-characters", "\(report.invalidCharacters) octets outside the base64 alphabet skipped", node)
+                note(
+                    "base64-invalid-characters",
+                    "\(report.invalidCharacters) octets outside the base64 alphabet skipped", node)
             }
             if report.missingPadding {
                 note("base64-missing-padding", "base64 without final \"=\" padding; decoded anyway", node)
@@ -340,13 +359,17 @@ struct EntityParser {
         case "quoted-printable":
             let (octets, report) = TransferDecoding.quotedPrintable(body)
             if report.invalidEscapes > 0 {
-                note("quoted-printable-invalid-escape", "\(report.invalidEscapes) malformed \"=\" escapes kept as written", node)
+                note(
+                    "quoted-printable-invalid-escape",
+                    "\(report.invalidEscapes) malformed \"=\" escapes kept as written", node)
             }
             return octets
         case "7bit", "8bit", "binary":
             return Array(body)
         default:
-            note("transfer-encoding-unknown", "unknown Content-Transfer-Encoding \"\(encoding)\"; content kept as is", node)
+            note(
+                "transfer-encoding-unknown", "unknown Content-Transfer-Encoding \"\(encoding)\"; content kept as is",
+                node)
             return Array(body)
         }
     }

@@ -67,14 +67,16 @@ import Testing
     @Test(arguments: LineEnding.allCases)
     func alternativeWithOnlyOneFlavourFillsBoth(_ ending: LineEnding) {
         let mail = parse(
-            "Content-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/html\n\n<p>x</p>\n--a--\n", ending)
+            "Content-Type: multipart/alternative; boundary=a\n\n--a\nContent-Type: text/html\n\n<p>x</p>\n--a--\n",
+            ending)
         #expect(Self.indices(mail) == [[1], [1], []])
     }
 
     @Test(arguments: LineEnding.allCases)
     func severalInlineTextPartsInMixedAreAllBody(_ ending: LineEnding) {
         // thirdparty/003 shape: JMAP concatenates them.
-        let mail = parse("Content-Type: multipart/mixed; boundary=b\n\n--b\n\none\n--b\n\ntwo\n--b\n\nthree\n--b--\n", ending)
+        let mail = parse(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\none\n--b\n\ntwo\n--b\n\nthree\n--b--\n", ending)
         #expect(Self.indices(mail) == [[1, 2, 3], [1, 2, 3], []])
     }
 
@@ -104,8 +106,8 @@ import Testing
     @Test(arguments: LineEnding.allCases)
     func namedTextPartAfterTheFirstIsAnAttachment(_ ending: LineEnding) {
         let mail = parse(
-            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n--b\nContent-Type: text/plain; name=notes.txt\n\nn\n--b--\n",
-            ending)
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n--b\n"
+                + "Content-Type: text/plain; name=notes.txt\n\nn\n--b--\n", ending)
         #expect(Self.indices(mail) == [[1], [1], [2]])
     }
 
@@ -113,7 +115,8 @@ import Testing
     func inlineImageInMixedIsInBothBodiesAndNotAnAttachment(_ ending: LineEnding) {
         // RFC 8621: attachments hold inline media only when "not in both textBody and htmlBody".
         let mail = parse(
-            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\ntext\n--b\nContent-Type: image/jpeg\n\nJPG\n--b--\n", ending)
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\ntext\n--b\nContent-Type: image/jpeg\n\nJPG\n--b--\n",
+            ending)
         #expect(Self.indices(mail) == [[1, 2], [1, 2], []])
     }
 
@@ -147,8 +150,8 @@ import Testing
     @Test(arguments: LineEnding.allCases)
     func attachedMessageIsAnAttachmentLeaf(_ ending: LineEnding) {
         let mail = parse(
-            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nfwd\n--b\nContent-Type: message/rfc822\n\nSubject: s\n\nx\n--b--\n",
-            ending)
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nfwd\n--b\n"
+                + "Content-Type: message/rfc822\n\nSubject: s\n\nx\n--b--\n", ending)
         #expect(Self.indices(mail) == [[1], [1], [2]])
         #expect(mail.attachments[0].children.count == 1)
     }

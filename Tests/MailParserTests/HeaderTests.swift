@@ -34,7 +34,8 @@ import Testing
 
     @Test(arguments: LineEnding.allCases)
     func duplicateFieldsAreKeptInOrder(_ ending: LineEnding) {
-        let mail = parse("Received: one\nX-Dup: 1\nReceived: two\nx-dup: 2\nSubject: first\nSubject: second\n\n", ending)
+        let mail = parse(
+            "Received: one\nX-Dup: 1\nReceived: two\nx-dup: 2\nSubject: first\nSubject: second\n\n", ending)
         #expect(mail.headerValues("RECEIVED") == ["one", "two"])
         #expect(mail.headerValues("X-Dup") == ["1", "2"])
         #expect(mail.subject == "first")

@@ -39,7 +39,7 @@ import Testing
             Content-Type: multipart/mixed; boundary="it's a \\"b\\" (x)"
 
             --it's a "b" (x)  \t
-            
+
             one
             --it's a "b" (x)--   
             """, ending)
@@ -132,7 +132,8 @@ import Testing
 
     @Test(arguments: LineEnding.allCases)
     func headerOnlyAndEmptyParts(_ ending: LineEnding) {
-        let mail = parse("Content-Type: multipart/mixed; boundary=b\n\n--b\n--b\nContent-Type: text/html\n--b--\n", ending)
+        let mail = parse(
+            "Content-Type: multipart/mixed; boundary=b\n\n--b\n--b\nContent-Type: text/html\n--b--\n", ending)
         #expect(mail.root.children.map(\.contentType) == ["text/plain", "text/html"])
         #expect(mail.root.children.allSatisfy { $0.content.isEmpty })
     }
@@ -200,8 +201,8 @@ import Testing
     func base64EncodedMultipartIsDecodedThenSplit(_ ending: LineEnding) {
         // base64 of "--x\r\n\r\none\r\n--x--\r\n"
         let mail = parse(
-            "Content-Type: multipart/mixed; boundary=x\nContent-Transfer-Encoding: base64\n\nLS14DQoNCm9uZQ0KLS14LS0NCg==\n",
-            ending)
+            "Content-Type: multipart/mixed; boundary=x\nContent-Transfer-Encoding: base64\n\n"
+                + "LS14DQoNCm9uZQ0KLS14LS0NCg==\n", ending)
         #expect(mail.root.children.map { $0.text } == ["one"])
         #expect(mail.codes == ["multipart-transfer-encoded"])
     }
@@ -234,5 +235,12 @@ import Testing
                 + "Content-Type: image/gif\nContent-ID: <i>\n\nGIF\n--r--\n", ending)
         #expect(mail.root.isInRelated == false)
         #expect(mail.root.children.allSatisfy { $0.isInRelated })
+    }
+
+    @Test func mixedLineEndingsInOneMessage() {
+        let input = Array("Content-Type: multipart/mixed; boundary=b\r\n\n--b\r\n\r\none\n--b\n\ntwo\r\n--b--\n".utf8)
+        let mail = MailParser().parse(input)
+        #expect(mail.root.children.map { $0.text } == ["one", "two"])
+        #expect(mail.diagnostics.isEmpty)
     }
 }
