@@ -213,9 +213,6 @@ struct EntityParser {
         if header.report.skippedMboxLine {
             note("header-mbox-from-line", "skipped an mbox \"From \" line before the header", nodeID)
         }
-        if header.report.orphanContinuation {
-            note("header-orphan-continuation", "continuation line before the first field was dropped", nodeID)
-        }
         if part.contentType == "text/plain", let declared = Self.declaredType(header.fields),
             declared != "text/plain", declared != "text"
         {

@@ -96,4 +96,10 @@ import Testing
         #expect(limits.maxDepth == 50)
         #expect(limits.maxParts == 10_000)
     }
+
+    @Test(arguments: LineEnding.allCases)
+    func indentedFirstLineOfAHeaderlessPartIsBody(_ ending: LineEnding) {
+        let mail = parse("Content-Type: multipart/mixed; boundary=b\n\n--b\n    indented\ntext\n--b--\n", ending)
+        #expect(mail.root.children.first?.text == ending.text("    indented\ntext"))
+    }
 }
