@@ -9,7 +9,8 @@
 ///
 /// Entities go into a flat node list; part numbers are assigned afterwards in pre-order, and
 /// the value tree is assembled bottom-up. Depth, entity count and header size are capped by
-/// ``MailParser/Limits``, so time is O(size × depth) and memory O(size) on any input.
+/// ``MailParser/Limits``, so time is O(size × depth) and memory O(size × embedded-message depth)
+/// on any input.
 struct EntityParser {
     /// A buffer to parse: a whole message, or the decoded body of a transfer-encoded multipart.
     private struct WorkItem {
@@ -25,6 +26,9 @@ struct EntityParser {
         var part: MIMEPart
         var children: [Int] = []
         var depth: Int
+        /// How many decoded-and-reparsed copies enclose this entity (embedded messages and
+        /// transfer-encoded multiparts); capped by `maxEmbeddedMessageDepth`.
+        var copyDepth = 0
         /// The root entity of an embedded message: it starts a new numbering.
         var isMessageRoot = false
     }
@@ -199,7 +203,9 @@ struct EntityParser {
         let nodeID = nodes.count
         var part = Self.describe(header.fields, defaultType: defaultType)
         part.isInRelated = isInRelated
-        nodes.append(Node(part: part, depth: depth, isMessageRoot: isMessageRoot))
+        var copyDepth = 0
+        if let parent { copyDepth = nodes[parent].copyDepth + (isMessageRoot ? 1 : 0) }
+        nodes.append(Node(part: part, depth: depth, copyDepth: copyDepth, isMessageRoot: isMessageRoot))
         if let parent { nodes[parent].children.append(nodeID) }
 
         if header.report.truncated {
@@ -282,10 +288,17 @@ struct EntityParser {
             // A transfer-encoded multipart (see beginEntity): split the decoded body.
             note("multipart-transfer-encoded", "multipart entity with \(encoding) encoding; decoded first", node)
             let subtype = String(part.contentType.dropFirst("multipart/".count))
-            if let boundary = part.parameters["boundary"].flatMap(Boundary.init) {
-                work.append(
-                    WorkItem(buffer: content[...], parent: nil, depth: depth, bodyOf: (node, boundary, subtype)))
+            guard nodes[node].copyDepth < limits.maxEmbeddedMessageDepth,
+                let boundary = part.parameters["boundary"].flatMap(Boundary.init)
+            else {
+                note("depth-limit-exceeded", "too many decoded levels; kept unparsed", node)
+                nodes[node].part.contentType = "application/octet-stream"
+                nodes[node].part.content = content
+                return
             }
+            // Its children live in the decoded copy: count it like an embedded message.
+            nodes[node].copyDepth += 1
+            work.append(WorkItem(buffer: content[...], parent: nil, depth: depth, bodyOf: (node, boundary, subtype)))
             return
         }
         nodes[node].part.content = content
@@ -295,8 +308,8 @@ struct EntityParser {
                 // (mime4j does the same; Python does not, smtp-behaviour.md §5.3 #3).
                 note("message-transfer-encoded", "message/rfc822 with \(encoding) encoding; decoded first", node)
             }
-            guard depth < limits.effectiveMaxDepth else {
-                note("depth-limit-exceeded", "nesting deeper than \(limits.effectiveMaxDepth); kept unparsed", node)
+            guard depth < limits.effectiveMaxDepth, nodes[node].copyDepth < limits.maxEmbeddedMessageDepth else {
+                note("depth-limit-exceeded", "embedded message nested too deeply; kept unparsed", node)
                 return
             }
             work.append(WorkItem(buffer: content[...], parent: node, depth: depth + 1, bodyOf: nil))

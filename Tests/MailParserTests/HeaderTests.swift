@@ -95,6 +95,7 @@ import Testing
         #expect(limits.maxHeaderBlockSize == 102_400)
         #expect(limits.maxDepth == 50)
         #expect(limits.maxParts == 10_000)
+        #expect(limits.maxEmbeddedMessageDepth == 10)
     }
 
     @Test(arguments: LineEnding.allCases)

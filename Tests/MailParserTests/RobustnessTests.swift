@@ -31,7 +31,7 @@ import Testing
         var text = ""
         for _ in 0..<10_000 { text += "Content-Type: message/rfc822\n\n" }
         text += "Subject: bottom\n\nx\n"
-        let mail = MailParser(limits: .init(maxDepth: 30)).parse(Array(text.utf8))
+        let mail = MailParser(limits: .init(maxDepth: 30, maxEmbeddedMessageDepth: 1_000)).parse(Array(text.utf8))
         var depth = 0
         var part = mail.root
         while let child = part.children.first {
@@ -41,6 +41,37 @@ import Testing
         #expect(depth == 30)
         #expect(mail.codes.contains("depth-limit-exceeded"))
         #expect(mail.attachments.map(\.partIndex) == [0])
+    }
+
+    @Test func embeddedMessageCopiesAreCapped() {
+        // Each embedded level keeps a copy of what it encloses: the cap bounds the amplification.
+        var text = ""
+        for _ in 0..<50 { text += "Content-Type: message/rfc822\n\n" }
+        text += "\n" + String(repeating: "x", count: 100_000) + "\n"
+        let mail = MailParser().parse(Array(text.utf8))
+        var levels = 0
+        var retained = 0
+        var part = mail.root
+        while true {
+            retained += part.content.count
+            guard let child = part.children.first else { break }
+            levels += 1
+            part = child
+        }
+        #expect(levels == 10)
+        #expect(retained < 12 * 101_000)
+        #expect(mail.codes == ["depth-limit-exceeded"])
+    }
+
+    @Test func nestedTransferEncodedMultipartsCountAsCopies() {
+        // base64 of "--x\r\n\r\none\r\n--x--\r\n"
+        let inner =
+            "Content-Type: multipart/mixed; boundary=x\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + "LS14DQoNCm9uZQ0KLS14LS0NCg==\r\n"
+        let mail = MailParser(limits: .init(maxEmbeddedMessageDepth: 0)).parse(Array(inner.utf8))
+        #expect(mail.root.contentType == "application/octet-stream")
+        #expect(String(decoding: mail.root.content, as: UTF8.self) == "--x\r\n\r\none\r\n--x--\r\n")
+        #expect(mail.codes == ["multipart-transfer-encoded", "depth-limit-exceeded"])
     }
 
     @Test func partCountIsCapped() {
