@@ -183,7 +183,8 @@ enum AddressParser {
         }
         // A multi-word phrase without "@" is a display name with no address: nothing to send to.
         if words.count > 1 && !spec.contains(UInt8(ascii: "@")) { return }
-        addresses.append(MailAddress(displayName: displayName([], comments: comments), address: EncodedWords.headerText(spec)))
+        addresses.append(
+            MailAddress(displayName: displayName([], comments: comments), address: EncodedWords.headerText(spec)))
     }
 
     private static func isCompleteAddrSpec(_ text: [UInt8]) -> Bool {

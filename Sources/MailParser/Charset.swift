@@ -89,7 +89,9 @@ enum Charset {
             break
         }
         guard let converter = IconvConverter(from: name) else {
-            if isASCII { return (String(decoding: octets, as: UTF8.self), .unknown(declared: label, usedFallback: "us-ascii")) }
+            if isASCII {
+                return (String(decoding: octets, as: UTF8.self), .unknown(declared: label, usedFallback: "us-ascii"))
+            }
             let (text, used) = fallback(octets)
             return (text, .unknown(declared: label, usedFallback: used))
         }

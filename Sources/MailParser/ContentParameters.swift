@@ -87,6 +87,16 @@ enum ContentParameters {
                 while index < count, octets[index] != UInt8(ascii: ";") { index += 1 }
                 var valueEnd = index
                 while valueEnd > valueStart, isSpace(octets[valueEnd - 1]) { valueEnd -= 1 }
+                // A trailing comment, as in RFC 2045 §5.1's own `charset=us-ascii (Plain text)`.
+                // Only a space-separated "(...)" that ends the value counts, so an unquoted
+                // `report (1).pdf` keeps its parentheses.
+                if valueEnd > valueStart, octets[valueEnd - 1] == UInt8(ascii: ")"),
+                    let open = octets[valueStart..<valueEnd].firstIndex(where: { $0 == UInt8(ascii: "(") }),
+                    open > valueStart, isSpace(octets[open - 1])
+                {
+                    valueEnd = open
+                    while valueEnd > valueStart, isSpace(octets[valueEnd - 1]) { valueEnd -= 1 }
+                }
                 value = Array(octets[valueStart..<valueEnd])
             }
             if !name.isEmpty { raw.append(RawParameter(name: name, value: value, quoted: quoted)) }

@@ -9,7 +9,8 @@
 ///
 /// Entities go into a flat node list; part numbers are assigned afterwards in pre-order, and
 /// the value tree is assembled bottom-up. Depth, entity count and header size are capped by
-/// ``MailParser/Limits``, so time is O(size × depth) and memory O(size) on any input.
+/// ``MailParser/Limits``, so time is O(size × depth) and memory O(size × embedded-message depth)
+/// on any input.
 struct EntityParser {
     /// A buffer to parse: a whole message, or the decoded body of a transfer-encoded multipart.
     private struct WorkItem {
@@ -25,6 +26,9 @@ struct EntityParser {
         var part: MIMEPart
         var children: [Int] = []
         var depth: Int
+        /// How many decoded-and-reparsed copies enclose this entity (embedded messages and
+        /// transfer-encoded multiparts); capped by `maxEmbeddedMessageDepth`.
+        var copyDepth = 0
         /// The root entity of an embedded message: it starts a new numbering.
         var isMessageRoot = false
     }
@@ -106,7 +110,9 @@ struct EntityParser {
             guard let delimiter else { break }
             // An enclosing boundary implicitly closes the multiparts nested inside it.
             while open.count - 1 > delimiter.level, let inner = open.popLast() {
-                note("multipart-missing-close-delimiter", "multipart/\(inner.subtype) has no close delimiter", inner.node)
+                note(
+                    "multipart-missing-close-delimiter", "multipart/\(inner.subtype) has no close delimiter", inner.node
+                )
                 close(inner, in: buffer)
             }
             open[delimiter.level].sawDelimiter = true
@@ -140,7 +146,9 @@ struct EntityParser {
         }
         while let inner = open.popLast() {
             if inner.sawDelimiter {
-                note("multipart-missing-close-delimiter", "multipart/\(inner.subtype) has no close delimiter", inner.node)
+                note(
+                    "multipart-missing-close-delimiter", "multipart/\(inner.subtype) has no close delimiter", inner.node
+                )
             }
             close(inner, in: buffer)
         }
@@ -182,7 +190,9 @@ struct EntityParser {
         guard nodes.count < limits.effectiveMaxParts else {
             if !reportedPartLimit {
                 reportedPartLimit = true
-                note("part-limit-exceeded", "more than \(limits.effectiveMaxParts) entities; the rest is not parsed", nil)
+                note(
+                    "part-limit-exceeded", "more than \(limits.effectiveMaxParts) entities; the rest is not parsed", nil
+                )
             }
             return nil
         }
@@ -193,11 +203,15 @@ struct EntityParser {
         let nodeID = nodes.count
         var part = Self.describe(header.fields, defaultType: defaultType)
         part.isInRelated = isInRelated
-        nodes.append(Node(part: part, depth: depth, isMessageRoot: isMessageRoot))
+        var copyDepth = 0
+        if let parent { copyDepth = nodes[parent].copyDepth + (isMessageRoot ? 1 : 0) }
+        nodes.append(Node(part: part, depth: depth, copyDepth: copyDepth, isMessageRoot: isMessageRoot))
         if let parent { nodes[parent].children.append(nodeID) }
 
         if header.report.truncated {
-            note("header-block-too-large", "header block over \(limits.maxHeaderBlockSize) octets; later fields dropped", nodeID)
+            note(
+                "header-block-too-large", "header block over \(limits.maxHeaderBlockSize) octets; later fields dropped",
+                nodeID)
         }
         if header.report.missingSeparator && !header.fields.isEmpty {
             note("header-missing-separator", "no empty line after the header fields", nodeID)
@@ -205,13 +219,12 @@ struct EntityParser {
         if header.report.skippedMboxLine {
             note("header-mbox-from-line", "skipped an mbox \"From \" line before the header", nodeID)
         }
-        if header.report.orphanContinuation {
-            note("header-orphan-continuation", "continuation line before the first field was dropped", nodeID)
-        }
         if part.contentType == "text/plain", let declared = Self.declaredType(header.fields),
             declared != "text/plain", declared != "text"
         {
-            note("content-type-invalid", "invalid Content-Type \"\(declared)\"; read as text/plain (RFC 2045 §5.2)", nodeID)
+            note(
+                "content-type-invalid", "invalid Content-Type \"\(declared)\"; read as text/plain (RFC 2045 §5.2)",
+                nodeID)
         }
 
         guard part.contentType.hasPrefix("multipart/") else {
@@ -225,7 +238,9 @@ struct EntityParser {
         guard let boundary = part.parameters["boundary"].flatMap(Boundary.init) else {
             // QUIRK: without a boundary there are no parts; rather than lose the body, read the
             // entity as one text/plain leaf (RFC 2045 §5.2's default for an unusable type).
-            note("multipart-missing-boundary", "\(part.contentType) without a boundary parameter; read as text/plain", nodeID)
+            note(
+                "multipart-missing-boundary", "\(part.contentType) without a boundary parameter; read as text/plain",
+                nodeID)
             nodes[nodeID].part.contentType = "text/plain"
             return (.entityBody(node: nodeID, start: header.bodyStart), header.bodyStart)
         }
@@ -273,9 +288,17 @@ struct EntityParser {
             // A transfer-encoded multipart (see beginEntity): split the decoded body.
             note("multipart-transfer-encoded", "multipart entity with \(encoding) encoding; decoded first", node)
             let subtype = String(part.contentType.dropFirst("multipart/".count))
-            if let boundary = part.parameters["boundary"].flatMap(Boundary.init) {
-                work.append(WorkItem(buffer: content[...], parent: nil, depth: depth, bodyOf: (node, boundary, subtype)))
+            guard nodes[node].copyDepth < limits.maxEmbeddedMessageDepth,
+                let boundary = part.parameters["boundary"].flatMap(Boundary.init)
+            else {
+                note("depth-limit-exceeded", "too many decoded levels; kept unparsed", node)
+                nodes[node].part.contentType = "application/octet-stream"
+                nodes[node].part.content = content
+                return
             }
+            // Its children live in the decoded copy: count it like an embedded message.
+            nodes[node].copyDepth += 1
+            work.append(WorkItem(buffer: content[...], parent: nil, depth: depth, bodyOf: (node, boundary, subtype)))
             return
         }
         nodes[node].part.content = content
@@ -285,8 +308,8 @@ struct EntityParser {
                 // (mime4j does the same; Python does not, smtp-behaviour.md §5.3 #3).
                 note("message-transfer-encoded", "message/rfc822 with \(encoding) encoding; decoded first", node)
             }
-            guard depth < limits.effectiveMaxDepth else {
-                note("depth-limit-exceeded", "nesting deeper than \(limits.effectiveMaxDepth); kept unparsed", node)
+            guard depth < limits.effectiveMaxDepth, nodes[node].copyDepth < limits.maxEmbeddedMessageDepth else {
+                note("depth-limit-exceeded", "embedded message nested too deeply; kept unparsed", node)
                 return
             }
             work.append(WorkItem(buffer: content[...], parent: node, depth: depth + 1, bodyOf: nil))
@@ -303,7 +326,9 @@ struct EntityParser {
             case .unknown(let declared, let used):
                 note("charset-unknown", "unknown charset \"\(declared)\"; read as \(used)", node)
             case .invalidOctets(let count):
-                note("charset-invalid-octets", "\(count) octets invalid in \(part.charset ?? "utf-8") became U+FFFD", node)
+                note(
+                    "charset-invalid-octets", "\(count) octets invalid in \(part.charset ?? "utf-8") became U+FFFD",
+                    node)
             }
         }
     }
@@ -313,7 +338,9 @@ struct EntityParser {
     private mutating func close(_ multipart: OpenMultipart, in buffer: ArraySlice<UInt8>) {
         guard !multipart.sawDelimiter else { return }
         let node = multipart.node
-        note("multipart-boundary-not-found", "no delimiter line in multipart/\(multipart.subtype); read as text/plain", node)
+        note(
+            "multipart-boundary-not-found", "no delimiter line in multipart/\(multipart.subtype); read as text/plain",
+            node)
         nodes[node].part.contentType = "text/plain"
         let preamble = nodes[node].part.preamble
         nodes[node].part.preamble = []
@@ -325,7 +352,9 @@ struct EntityParser {
         case "base64":
             let (octets, report) = TransferDecoding.base64(body)
             if report.invalidCharacters > 0 {
-                note("base64-invalid-characters", "\(report.invalidCharacters) octets outside the base64 alphabet skipped", node)
+                note(
+                    "base64-invalid-characters",
+                    "\(report.invalidCharacters) octets outside the base64 alphabet skipped", node)
             }
             if report.missingPadding {
                 note("base64-missing-padding", "base64 without final \"=\" padding; decoded anyway", node)
@@ -340,13 +369,17 @@ struct EntityParser {
         case "quoted-printable":
             let (octets, report) = TransferDecoding.quotedPrintable(body)
             if report.invalidEscapes > 0 {
-                note("quoted-printable-invalid-escape", "\(report.invalidEscapes) malformed \"=\" escapes kept as written", node)
+                note(
+                    "quoted-printable-invalid-escape",
+                    "\(report.invalidEscapes) malformed \"=\" escapes kept as written", node)
             }
             return octets
         case "7bit", "8bit", "binary":
             return Array(body)
         default:
-            note("transfer-encoding-unknown", "unknown Content-Transfer-Encoding \"\(encoding)\"; content kept as is", node)
+            note(
+                "transfer-encoding-unknown", "unknown Content-Transfer-Encoding \"\(encoding)\"; content kept as is",
+                node)
             return Array(body)
         }
     }

@@ -9,8 +9,6 @@ enum HeaderBlock {
         var missingSeparator = false
         /// An mbox `From ` line preceded the header and was skipped.
         var skippedMboxLine = false
-        /// Continuation lines before the first field were dropped.
-        var orphanContinuation = false
     }
 
     /// The parsed block.
@@ -88,8 +86,11 @@ enum HeaderBlock {
                 if currentName != nil {
                     currentValue.append(contentsOf: input[index..<contentEnd])
                     dropIfOverSize()
-                } else if !report.truncated {
-                    report.orphanContinuation = true
+                } else if fields.isEmpty && !report.truncated {
+                    // Indented text where the first field should be: a part with no header and
+                    // no empty separator line. Keep it as body rather than drop it.
+                    bodyStart = index
+                    break
                 }
                 index = next
                 continue

@@ -22,11 +22,22 @@ public struct MailParser: Sendable {
         /// message cannot carry more useful parts). Later entities are dropped with a
         /// `part-limit-exceeded` diagnostic.
         public var maxParts: Int
+        /// Embedded messages parsed inside one another (`message/rfc822`, and transfer-encoded
+        /// multiparts, which are decoded and then re-parsed). Default 10; forwarded chains rarely
+        /// pass 5. Each level keeps its own decoded copy of the embedded octets (so the part can
+        /// be re-attached as `.eml`), so memory grows by up to the message size per level: the
+        /// cap keeps a 10 MB message under about 110 MB. A deeper one stays an unparsed leaf
+        /// (content kept) with a `depth-limit-exceeded` diagnostic.
+        public var maxEmbeddedMessageDepth: Int
 
-        public init(maxHeaderBlockSize: Int = 102_400, maxDepth: Int = 50, maxParts: Int = 10_000) {
+        public init(
+            maxHeaderBlockSize: Int = 102_400, maxDepth: Int = 50, maxParts: Int = 10_000,
+            maxEmbeddedMessageDepth: Int = 10
+        ) {
             self.maxHeaderBlockSize = maxHeaderBlockSize
             self.maxDepth = maxDepth
             self.maxParts = maxParts
+            self.maxEmbeddedMessageDepth = maxEmbeddedMessageDepth
         }
 
         var effectiveMaxDepth: Int { min(max(maxDepth, 0), 1_000) }

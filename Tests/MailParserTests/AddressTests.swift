@@ -18,7 +18,8 @@ import Testing
 
     @Test(arguments: LineEnding.allCases)
     func foldedListAcrossLines(_ ending: LineEnding) {
-        let mail = parse("To: Alice <a@example.com>,\n Bob <b@example.com>\nCc: c@example.com\nBcc: d@example.com\n\n", ending)
+        let mail = parse(
+            "To: Alice <a@example.com>,\n Bob <b@example.com>\nCc: c@example.com\nBcc: d@example.com\n\n", ending)
         #expect(mail.to.map(\.address) == ["a@example.com", "b@example.com"])
         #expect(mail.cc == [MailAddress(address: "c@example.com")])
         #expect(mail.bcc == [MailAddress(address: "d@example.com")])
@@ -31,9 +32,10 @@ import Testing
                 MailAddress(address: "b@example.com"),
                 MailAddress(displayName: "just a comment", address: "c@example.com"),
             ])
-        #expect(Self.to("Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>") == [
-            MailAddress(displayName: "Pete", address: "pete@silly.test")
-        ])
+        #expect(
+            Self.to("Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>") == [
+                MailAddress(displayName: "Pete", address: "pete@silly.test")
+            ])
     }
 
     @Test func groupsAreFlattened() {
@@ -48,27 +50,31 @@ import Testing
     }
 
     @Test func encodedDisplayNames() {
-        #expect(Self.to("=?UTF-8?B?TcO8bGxlciwgSGFucw==?= <h@example.com>") == [
-            MailAddress(displayName: "Müller, Hans", address: "h@example.com")
-        ])
+        #expect(
+            Self.to("=?UTF-8?B?TcO8bGxlciwgSGFucw==?= <h@example.com>") == [
+                MailAddress(displayName: "Müller, Hans", address: "h@example.com")
+            ])
         // QUIRK: encoded words inside quotes are decoded too.
-        #expect(Self.to("\"=?ISO-8859-1?Q?Andr=E9?= Pirard\" <p@example.com>") == [
-            MailAddress(displayName: "André Pirard", address: "p@example.com")
-        ])
+        #expect(
+            Self.to("\"=?ISO-8859-1?Q?Andr=E9?= Pirard\" <p@example.com>") == [
+                MailAddress(displayName: "André Pirard", address: "p@example.com")
+            ])
     }
 
     @Test func obsoleteRouteAndSpacing() {
-        #expect(Self.to("Joe <@relay1.test,@relay2.test:joe@example.com>") == [
-            MailAddress(displayName: "Joe", address: "joe@example.com")
-        ])
+        #expect(
+            Self.to("Joe <@relay1.test,@relay2.test:joe@example.com>") == [
+                MailAddress(displayName: "Joe", address: "joe@example.com")
+            ])
         #expect(Self.to("john . doe @ example . com") == [MailAddress(address: "john.doe@example.com")])
         #expect(Self.to("\"john doe\"@example.com") == [MailAddress(address: "\"john doe\"@example.com")])
     }
 
     @Test func missingAngleBracketsAndEmptyEntries() {
-        #expect(Self.to("John Smith john@example.com") == [
-            MailAddress(displayName: "John Smith", address: "john@example.com")
-        ])
+        #expect(
+            Self.to("John Smith john@example.com") == [
+                MailAddress(displayName: "John Smith", address: "john@example.com")
+            ])
         #expect(Self.to(", ,a@example.com,,") == [MailAddress(address: "a@example.com")])
         #expect(Self.to("<>").isEmpty)
         #expect(Self.to("Just A Name").isEmpty)

@@ -41,8 +41,9 @@ import Testing
         Case(charset: "shift_jis", octets: [0x93, 0xFA, 0x96, 0x7B], expected: "日本"),
         Case(charset: "x-sjis", octets: [0x93, 0xFA], expected: "日"),
         Case(charset: "euc-jp", octets: [0xC6, 0xFC, 0xCB, 0xDC], expected: "日本"),
-        Case(charset: "iso-2022-jp", octets: [0x1B, 0x24, 0x42, 0x46, 0x7C, 0x4B, 0x5C, 0x1B, 0x28, 0x42],
-             expected: "日本"),
+        Case(
+            charset: "iso-2022-jp", octets: [0x1B, 0x24, 0x42, 0x46, 0x7C, 0x4B, 0x5C, 0x1B, 0x28, 0x42],
+            expected: "日本"),
         Case(charset: "gb2312", octets: [0xD6, 0xD0, 0xCE, 0xC4], expected: "中文"),
         Case(charset: "gbk", octets: [0xD6, 0xD0], expected: "中"),
         Case(charset: "gb18030", octets: [0xD6, 0xD0], expected: "中"),

@@ -8,9 +8,15 @@ import Testing
 @Suite struct CorpusConformanceTests {
     /// Stalwart's expected RFC 8621 lists (only the fields compared).
     struct Expected: Decodable {
-        var text_body: [Int]
-        var html_body: [Int]
+        var textBody: [Int]
+        var htmlBody: [Int]
         var attachments: [Int]
+
+        enum CodingKeys: String, CodingKey {
+            case textBody = "text_body"
+            case htmlBody = "html_body"
+            case attachments
+        }
     }
 
     static func messageFiles() throws -> [URL] {
@@ -55,6 +61,31 @@ import Testing
         }
     }
 
+    /// The same message with LF and with CRLF line ends must give the same tree shape and selection.
+    @Test func lineEndingsDoNotChangeTheStructure() throws {
+        let files = try Self.messageFiles()
+        try #require(!files.isEmpty)
+        func shape(_ mail: ParsedMail) -> [[Int]] {
+            var types: [Int] = []
+            var stack = [mail.root]
+            while let part = stack.popLast() {
+                types.append(part.children.count)
+                stack.append(contentsOf: part.children.reversed())
+            }
+            return [
+                types, mail.textBody.map(\.partIndex), mail.htmlBody.map(\.partIndex),
+                mail.attachments.map(\.partIndex),
+            ]
+        }
+        for file in files {
+            let raw = Array(try Data(contentsOf: file))
+            let lf = MailParser().parse(LineEnding.lf.apply(raw))
+            let crlf = MailParser().parse(LineEnding.crlf.apply(raw))
+            #expect(shape(lf) == shape(crlf), "\(Self.relativePath(file))")
+            #expect(lf.subject == crlf.subject, "\(Self.relativePath(file))")
+        }
+    }
+
     /// One disagreement line: `path | fields | reason`.
     struct Listed: Hashable {
         var path: String
@@ -92,8 +123,8 @@ import Testing
                 let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: jsonURL))
                 let mail = MailParser().parse(ending.apply(raw))
                 var differing: [String] = []
-                if mail.textBody.map(\.partIndex) != expected.text_body { differing.append("textBody") }
-                if mail.htmlBody.map(\.partIndex) != expected.html_body { differing.append("htmlBody") }
+                if mail.textBody.map(\.partIndex) != expected.textBody { differing.append("textBody") }
+                if mail.htmlBody.map(\.partIndex) != expected.htmlBody { differing.append("htmlBody") }
                 if mail.attachments.map(\.partIndex) != expected.attachments { differing.append("attachments") }
                 comparisons += 1
                 let key = Listed(path: Self.relativePath(jsonURL), fields: differing.joined(separator: ","))
@@ -109,7 +140,7 @@ import Testing
                         unlisted disagreement: \(key.path) | \(key.fields)
                           ours:     text \(mail.textBody.map(\.partIndex)) html \(mail.htmlBody.map(\.partIndex)) \
                         attachments \(mail.attachments.map(\.partIndex))
-                          stalwart: text \(expected.text_body) html \(expected.html_body) \
+                          stalwart: text \(expected.textBody) html \(expected.htmlBody) \
                         attachments \(expected.attachments)
                         """)
                 }
@@ -119,7 +150,9 @@ import Testing
         for stale in Set(listed.keys).subtracting(found) {
             Issue.record("listed disagreement no longer disagrees (remove it): \(stale.path) | \(stale.fields)")
         }
-        print("stalwart agreement: \(agreements)/\(comparisons) (LF and CRLF inputs), \(messagesFullyAgreeing)/\(files.count) messages")
+        print(
+            "stalwart agreement: \(agreements)/\(comparisons) (LF and CRLF inputs),",
+            "\(messagesFullyAgreeing)/\(files.count) messages")
         #expect(comparisons == files.count * 2)
     }
 }

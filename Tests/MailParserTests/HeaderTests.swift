@@ -34,7 +34,8 @@ import Testing
 
     @Test(arguments: LineEnding.allCases)
     func duplicateFieldsAreKeptInOrder(_ ending: LineEnding) {
-        let mail = parse("Received: one\nX-Dup: 1\nReceived: two\nx-dup: 2\nSubject: first\nSubject: second\n\n", ending)
+        let mail = parse(
+            "Received: one\nX-Dup: 1\nReceived: two\nx-dup: 2\nSubject: first\nSubject: second\n\n", ending)
         #expect(mail.headerValues("RECEIVED") == ["one", "two"])
         #expect(mail.headerValues("X-Dup") == ["1", "2"])
         #expect(mail.subject == "first")
@@ -94,5 +95,12 @@ import Testing
         #expect(limits.maxHeaderBlockSize == 102_400)
         #expect(limits.maxDepth == 50)
         #expect(limits.maxParts == 10_000)
+        #expect(limits.maxEmbeddedMessageDepth == 10)
+    }
+
+    @Test(arguments: LineEnding.allCases)
+    func indentedFirstLineOfAHeaderlessPartIsBody(_ ending: LineEnding) {
+        let mail = parse("Content-Type: multipart/mixed; boundary=b\n\n--b\n    indented\ntext\n--b--\n", ending)
+        #expect(mail.root.children.first?.text == ending.text("    indented\ntext"))
     }
 }

@@ -88,4 +88,14 @@ import Testing
         #expect(mail.root.charset == "utf-8")
         #expect(mail.codes == ["content-type-invalid"])
     }
+
+    @Test(arguments: LineEnding.allCases)
+    func trailingCommentAfterUnquotedValue(_ ending: LineEnding) {
+        // RFC 2045 §5.1's own example.
+        let mail = parse("Content-type: text/plain; charset=us-ascii (Plain text)\n\nhi\n", ending)
+        #expect(mail.root.charset == "us-ascii")
+        #expect(mail.diagnostics.isEmpty)
+        let part = Self.attachment("Content-Disposition: attachment; filename=report (1).pdf", ending)
+        #expect(part.filename == "report (1).pdf")
+    }
 }

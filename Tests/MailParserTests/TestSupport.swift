@@ -1,5 +1,6 @@
 import Foundation
 import MailParser
+import Testing
 
 /// The two line-ending conventions every message-shaped input is run with.
 enum LineEnding: String, CaseIterable, CustomTestStringConvertible, Sendable {
@@ -47,5 +48,3 @@ enum Paths {
 extension ParsedMail {
     var codes: [String] { diagnostics.map(\.code) }
 }
-
-import Testing
