@@ -38,6 +38,12 @@ let package = Package(
             ]
         ),
 
+        // RFC 5322 / 2045–2049 / 2047 / 2231 parsing and the RFC 8621 mail view. Pure: no I/O, stdlib + libc iconv.
+        .target(name: "MailParser"),
+
+        // The ACS Email REST model, its JSON encoding and the MIME → ACS translation. Pure: no I/O.
+        .target(name: "ACSEmail", dependencies: ["MailParser"]),
+
         // Talks to ACS: request signing (HMAC-SHA256 over libcrypto) and HTTP over libcurl's multi interface.
         .target(name: "ACSClient", dependencies: ["CCurl", "COpenSSL"]),
 
@@ -67,5 +73,9 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "SMTPProtocol", "SMTPServer"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CCurl", "COpenSSL"]),
         .testTarget(name: "ACSClientTests", dependencies: ["ACSClient"], exclude: ["Fixtures"]),
-    ]
+        // Fixtures are read (and golden files re-recorded) in place through #filePath, not bundled.
+        .testTarget(name: "MailParserTests", dependencies: ["MailParser"], exclude: ["Fixtures"]),
+        .testTarget(name: "ACSEmailTests", dependencies: ["ACSEmail", "MailParser"], exclude: ["Fixtures"]),
+    ],
+    swiftLanguageModes: [.v6]
 )
