@@ -99,6 +99,14 @@ import Testing
         #expect(list.allSatisfy { !$0.address.isEmpty })
     }
 
+    @Test func encodedWordWithRawSpecialsStaysOneWord() {
+        #expect(
+            Self.to("=?utf-8?q?Doe,_J=C3=B6rg?= <j@example.com>, =?utf-8?q?a:b?= <k@example.com>") == [
+                MailAddress(displayName: "Doe, Jörg", address: "j@example.com"),
+                MailAddress(displayName: "a:b", address: "k@example.com"),
+            ])
+    }
+
     @Test func encodedNameThatDecodesToSpecialsDoesNotSplitTheList() {
         // "=?utf-8?b?IiwiPD4=?=" decodes to `","<>`.
         #expect(Self.to("=?utf-8?b?IiwiPD4=?= <x@y.z>") == [MailAddress(displayName: "\",\"<>", address: "x@y.z")])
