@@ -92,7 +92,17 @@ enum AddressParser {
                 index += 1  // stray closer: ignore
             default:
                 let start = index
-                while index < count, !isDelimiter(octets[index]) { index += 1 }
+                while index < count, !isDelimiter(octets[index]) {
+                    // QUIRK: an encoded word is one word even when its Q text carries specials
+                    // ("=?utf-8?q?Doe,_J?=") that RFC 2047 §5 (3) forbids in a phrase.
+                    if octets[index] == UInt8(ascii: "="), index + 1 < count, octets[index + 1] == UInt8(ascii: "?"),
+                        let word = EncodedWords.parseWord(octets, at: index)
+                    {
+                        index = word.end
+                        continue
+                    }
+                    index += 1
+                }
                 tokens.append(.word(Array(octets[start..<index])))
             }
         }

@@ -44,6 +44,8 @@ enum Charset {
         "utf-32": "UTF-32", "utf-32le": "UTF-32LE", "utf-32be": "UTF-32BE",
         "utf-7": "UTF-7", "utf7": "UTF-7", "unicode-1-1-utf-7": "UTF-7", "x-unicode20utf7": "UTF-7",
         "tis-620": "TIS-620", "windows-874": "CP874", "cp874": "CP874", "viscii": "VISCII",
+        "macintosh": "MACINTOSH", "mac": "MACINTOSH", "mac-roman": "MACINTOSH", "x-mac-roman": "MACINTOSH",
+        "x-mac-cyrillic": "MAC-CYRILLIC", "ibm866": "CP866", "cp866": "CP866",
     ]
 
     /// The iconv name for a declared charset label, or `nil` when the label is empty.

@@ -363,7 +363,7 @@ struct EntityParser {
                 note("base64-truncated", "base64 ends with a lone character, dropped", node)
             }
             if report.dataAfterPadding {
-                note("base64-data-after-padding", "base64 continues after \"=\" padding; decoded anyway", node)
+                note("base64-data-after-padding", "base64 continues after \"=\" padding; the rest is ignored", node)
             }
             return octets
         case "quoted-printable":

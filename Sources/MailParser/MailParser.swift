@@ -30,6 +30,7 @@ public struct MailParser: Sendable {
         /// (content kept) with a `depth-limit-exceeded` diagnostic.
         public var maxEmbeddedMessageDepth: Int
 
+        /// Limits with the documented defaults unless overridden.
         public init(
             maxHeaderBlockSize: Int = 102_400, maxDepth: Int = 50, maxParts: Int = 10_000,
             maxEmbeddedMessageDepth: Int = 10
@@ -47,6 +48,7 @@ public struct MailParser: Sendable {
     /// The caps in force.
     public var limits: Limits
 
+    /// A parser enforcing `limits`. Cheap to create; holds no state between messages.
     public init(limits: Limits = .init()) {
         self.limits = limits
     }

@@ -12,6 +12,7 @@ public struct HeaderField: Sendable, Hashable {
     /// Raw 8-bit octets are read as UTF-8 when valid (RFC 6532), else as windows-1252.
     public var value: String
 
+    /// A field with the given name, raw unfolded body and decoded display value.
     public init(name: String, rawValue: [UInt8], value: String) {
         self.name = name
         self.rawValue = rawValue
@@ -29,6 +30,7 @@ public struct MailAddress: Sendable, Hashable {
     /// The addr-spec (`local@domain`), without angle brackets, comments or obsolete route.
     public var address: String
 
+    /// A mailbox; `displayName` is `nil` when the header gave none.
     public init(displayName: String? = nil, address: String) {
         self.displayName = displayName
         self.address = address
@@ -46,6 +48,7 @@ public struct MailDiagnostic: Sendable, Hashable {
     /// `message/rfc822` part that contains it. `nil` for message-wide problems.
     public var partIndex: Int?
 
+    /// A diagnostic with a stable `code`, a human `message` and the part it concerns.
     public init(code: String, message: String, partIndex: Int? = nil) {
         self.code = code
         self.message = message
@@ -97,6 +100,7 @@ public struct MIMEPart: Sendable, Hashable {
     /// `true` for an entity that was split into children by a boundary.
     public var isMultipart: Bool { contentType.hasPrefix("multipart/") }
 
+    /// An entity; the defaults describe an empty `text/plain` leaf (RFC 2045 §5.2).
     public init(
         partIndex: Int = 0, headers: [HeaderField] = [], contentType: String = "text/plain",
         parameters: [String: String] = [:], dispositionType: String? = nil, filename: String? = nil,

@@ -8,7 +8,7 @@ enum TransferDecoding {
         var missingPadding = false
         /// A single dangling character at the end that cannot form an octet (dropped).
         var danglingCharacter = false
-        /// Data followed `=` padding (a concatenation of encoded blocks; decoded anyway).
+        /// Data followed the `=` padding and was ignored (RFC 2045 §6.8: padding marks the end).
         var dataAfterPadding = false
 
         var isClean: Bool { self == Base64Report() }
@@ -31,29 +31,32 @@ enum TransferDecoding {
     }()
 
     /// Decodes base64, ignoring whitespace and line length (RFC 2045 §6.8 says decoders must
-    /// ignore characters outside the alphabet), tolerating missing padding.
+    /// ignore characters outside the alphabet), tolerating missing padding. Padding that ends a
+    /// quantum ends the data ("may be taken as evidence that the end of the data has been
+    /// reached", §6.8); what follows is ignored, as Python's binascii and Stalwart do.
     static func base64(_ input: some Collection<UInt8>) -> (octets: [UInt8], report: Base64Report) {
         var output: [UInt8] = []
         output.reserveCapacity(input.count / 4 * 3 + 3)
         var report = Base64Report()
         var accumulator: UInt32 = 0
         var count = 0
-        var sawPadding = false
+        var ended = false
         for byte in input {
             let value = base64Values[Int(byte)]
+            let isSpace = byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
+            if ended {
+                if !isSpace && byte != UInt8(ascii: "=") { report.dataAfterPadding = true }
+                continue
+            }
             if value == 0xFF {
-                if byte == UInt8(ascii: "=") {
-                    // Padding closes the current quantum: flush what it holds.
+                if byte == UInt8(ascii: "="), count >= 2 {
+                    // Padding closes the final quantum: flush what it holds, and stop.
                     flush(&accumulator, &count, into: &output, report: &report, padded: true)
-                    sawPadding = true
-                } else if byte != 0x20 && byte != 0x09 && byte != 0x0D && byte != 0x0A {
+                    ended = true
+                } else if !isSpace {
                     report.invalidCharacters += 1
                 }
                 continue
-            }
-            if sawPadding {
-                report.dataAfterPadding = true
-                sawPadding = false
             }
             accumulator = accumulator << 6 | UInt32(value)
             count += 1

@@ -25,23 +25,25 @@ import Testing
         #expect(mail.bcc == [MailAddress(address: "d@example.com")])
     }
 
-    @Test func bareAddressesAndComments() {
+    @Test(arguments: LineEnding.allCases)
+    func bareAddressesAndComments(_ ending: LineEnding) {
         #expect(
-            Self.to("a@example.com (Alice A), b@example.com, (just a comment) <c@example.com>") == [
+            Self.to("a@example.com (Alice A), b@example.com, (just a comment) <c@example.com>", ending) == [
                 MailAddress(displayName: "Alice A", address: "a@example.com"),
                 MailAddress(address: "b@example.com"),
                 MailAddress(displayName: "just a comment", address: "c@example.com"),
             ])
         #expect(
-            Self.to("Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>") == [
+            Self.to("Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>", ending) == [
                 MailAddress(displayName: "Pete", address: "pete@silly.test")
             ])
     }
 
-    @Test func groupsAreFlattened() {
-        #expect(Self.to("undisclosed-recipients:;").isEmpty)
+    @Test(arguments: LineEnding.allCases)
+    func groupsAreFlattened(_ ending: LineEnding) {
+        #expect(Self.to("undisclosed-recipients:;", ending).isEmpty)
         #expect(
-            Self.to("A Group:Ed Jones <c@a.test>,joe@where.test,John <jdoe@one.test>;, after@x.test") == [
+            Self.to("A Group:Ed Jones <c@a.test>,joe@where.test,John <jdoe@one.test>;, after@x.test", ending) == [
                 MailAddress(displayName: "Ed Jones", address: "c@a.test"),
                 MailAddress(address: "joe@where.test"),
                 MailAddress(displayName: "John", address: "jdoe@one.test"),
@@ -49,39 +51,43 @@ import Testing
             ])
     }
 
-    @Test func encodedDisplayNames() {
+    @Test(arguments: LineEnding.allCases)
+    func encodedDisplayNames(_ ending: LineEnding) {
         #expect(
-            Self.to("=?UTF-8?B?TcO8bGxlciwgSGFucw==?= <h@example.com>") == [
+            Self.to("=?UTF-8?B?TcO8bGxlciwgSGFucw==?= <h@example.com>", ending) == [
                 MailAddress(displayName: "Müller, Hans", address: "h@example.com")
             ])
         // QUIRK: encoded words inside quotes are decoded too.
         #expect(
-            Self.to("\"=?ISO-8859-1?Q?Andr=E9?= Pirard\" <p@example.com>") == [
+            Self.to("\"=?ISO-8859-1?Q?Andr=E9?= Pirard\" <p@example.com>", ending) == [
                 MailAddress(displayName: "André Pirard", address: "p@example.com")
             ])
     }
 
-    @Test func obsoleteRouteAndSpacing() {
+    @Test(arguments: LineEnding.allCases)
+    func obsoleteRouteAndSpacing(_ ending: LineEnding) {
         #expect(
-            Self.to("Joe <@relay1.test,@relay2.test:joe@example.com>") == [
+            Self.to("Joe <@relay1.test,@relay2.test:joe@example.com>", ending) == [
                 MailAddress(displayName: "Joe", address: "joe@example.com")
             ])
-        #expect(Self.to("john . doe @ example . com") == [MailAddress(address: "john.doe@example.com")])
-        #expect(Self.to("\"john doe\"@example.com") == [MailAddress(address: "\"john doe\"@example.com")])
+        #expect(Self.to("john . doe @ example . com", ending) == [MailAddress(address: "john.doe@example.com")])
+        #expect(Self.to("\"john doe\"@example.com", ending) == [MailAddress(address: "\"john doe\"@example.com")])
     }
 
-    @Test func missingAngleBracketsAndEmptyEntries() {
+    @Test(arguments: LineEnding.allCases)
+    func missingAngleBracketsAndEmptyEntries(_ ending: LineEnding) {
         #expect(
-            Self.to("John Smith john@example.com") == [
+            Self.to("John Smith john@example.com", ending) == [
                 MailAddress(displayName: "John Smith", address: "john@example.com")
             ])
-        #expect(Self.to(", ,a@example.com,,") == [MailAddress(address: "a@example.com")])
-        #expect(Self.to("<>").isEmpty)
-        #expect(Self.to("Just A Name").isEmpty)
+        #expect(Self.to(", ,a@example.com,,", ending) == [MailAddress(address: "a@example.com")])
+        #expect(Self.to("<>", ending).isEmpty)
+        #expect(Self.to("Just A Name", ending).isEmpty)
     }
 
-    @Test func senderAndReplyTo() {
-        let mail = parse("Sender: S <s@example.com>, t@example.com\nReply-To: r@example.com\n\n", .lf)
+    @Test(arguments: LineEnding.allCases)
+    func senderAndReplyTo(_ ending: LineEnding) {
+        let mail = parse("Sender: S <s@example.com>, t@example.com\nReply-To: r@example.com\n\n", ending)
         #expect(mail.sender == MailAddress(displayName: "S", address: "s@example.com"))
         #expect(mail.replyTo == [MailAddress(address: "r@example.com")])
     }
@@ -99,8 +105,19 @@ import Testing
         #expect(list.allSatisfy { !$0.address.isEmpty })
     }
 
-    @Test func encodedNameThatDecodesToSpecialsDoesNotSplitTheList() {
+    @Test(arguments: LineEnding.allCases)
+    func encodedWordWithRawSpecialsStaysOneWord(_ ending: LineEnding) {
+        #expect(
+            Self.to("=?utf-8?q?Doe,_J=C3=B6rg?= <j@example.com>, =?utf-8?q?a:b?= <k@example.com>", ending) == [
+                MailAddress(displayName: "Doe, Jörg", address: "j@example.com"),
+                MailAddress(displayName: "a:b", address: "k@example.com"),
+            ])
+    }
+
+    @Test(arguments: LineEnding.allCases)
+    func encodedNameThatDecodesToSpecialsDoesNotSplitTheList(_ ending: LineEnding) {
         // "=?utf-8?b?IiwiPD4=?=" decodes to `","<>`.
-        #expect(Self.to("=?utf-8?b?IiwiPD4=?= <x@y.z>") == [MailAddress(displayName: "\",\"<>", address: "x@y.z")])
+        #expect(
+            Self.to("=?utf-8?b?IiwiPD4=?= <x@y.z>", ending) == [MailAddress(displayName: "\",\"<>", address: "x@y.z")])
     }
 }

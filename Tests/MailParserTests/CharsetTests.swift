@@ -54,6 +54,8 @@ import Testing
         Case(charset: "utf-16be", octets: [0x00, 0x41], expected: "A"),
         Case(charset: "utf-7", octets: Array("A+ImIDkQ.".utf8), expected: "A≢Α."),
         Case(charset: "\"utf-8\"", octets: [0xC3, 0xA9], expected: "é"),
+        Case(charset: "x-mac-roman", octets: [0x8E], expected: "é"),
+        Case(charset: "ibm866", octets: [0x84, 0xA0], expected: "Да"),
     ]
 
     @Test(arguments: cases)

@@ -25,31 +25,36 @@ import Testing
         #expect(Self.subject("a =?utf-8?q?b?= c", ending) == "a b c")
     }
 
-    @Test func multiOctetCharacterSplitAcrossWordsIsJoinedBeforeDecoding() {
+    @Test(arguments: LineEnding.allCases)
+    func multiOctetCharacterSplitAcrossWordsIsJoinedBeforeDecoding(_ ending: LineEnding) {
         // "é" = C3 A9, split between two B words ("ww==" = C3, "qQ==" = A9).
-        #expect(Self.subject("=?UTF-8?B?ww==?= =?UTF-8?B?qQ==?=") == "é")
+        #expect(Self.subject("=?UTF-8?B?ww==?= =?UTF-8?B?qQ==?=", ending) == "é")
         // ISO-2022-JP state carried across words.
-        #expect(Self.subject("=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=") == "日本語")
+        #expect(Self.subject("=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", ending) == "日本語")
     }
 
-    @Test func malformedWordsStayLiteral() {
-        #expect(Self.subject("=?utf-8?x?abc?=") == "=?utf-8?x?abc?=")
-        #expect(Self.subject("=?utf-8?q?no end") == "=?utf-8?q?no end")
-        #expect(Self.subject("=??q?abc?=") == "=??q?abc?=")
-        #expect(Self.subject("a=?b") == "a=?b")
-        #expect(Self.subject("=?utf-8?q?has space?=") == "=?utf-8?q?has space?=")
+    @Test(arguments: LineEnding.allCases)
+    func malformedWordsStayLiteral(_ ending: LineEnding) {
+        #expect(Self.subject("=?utf-8?x?abc?=", ending) == "=?utf-8?x?abc?=")
+        #expect(Self.subject("=?utf-8?q?no end", ending) == "=?utf-8?q?no end")
+        #expect(Self.subject("=??q?abc?=", ending) == "=??q?abc?=")
+        #expect(Self.subject("a=?b", ending) == "a=?b")
+        #expect(Self.subject("=?utf-8?q?has space?=", ending) == "=?utf-8?q?has space?=")
     }
 
-    @Test func unknownCharsetFallsBackLikeBodyText() {
-        #expect(Self.subject("=?x-unknown?q?caf=C3=A9?=") == "café")
-        #expect(Self.subject("=?x-unknown?q?caf=E9?=") == "café")
+    @Test(arguments: LineEnding.allCases)
+    func unknownCharsetFallsBackLikeBodyText(_ ending: LineEnding) {
+        #expect(Self.subject("=?x-unknown?q?caf=C3=A9?=", ending) == "café")
+        #expect(Self.subject("=?x-unknown?q?caf=E9?=", ending) == "café")
     }
 
-    @Test func languageSuffixAndLowercaseHex() {
-        #expect(Self.subject("=?utf-8*en?q?=e2=82=ac?=") == "€")
+    @Test(arguments: LineEnding.allCases)
+    func languageSuffixAndLowercaseHex(_ ending: LineEnding) {
+        #expect(Self.subject("=?utf-8*en?q?=e2=82=ac?=", ending) == "€")
     }
 
-    @Test func wordsGluedToTextAreDecoded() {
-        #expect(Self.subject("Re:=?utf-8?q?=C3=A9?=!") == "Re:é!")
+    @Test(arguments: LineEnding.allCases)
+    func wordsGluedToTextAreDecoded(_ ending: LineEnding) {
+        #expect(Self.subject("Re:=?utf-8?q?=C3=A9?=!", ending) == "Re:é!")
     }
 }

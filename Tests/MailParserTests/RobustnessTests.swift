@@ -27,6 +27,21 @@ import Testing
         #expect(mail.codes.contains("depth-limit-exceeded"))
     }
 
+    @Test func depthCeilingHoldsForHugeConfiguredDepth() {
+        // maxDepth above 1,000 acts as 1,000: building, copying, comparing and destroying a
+        // 1,000-level value tree must not exhaust a test thread's stack.
+        let mail = MailParser(limits: .init(maxDepth: .max)).parse(Self.nestedMultiparts(1_200))
+        var depth = 0
+        var part = mail.root
+        while let child = part.children.first {
+            depth += 1
+            part = child
+        }
+        #expect(depth == 1_000)
+        let copy = mail.root
+        #expect(copy == mail.root)
+    }
+
     @Test func deepMessageNestingStopsAtMaxDepth() {
         var text = ""
         for _ in 0..<10_000 { text += "Content-Type: message/rfc822\n\n" }

@@ -46,9 +46,12 @@ import Testing
 
     @Test(arguments: LineEnding.allCases)
     func base64ConcatenatedBlocksAndTruncation(_ ending: LineEnding) {
+        // RFC 2045 §6.8: padding marks the end of the data.
         let joined = Self.body("base64", "SGk=SGk=\n", ending)
-        #expect(String(decoding: joined.root.content, as: UTF8.self) == "HiHi")
+        #expect(String(decoding: joined.root.content, as: UTF8.self) == "Hi")
         #expect(joined.codes == ["base64-data-after-padding"])
+        let trailer = Self.body("base64", "ecO2dMOkIHZhYW4uCg== ignored\n", ending)
+        #expect(String(decoding: trailer.root.content, as: UTF8.self) == "yötä vaan.\n")
         let truncated = Self.body("base64", "SGVsbG8gV\n", ending)
         #expect(String(decoding: truncated.root.content, as: UTF8.self) == "Hello ")
         #expect(truncated.codes == ["base64-truncated"])
