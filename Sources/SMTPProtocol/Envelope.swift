@@ -38,7 +38,7 @@ public struct SMTPLimits: Hashable, Sendable {
     /// 2048 matches Postfix's `line_length_limit` and leaves room for long paths with parameters.
     public var maxCommandLineLength: Int = 2048
 
-    /// Longest text line in DATA, in octets not counting the CRLF. RFC 5321 §4.5.3.1.6 sets 1000, but real-world
+    /// Longest text line in DATA, in octets including CRLF. RFC 5321 §4.5.3.1.6 sets 1000, but real-world
     /// HTML exceeds it and the gateway re-encodes content for ACS anyway (smtp-behaviour #5), so the
     /// cap is generous: 64 KiB.
     public var maxTextLineLength: Int = 64 * 1024

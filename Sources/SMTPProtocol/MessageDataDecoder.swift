@@ -24,7 +24,8 @@ public struct MessageDataDecoder: Sendable {
 
     private var state: State = .lineStart
     private let maxMessageSize: Int
-    private let maxLineLength: Int
+    /// Longest line content allowed: the configured length includes the CRLF, like the command-line limit.
+    private let maxLineContent: Int
     private let bareLineFeedPolicy: BareLineFeedPolicy
     private var lineLength = 0
 
@@ -38,7 +39,7 @@ public struct MessageDataDecoder: Sendable {
 
     public init(maxMessageSize: Int, maxLineLength: Int, bareLineFeedPolicy: BareLineFeedPolicy) {
         self.maxMessageSize = maxMessageSize
-        self.maxLineLength = maxLineLength
+        self.maxLineContent = maxLineLength - 2
         self.bareLineFeedPolicy = bareLineFeedPolicy
     }
 
@@ -122,7 +123,7 @@ public struct MessageDataDecoder: Sendable {
         guard count > 0 else { return index }
         lineLength += count
         decodedOctets += count
-        if lineLength > maxLineLength { exceededLineLength = true }
+        if lineLength > maxLineContent { exceededLineLength = true }
         if decodedOctets > maxMessageSize { exceededSizeLimit = true }
         if !exceededSizeLimit && !exceededLineLength {
             message.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<index]))
@@ -133,7 +134,7 @@ public struct MessageDataDecoder: Sendable {
     private mutating func emit(_ byte: UInt8) {
         lineLength += 1
         decodedOctets += 1
-        if lineLength > maxLineLength { exceededLineLength = true }
+        if lineLength > maxLineContent { exceededLineLength = true }
         if decodedOctets > maxMessageSize { exceededSizeLimit = true }
         if !exceededSizeLimit && !exceededLineLength { message.append(byte) }
     }

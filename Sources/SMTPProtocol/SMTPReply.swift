@@ -213,6 +213,12 @@ extension SMTPReply {
     /// 554 at connect for a client outside the allowed networks: the gateway is not an open relay.
     public static let accessDenied = SMTPReply(
         554, EnhancedStatusCode(5, 7, 1), "Access denied: your address is not allowed to use this gateway")
+    /// 554 when a client sends message text after its DATA was refused (it did not wait for the 354):
+    /// the rest of its input cannot be framed, so the connection is closed rather than the text being read
+    /// as commands (e2e finding F2; Postfix `smtpd_forbid_unauth_pipelining`, Exim `smtp_enforce_sync`).
+    public static let synchronizationError = SMTPReply(
+        554, EnhancedStatusCode(5, 5, 0), "Protocol synchronization error: message text sent although DATA was refused")
+
     /// 555 for a MAIL or RCPT parameter we do not know or did not advertise (RFC 5321 §4.1.1.11).
     public static func unsupportedParameter(_ parameter: String) -> SMTPReply {
         SMTPReply(555, EnhancedStatusCode(5, 5, 4), "Unsupported parameter: \(parameter)")

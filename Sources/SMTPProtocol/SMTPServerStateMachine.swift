@@ -111,6 +111,17 @@ public struct SMTPServerStateMachine: Sendable {
         }
     }
 
+    /// Octets of BDAT chunks accepted so far in the open transaction; nil when no chunked transaction is open.
+    /// The session keeps exactly this many octets of chunk data (e2e finding F3: nothing may outlive its
+    /// transaction).
+    public var chunkedOctets: Int? {
+        switch state {
+        case .inTransaction(_, let transaction): transaction.chunkedOctets
+        case .receivingChunk(.accepted(_, let transaction, _, _)): transaction.chunkedOctets ?? 0
+        case .awaitingHello, .ready, .receivingData, .receivingChunk(.rejected), .submitting, .closed: nil
+        }
+    }
+
     /// The client's HELO/EHLO domain, once given.
     public var clientDomain: String? {
         switch state {

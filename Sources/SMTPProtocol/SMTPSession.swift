@@ -53,6 +53,8 @@ public struct SMTPSession: Sendable {
     private var readIndex = 0
     /// BDAT chunks of the current transaction, accumulated until LAST.
     private var chunkedMessage: [UInt8] = []
+    /// Set after a refused DATA: the next line must be a real command, not message text.
+    private var dataWasRefused = false
 
     public init(hostname: String, limits: SMTPLimits = SMTPLimits()) {
         self.machine = SMTPServerStateMachine(hostname: hostname, limits: limits)
@@ -180,11 +182,29 @@ public struct SMTPSession: Sendable {
             apply(machine.commandRejected(.bareLineFeedInCommand, closing: true), to: &output)
             return true
         }
-        switch SMTPCommand.parse(content) {
+        let parsed = SMTPCommand.parse(content)
+        if dataWasRefused {
+            dataWasRefused = false
+            if case .failure = parsed {
+                // QUIRK: a line that is not a command right after a refused DATA is message text from a
+                // client that did not wait for the 354. Reading it as commands would let the text start a
+                // transaction of its own (e2e finding F2), so the session ends here.
+                apply(machine.commandRejected(.synchronizationError, closing: true), to: &output)
+                return true
+            }
+        }
+        switch parsed {
         case .failure(let error):
             apply(machine.commandRejected(error.reply, closing: error.losesFraming), to: &output)
         case .success(let command):
             apply(machine.received(command), to: &output)
+            if case .data = command, case .commands = mode, !output.close {
+                dataWasRefused = true
+            }
+        }
+        if machine.chunkedOctets == nil && !chunkedMessage.isEmpty {
+            // The transaction that owned these chunks is gone (RSET, HELO/EHLO, 552, error): drop them.
+            chunkedMessage = []
         }
         return true
     }

@@ -128,3 +128,59 @@ import Testing
         #expect(result.codes == [250, 250, 250, 354, 250, 221])
     }
 }
+
+/// Regressions found by the end-to-end suite (/work/e2e-findings F2, F3).
+@Suite struct SessionRegressionTests {
+    static let hello = "EHLO client.example\r\n"
+
+    @Test(arguments: ["RSET\r\n", "EHLO again\r\n", "HELO again\r\n"])
+    func bdatChunksOfAnAbortedTransaction_neverLeakIntoTheNextMessage(_ abort: String) {
+        var limits = SMTPLimits()
+        limits.maxMessageSize = 1000
+        var driver = SessionDriver(limits: limits)
+        let envelope = "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+        var wire = Self.hello
+        for letter in ["A", "B", "C"] {
+            wire += envelope + "BDAT 900\r\n" + String(repeating: letter, count: 900) + abort
+        }
+        wire += envelope + "BDAT 900 LAST\r\n" + String(repeating: "Z", count: 900)
+        let result = driver.run(wire)
+        #expect(result.messages == [String(repeating: "Z", count: 900)])
+        #expect(result.codes.last == 250)
+    }
+
+    @Test func bdatChunksBeforeA552_areDropped() {
+        var limits = SMTPLimits()
+        limits.maxMessageSize = 10
+        var driver = SessionDriver(limits: limits)
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 6\r\nAAAAAABDAT 6\r\nBBBBBB"
+                + "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 2 LAST\r\nZZ")
+        #expect(result.messages == ["ZZ"])
+    }
+
+    @Test func contentPipelinedBehindARefusedData_isNeverExecutedAsCommands() {
+        var driver = SessionDriver()
+        let wire = Self.hello + "MAIL FROM:<device@example.com>\r\nRCPT TO:<not an address>\r\nDATA\r\n"
+            + "Subject: looks harmless\r\n\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\n"
+            + "Subject: INJECTED\r\n\r\ninjected\r\n.\r\nQUIT\r\n"
+        for chunking in SessionDriver.Chunking.allCases {
+            var driver = SessionDriver()
+            let result = driver.run(wire, chunking: chunking)
+            #expect(result.submissions.isEmpty, "\(chunking)")
+            #expect(result.closed, "\(chunking)")
+        }
+        let result = driver.run(wire)
+        #expect(result.codes == [250, 250, 501, 503, 554])
+        #expect(result.enhancedCodes.last == "5.5.0")
+    }
+
+    @Test func refusedDataWithNothingBehindIt_keepsTheSessionUsable() {
+        var driver = SessionDriver()
+        let first = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nDATA\r\n")
+        #expect(first.codes == [250, 250, 503])
+        #expect(!first.closed)
+        let second = driver.run("RCPT TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\n")
+        #expect(second.codes == [250, 354, 250])
+    }
+}

@@ -92,7 +92,7 @@ import Testing
 
     @Test func overLongTextLine_isFlagged() {
         var decoder = MessageDataDecoder(maxMessageSize: 1 << 20, maxLineLength: 100, bareLineFeedPolicy: .normalize)
-        let wire = Array((String(repeating: "x", count: 101) + "\r\n.\r\n").utf8)
+        let wire = Array((String(repeating: "x", count: 99) + "\r\n.\r\n").utf8)  // 101 octets with CRLF
         let (_, ended) = wire.withUnsafeBufferPointer { decoder.decode($0, from: 0) }
         #expect(ended)
         #expect(decoder.outcome == .exceededLineLength)
@@ -100,7 +100,7 @@ import Testing
 
     @Test func lineOfExactlyTheCap_passes() {
         var decoder = MessageDataDecoder(maxMessageSize: 1 << 20, maxLineLength: 100, bareLineFeedPolicy: .normalize)
-        let wire = Array((String(repeating: "x", count: 100) + "\r\n.\r\n").utf8)
+        let wire = Array((String(repeating: "x", count: 98) + "\r\n.\r\n").utf8)  // 100 octets with CRLF
         let (_, ended) = wire.withUnsafeBufferPointer { decoder.decode($0, from: 0) }
         #expect(ended)
         #expect(decoder.outcome == .complete)
