@@ -6,7 +6,9 @@
 /// through. In order:
 /// 1. The first `From` mailbox, then the `Sender` mailbox, then the envelope MAIL FROM (not the null sender),
 ///    whichever first has a domain in ``TranslationPolicy/verifiedDomains`` (compared case-insensitively,
-///    exact domain, no subdomains: ACS verifies domains one by one).
+///    exact domain, no subdomains: ACS verifies domains one by one). The entry `*` accepts every domain; the
+///    gateway uses it only for a dry run (outbox, no ACS configured), so that the outbox shows the request
+///    the message would produce.
 /// 2. Otherwise the configured ``TranslationPolicy/senderAddress``.
 /// 3. Otherwise the message is rejected with `550 5.7.1`, never sent from a wrong address.
 ///
@@ -35,7 +37,10 @@ public enum SenderPolicy {
         let candidates = [from.first?.address, sender?.address, envelopeSender.isEmpty ? nil : envelopeSender]
         let chosen =
             candidates.lazy.compactMap { $0 }.map(AddressKey.stripped)
-            .first { AddressKey.domain(of: $0).map(verified.contains) ?? false }
+            .first { address in
+                // "*" (any domain) is for dry runs only: the outbox without ACS, where no domain is verified.
+                AddressKey.domain(of: address).map { verified.contains("*") || verified.contains($0) } ?? false
+            }
             ?? configuredSender.map(AddressKey.stripped).flatMap { $0.isEmpty ? nil : $0 }
         guard let chosen else {
             let shown = from.first?.address ?? (envelopeSender.isEmpty ? "<>" : envelopeSender)

@@ -29,7 +29,8 @@ public struct TranslationPolicy: Sendable, Hashable {
     public var senderAddress: String?
 
     /// Domains verified on and linked to the ACS resource; a `From`, `Sender` or envelope sender on one of
-    /// them is sent as is (``SenderPolicy``). Default empty: ACS verification is per resource.
+    /// them is sent as is (``SenderPolicy``). Default empty: ACS verification is per resource. `*` matches every
+    /// domain (dry runs without ACS only).
     public var verifiedDomains: [String] = []
 
     /// The subject used when the message has none or a blank one. Default `(no subject)`: ACS requires a

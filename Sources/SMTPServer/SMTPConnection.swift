@@ -53,8 +53,8 @@ final class SMTPConnection: @unchecked Sendable {
 
     /// Read buffer size: large enough for a pipelined group or a fat DATA segment in one read.
     private static let readSize = 64 * 1024
-    /// Reads per event before yielding the queue to other work (fairness between connections).
-    private static let readsPerEvent = 4
+    /// Reads in one turn before yielding the queue to other work (fairness between connections).
+    private static let readsPerTurn = 16
     /// Unsent reply octets beyond which we stop reading: a client that does not read its replies
     /// must not make us buffer without bound.
     private static let maxPendingOutput = 256 * 1024
@@ -142,7 +142,9 @@ final class SMTPConnection: @unchecked Sendable {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !closed, !readSuspended else { return }
         var buffer = [UInt8](repeating: 0, count: Self.readSize)
-        for _ in 0..<Self.readsPerEvent {
+        // Read until the socket is drained (EAGAIN) or at end of stream: Dispatch may not report the
+        // descriptor again for data (or an EOF) that was already there when we stopped.
+        for _ in 0..<Self.readsPerTurn {
             let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, Self.readSize) }
             if count > 0 {
                 octetsIn += count
@@ -150,17 +152,19 @@ final class SMTPConnection: @unchecked Sendable {
                 if session.phase == .messageData || session.phase == .chunkData { dataOctets += count }
                 handle(session.receive(buffer[0..<count]))
                 if closed || readSuspended || closeAfterFlush { return }
-                if count < Self.readSize { return }  // drained the socket buffer
             } else if count == 0 {
                 clientVanished("client closed the connection")
                 return
             } else {
                 let error = errno
-                if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { return }
+                if error == EAGAIN || error == EWOULDBLOCK { return }
+                if error == EINTR { continue }
                 clientVanished("read failed: \(String(cString: strerror(error)))")
                 return
             }
         }
+        // A fast client still has data waiting: yield the queue to other work, then carry on.
+        queue.async { [weak self] in self?.handleReadable() }
     }
 
     private func clientVanished(_ reason: String) {

@@ -138,6 +138,15 @@ struct SenderPolicyTests {
         #expect(resolution.replaced)
     }
 
+    @Test func wildcardDomain_forDryRuns_keepsAnyFrom() throws {
+        let resolution = try SenderPolicy.resolve(
+            from: [EmailAddress(address: "app@anything.example")], sender: nil, replyTo: [],
+            envelopeMailFrom: "", configuredSender: nil, verifiedDomains: ["*"]
+        ).get()
+        #expect(resolution.senderAddress == "app@anything.example")
+        #expect(!resolution.replaced)
+    }
+
     @Test func subdomains_areNotVerified_andUnmappableIsRejectedWith550() {
         let result = SenderPolicy.resolve(
             from: [EmailAddress(address: "a@mail.verified.example")], sender: nil, replyTo: [],

@@ -6,6 +6,7 @@ and every socket operation has a timeout so a misbehaving gateway cannot hang th
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -83,8 +84,15 @@ class Gateway:
 
     def start(self, ready_timeout: float = 15.0) -> "Gateway":
         self._stderr_file = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._stderr_file,
-                                     stderr=self._stderr_file, cwd=str(self.outbox.parent))
+        for attempt in range(40):
+            try:
+                self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._stderr_file,
+                                             stderr=self._stderr_file, cwd=str(self.outbox.parent))
+                break
+            except OSError as error:  # ETXTBSY: `swift build` is replacing the binary right now
+                if error.errno != errno.ETXTBSY or attempt == 39:
+                    raise
+                time.sleep(0.25)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -332,3 +332,37 @@ def test_bdat_aborted_transactions_do_not_bypass_the_size_limit(start_gateway):
     assert landed.id == message_id
     assert len(landed.eml) <= 1000, f"a {len(landed.eml)}-octet message passed --max-message-size 1000"
     assert landed.eml == b"Z" * 900
+
+
+def fd_count(gw) -> int:
+    import os
+    return len(os.listdir(f"/proc/{gw.pid}/fd"))
+
+
+@pytest.mark.parametrize("when", ["after-data", "after-354", "idle", "fin-after-data"])
+def test_reset_right_after_data_is_noticed(gateway, when):
+    # A client that vanishes (RST, or FIN) must be noticed at once: its socket is closed, so it leaks
+    # no descriptor, does not count against connection limits, and does not hold up a shutdown.
+    import socket as socket_module
+    import struct
+    time.sleep(0.2)
+    baseline = fd_count(gateway)
+    for _ in range(20):
+        smtp = gateway.connect()
+        smtp.greeting()
+        smtp.ehlo()
+        if when != "idle":
+            check(smtp.cmd("MAIL FROM:<s@example.com>"), 250, "2.1.0")
+            check(smtp.cmd("RCPT TO:<r@example.com>"), 250, "2.1.5")
+            check(smtp.cmd("DATA"), 354)
+        if when in ("after-data", "fin-after-data"):
+            smtp.send(b"Subject: reset\r\n\r\nabc\r\n")
+        if when != "fin-after-data":
+            smtp.sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_LINGER, struct.pack("ii", 1, 0))
+        smtp.close()
+    deadline = time.monotonic() + 3
+    while fd_count(gateway) > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fd_count(gateway) <= baseline, (
+        f"{fd_count(gateway) - baseline} of 20 vanished clients still hold a descriptor in the gateway")
+    assert gateway.files() == []

@@ -1,3 +1,4 @@
+import ACSEmail
 import Foundation
 import Logging
 import SMTPProtocol
@@ -82,5 +83,75 @@ import Testing
         let reply = await submit(submitter, message())
         #expect(reply.code == 451)
         #expect(reply.enhancedCode == EnhancedStatusCode(4, 3, 0))
+    }
+}
+
+@Suite struct OutboxTranslationTests {
+    private func message(_ text: String, from: String = "a@example.com") -> ReceivedMessage {
+        ReceivedMessage(
+            id: Identifiers.messageID(), receivedAt: Date(),
+            envelope: SMTPProtocol.Envelope(
+                reversePath: from.isEmpty ? .null : .mailbox(Mailbox(localPart: "a", domain: "example.com")),
+                forwardPaths: [.mailbox(Mailbox(localPart: "b", domain: "example.net"))]),
+            data: Array(text.utf8),
+            session: SessionInfo(
+                sessionID: "s", clientAddress: SocketAddress(ip: "127.0.0.1", port: 1)!, heloName: "c", transfer: "DATA"))
+    }
+
+    private func submit(_ submitter: OutboxSubmitter, _ message: ReceivedMessage) async -> SMTPReply {
+        await withCheckedContinuation { continuation in
+            submitter.submit(message) { continuation.resume(returning: $0) }
+        }
+    }
+
+    private func quietLogger() -> Logger {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    @Test func recordCarriesTheExactRequestBytes() async throws {
+        let directory = NSTemporaryDirectory() + "outbox-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var policy = TranslationPolicy()
+        policy.verifiedDomains = ["example.com"]
+        let translator = MessageTranslator(policy: policy)
+        let submitter = try OutboxSubmitter(directory: directory, translator: translator, logger: quietLogger())
+        let message = message("From: a@example.com\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n")
+        #expect(await submit(submitter, message).code == 250)
+        let raw = try String(contentsOfFile: "\(directory)/\(message.id).json", encoding: .utf8)
+        let expected = try translator.translate(message, logger: quietLogger()).get().requestBody
+        #expect(raw.contains("\"acsRequest\" : " + String(decoding: expected, as: UTF8.self) + "\n}"))
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(raw.utf8)) as? [String: Any])
+        #expect((record["acsRequest"] as? [String: Any])?["senderAddress"] as? String == "a@example.com")
+    }
+
+    @Test func strictDryRun_refusesWithTheTranslationsReply_andWritesNothing() async throws {
+        let directory = NSTemporaryDirectory() + "outbox-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var policy = TranslationPolicy()
+        policy.verifiedDomains = ["verified.example"]
+        let submitter = try OutboxSubmitter(
+            directory: directory, translator: MessageTranslator(policy: policy), logger: quietLogger())
+        let reply = await submit(submitter, message("From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n"))
+        #expect(reply.code == 550)
+        #expect(reply.enhancedCode == EnhancedStatusCode(5, 7, 1))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+
+    @Test func captureEverything_storesTheMessageWithTheRefusal() async throws {
+        let directory = NSTemporaryDirectory() + "outbox-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var policy = TranslationPolicy()
+        policy.verifiedDomains = ["*"]
+        let submitter = try OutboxSubmitter(
+            directory: directory, translator: MessageTranslator(policy: policy), refuseUntranslatable: false,
+            logger: quietLogger())
+        let message = message("Subject: bounce\r\n\r\nbody\r\n", from: "")
+        #expect(await submit(submitter, message).code == 250)
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(message.id).json"))
+        let record = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect((record["acsRejection"] as? String)?.hasPrefix("550 5.7.1") == true)
+        #expect(record["acsRequest"] == nil)
     }
 }

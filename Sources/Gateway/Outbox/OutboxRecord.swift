@@ -12,12 +12,18 @@ import SMTPServer
 /// ```
 ///
 /// `mailFrom` is "" for the null sender `<>`. `rcptTo` is in RCPT order. A keyword-only ESMTP parameter
-/// (SMTPUTF8) is `true`; others keep their text value.
+/// (SMTPUTF8) is `true`; others keep their text value. When the message was translated, `acsRequest` is
+/// the request body exactly as it would be sent to ACS (the same octets, spliced in verbatim); when the
+/// translation refused it, `acsRejection` is the SMTP reply real delivery would give.
 struct OutboxRecord {
     var message: ReceivedMessage
+    var acsRequest: [UInt8]?
+    var acsRejection: String?
 
-    init(message: ReceivedMessage) {
+    init(message: ReceivedMessage, acsRequest: [UInt8]? = nil, acsRejection: String? = nil) {
         self.message = message
+        self.acsRequest = acsRequest
+        self.acsRejection = acsRejection
     }
 
     var jsonObject: [String: Any] {
@@ -25,7 +31,7 @@ struct OutboxRecord {
         for (keyword, value) in message.envelope.mailParameters {
             parameters[keyword] = value ?? true
         }
-        return [
+        var object: [String: Any] = [
             "id": message.id,
             "receivedAt": Self.timestamp(message.receivedAt),
             "client": [
@@ -38,12 +44,20 @@ struct OutboxRecord {
                 "parameters": parameters,
             ] as [String: Any],
         ]
+        if let acsRejection { object["acsRejection"] = acsRejection }
+        return object
     }
 
     func jsonData() throws -> [UInt8] {
         let data = try JSONSerialization.data(
             withJSONObject: jsonObject, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        return Array(data) + [10]
+        var bytes = Array(data)
+        if let acsRequest {
+            // Splice the request in as is, before the closing brace, so the record holds the exact bytes.
+            guard let close = bytes.lastIndex(of: UInt8(ascii: "}")) else { return bytes + [10] }
+            bytes.replaceSubrange(close..., with: Array(",\n  \"acsRequest\" : ".utf8) + acsRequest + Array("\n}".utf8))
+        }
+        return bytes + [10]
     }
 
     /// ISO 8601 in UTC with milliseconds.

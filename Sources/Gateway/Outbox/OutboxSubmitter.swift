@@ -8,6 +8,12 @@ import SMTPServer
 /// Writes each accepted message to a directory — the safe local default when no ACS is configured,
 /// and a dry run / copy of what is sent when it is.
 ///
+/// With a translator, each message is first parsed and translated into the ACS request; the record then
+/// carries that exact request body as `acsRequest`. A message the translation refuses either gets the
+/// same 5xx reply real delivery would give (`refuseUntranslatable`, a strict dry run — nothing is written),
+/// or is stored anyway with the refusal recorded as `acsRejection` (the capture-everything default when no
+/// sender policy is configured, so a local outbox never loses mail over ACS-only rules).
+///
 /// For message `<id>` it writes `<id>.eml` (the message exactly as received) and then `<id>.json`
 /// (the envelope and session facts), each atomically: temporary file, `fsync`, `rename`, then
 /// `fsync` of the directory. Only when both are durable does the client get `250 2.0.0 OK <id>`;
@@ -17,14 +23,21 @@ import SMTPServer
 /// Disk I/O blocks, so it runs on a few dedicated serial queues, never on a connection's queue.
 public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
     public let directory: String
+    private let translator: MessageTranslator?
+    private let refuseUntranslatable: Bool
     private let logger: Logger
     private let ioQueues: [DispatchQueue]
     private let nextQueue = Atomic()
 
     /// Opens (creating if needed) the outbox directory and checks it is writable.
     /// - Parameter ioConcurrency: parallel writers; several let the file system batch `fsync`s.
-    public init(directory: String, ioConcurrency: Int = 4, logger: Logger) throws {
+    public init(
+        directory: String, translator: MessageTranslator? = nil, refuseUntranslatable: Bool = true,
+        ioConcurrency: Int = 4, logger: Logger
+    ) throws {
         self.directory = directory
+        self.translator = translator
+        self.refuseUntranslatable = refuseUntranslatable
         self.logger = logger
         self.ioQueues = (0..<max(1, ioConcurrency)).map { DispatchQueue(label: "outbox.io.\($0)") }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -36,8 +49,28 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
     public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SMTPReply) -> Void) {
         let queue = ioQueues[nextQueue.increment() % ioQueues.count]
         queue.async { [self] in
+            var acsRequest: [UInt8]?
+            var acsRejection: String?
+            if let translator {
+                switch translator.translate(message, logger: logger) {
+                case .success(let translated):
+                    acsRequest = translated.requestBody
+                case .failure(let rejection):
+                    logger.notice(
+                        refuseUntranslatable
+                            ? "message refused by the translation to ACS"
+                            : "message stored, but ACS delivery would refuse it",
+                        metadata: ["smtp.message_id": "\(message.id)", "acs.rejection": "\(rejection.reason)",
+                                   "smtp.reply": "\(rejection.smtpReply)"])
+                    if refuseUntranslatable {
+                        completion(SMTPReply(rejection))
+                        return
+                    }
+                    acsRejection = rejection.smtpReply
+                }
+            }
             do {
-                try store(message)
+                try store(message, acsRequest: acsRequest, acsRejection: acsRejection)
                 completion(.messageAccepted("OK \(message.id)"))
             } catch {
                 logger.error(
@@ -49,8 +82,8 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
     }
 
     /// Writes both files durably. Throws on any failure, leaving no partial file under a final name.
-    func store(_ message: ReceivedMessage) throws {
-        let record = try OutboxRecord(message: message).jsonData()
+    func store(_ message: ReceivedMessage, acsRequest: [UInt8]? = nil, acsRejection: String? = nil) throws {
+        let record = try OutboxRecord(message: message, acsRequest: acsRequest, acsRejection: acsRejection).jsonData()
         try writeAtomically(name: "\(message.id).eml", bytes: message.data)
         try writeAtomically(name: "\(message.id).json", bytes: record)
         try syncDirectory()

@@ -1,0 +1,94 @@
+import ACSEmail
+import ArgumentParser
+import Foundation
+import MailParser
+
+/// `convert`: the translation as a command-line tool — a message in, the ACS request JSON out.
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Translate a MIME message into the ACS Email request the gateway would send.",
+        discussion: """
+            Reads FILE (standard input when none is given) and prints the exact request body on standard
+            output, diagnostics on standard error. Without --rcpt the recipients come from the To, Cc and Bcc
+            headers. Without --sender-address or --verified-domain each message keeps its own sender (a dry
+            run). Exits 1 when a message is refused, with the SMTP reply the gateway would give.
+            """)
+
+    @OptionGroup(title: "Translation to ACS")
+    var translation: TranslationOptions
+
+    @Option(help: "Envelope sender (MAIL FROM); default: none.")
+    var mailFrom: String?
+
+    @Option(name: .customLong("rcpt"), help: "Envelope recipient (RCPT TO), repeatable; default: the headers'.")
+    var recipients: [String] = []
+
+    @Flag(help: "Print the request indented for reading (not the exact bytes sent).")
+    var pretty = false
+
+    @Flag(help: "Print no request (for timing many files with --stats).")
+    var quiet = false
+
+    @Flag(help: "Print throughput figures on standard error.")
+    var stats = false
+
+    @Argument(help: "Message files (.eml); standard input when none is given.")
+    var files: [String] = []
+
+    func run() throws {
+        var policy = try translation.policy()
+        if !translation.hasSenderPolicy { policy.verifiedDomains = ["*"] }
+        let parser = MailParser()
+        let encoder = ACSJSONEncoder(apiVersion: policy.apiVersion, prettyPrinted: true)
+        var refused = 0
+        var octets = 0
+        var seconds = 0.0
+        let names = files.isEmpty ? ["<stdin>"] : files
+        for name in names {
+            // One file in memory at a time.
+            let data =
+                files.isEmpty
+                ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: name))
+            let input = (name: name, data: data)
+            let bytes = [UInt8](input.data)
+            let started = Date()
+            let mail = parser.parse(bytes)
+            let envelope =
+                recipients.isEmpty && mailFrom == nil
+                ? Envelope(headersOf: mail)
+                : Envelope(mailFrom: mailFrom ?? "", recipients: recipients.isEmpty ? Envelope(headersOf: mail).recipients : recipients)
+            let result = ACSTranslation.translateWithDetails(mail, envelope: envelope, policy: policy)
+            seconds += Date().timeIntervalSince(started)
+            octets += bytes.count
+            if !quiet {
+                for diagnostic in mail.diagnostics {
+                    printError("\(input.name): diagnostic \(diagnostic.code): \(diagnostic.message)")
+                }
+            }
+            switch result {
+            case .success(let translated):
+                if !quiet {
+                    for note in translated.notes { printError("\(input.name): note \(note.code): \(note.message)") }
+                    let output = pretty ? encoder.encode(translated.message) : translated.requestBody
+                    FileHandle.standardOutput.write(Data(output + [10]))
+                }
+            case .failure(let rejection):
+                refused += 1
+                printError("\(input.name): refused: \(rejection.smtpReply)")
+            }
+        }
+        if stats {
+            let megabytes = Double(octets) / 1_000_000
+            printError(
+                String(
+                    format: "converted %d messages (%.2f MB) in %.3f s: %.1f MB/s, %.0f messages/s, %d refused",
+                    names.count, megabytes, seconds, megabytes / max(seconds, 1e-9),
+                    Double(names.count) / max(seconds, 1e-9), refused))
+        }
+        if refused > 0 { throw ExitCode(1) }
+    }
+
+    private func printError(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+import Gateway
+import Logging
+import SMTPProtocol
+import SMTPServer
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Accept SMTP and deliver each message (to the outbox directory when no ACS is configured).")
+
+    @Option(name: .customLong("listen"), help: "Address to listen on, HOST:PORT or [IPv6]:PORT (repeatable).")
+    var listen: [String] = ["127.0.0.1:2525"]
+
+    @Option(name: .customLong("allow-network"),
+            help: "Also admit clients from this network, CIDR (repeatable). Loopback is always admitted.")
+    var allowNetworks: [String] = []
+
+    @Option(help: "Directory where accepted messages are written.")
+    var outbox: String = "./outbox"
+
+    @Option(help: "Name used in the greeting and EHLO reply.")
+    var hostname: String = "localhost"
+
+    @Option(help: "Largest accepted message in octets (advertised as SIZE).")
+    var maxMessageSize: Int = SMTPLimits().maxMessageSize
+
+    @Option(help: "Recipients per message; extra RCPTs get 452 and are retried by the client.")
+    var maxRecipients: Int = SMTPLimits().maxRecipients
+
+    @Option(help: "Longest command line in octets including CRLF (at least 512).")
+    var maxCommandLineLength: Int = SMTPLimits().maxCommandLineLength
+
+    @Option(help: "Protocol errors tolerated per session before 421.")
+    var maxErrors: Int = SMTPLimits().maxErrors
+
+    @Option(help: "Bare LF handling: normalize (store as CRLF) or reject (550 after the data).")
+    var bareLf: String = SMTPLimits().bareLineFeedPolicy.rawValue
+
+    @Option(help: "Seconds to wait for a complete command.")
+    var commandTimeout: Double = SMTPTimeouts().command
+
+    @Option(help: "Seconds of silence allowed while message data is arriving.")
+    var dataTimeout: Double = SMTPTimeouts().dataBlock
+
+    @Option(help: "Seconds delivery may take before the client gets 451.")
+    var submissionTimeout: Double = SMTPTimeouts().submission
+
+    @Option(help: "Minimum message data rate in octets/s after the grace period (0 disables).")
+    var minDataRate: Double = SMTPTimeouts().minDataRate
+
+    @Option(help: "Seconds open transactions may take to finish on shutdown.")
+    var shutdownGrace: Double = SMTPTimeouts().shutdownGracePeriod
+
+    @Option(help: "Simultaneous connections in total.")
+    var maxConnections: Int = SMTPServerConfiguration().maxConnections
+
+    @Option(help: "Simultaneous connections per client address.")
+    var maxConnectionsPerClient: Int = SMTPServerConfiguration().maxConnectionsPerClient
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @OptionGroup(title: "Translation to ACS")
+    var translation: TranslationOptions
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard BareLineFeedPolicy(rawValue: bareLf) != nil else {
+            throw ValidationError("--bare-lf must be normalize or reject")
+        }
+        guard maxCommandLineLength >= 512 else {
+            throw ValidationError("--max-command-line-length must be at least 512 (RFC 5321 §4.5.3.1.4)")
+        }
+        guard maxMessageSize > 0, maxRecipients > 0, maxErrors >= 0 else {
+            throw ValidationError("--max-message-size and --max-recipients must be positive")
+        }
+        for timeout in [commandTimeout, dataTimeout, submissionTimeout] where timeout <= 0 {
+            throw ValidationError("timeouts must be positive (got \(timeout))")
+        }
+        _ = try serverConfiguration()
+        _ = try translation.policy()
+    }
+
+    func serverConfiguration() throws -> SMTPServerConfiguration {
+        var configuration = SMTPServerConfiguration()
+        configuration.listenAddresses = try listen.map { text in
+            guard let address = SocketAddress(hostAndPort: text) else {
+                throw ValidationError("--listen \(text): expected IP:PORT or [IPv6]:PORT")
+            }
+            return address
+        }
+        configuration.allowedNetworks = try IPNetwork.loopback + allowNetworks.map { text in
+            guard let network = IPNetwork(text) else {
+                throw ValidationError("--allow-network \(text): expected a CIDR such as 192.0.2.0/24 or 2001:db8::/32")
+            }
+            return network
+        }
+        configuration.hostname = hostname
+        configuration.limits.maxMessageSize = maxMessageSize
+        configuration.limits.maxRecipients = maxRecipients
+        configuration.limits.maxCommandLineLength = maxCommandLineLength
+        configuration.limits.maxErrors = maxErrors
+        configuration.limits.bareLineFeedPolicy = BareLineFeedPolicy(rawValue: bareLf) ?? .normalize
+        configuration.timeouts.command = commandTimeout
+        configuration.timeouts.dataBlock = dataTimeout
+        configuration.timeouts.submission = submissionTimeout
+        configuration.timeouts.minDataRate = minDataRate
+        configuration.timeouts.shutdownGracePeriod = shutdownGrace
+        configuration.maxConnections = maxConnections
+        configuration.maxConnectionsPerClient = maxConnectionsPerClient
+        return configuration
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "acs-smtp-gateway")
+        let configuration = try serverConfiguration()
+        var policy = try translation.policy()
+        if !translation.hasSenderPolicy {
+            // A dry run: show the request each message would produce, with its own sender.
+            policy.verifiedDomains = ["*"]
+            logger.notice(
+                "no --sender-address or --verified-domain: the outbox keeps every message and each one's own sender")
+        }
+        let translator = MessageTranslator(policy: policy)
+        // With a sender policy the outbox is a strict dry run (refuses what ACS delivery would refuse);
+        // without one it captures everything and records what ACS delivery would say.
+        let submitter = try OutboxSubmitter(
+            directory: outbox, translator: translator, refuseUntranslatable: translation.hasSenderPolicy,
+            logger: logger)
+        logger.notice("delivering to the outbox (no ACS configured)", metadata: ["outbox": "\(outbox)"])
+        let server = SMTPServer(configuration: configuration, submitter: submitter, logger: logger)
+        GatewayDaemon.run(server: server, logger: logger)
+    }
+}
