@@ -53,6 +53,8 @@ let package = Package(
             dependencies: [
                 "SMTPProtocol",
                 "SMTPServer",
+                "MailParser",
+                "ACSEmail",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -63,6 +65,8 @@ let package = Package(
                 "Gateway",
                 "SMTPServer",
                 "SMTPProtocol",
+                "MailParser",
+                "ACSEmail",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -70,7 +74,7 @@ let package = Package(
 
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
         .testTarget(name: "SMTPServerTests", dependencies: ["SMTPServer", "SMTPProtocol"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "SMTPProtocol", "SMTPServer"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CCurl", "COpenSSL"]),
         .testTarget(name: "ACSClientTests", dependencies: ["ACSClient"], exclude: ["Fixtures"]),
         // Fixtures are read (and golden files re-recorded) in place through #filePath, not bundled.
