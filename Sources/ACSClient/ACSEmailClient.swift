@@ -1,0 +1,330 @@
+import Foundation
+
+/// How long the gateway waits before answering the SMTP client (issue 4 "Result follow-through").
+public enum ReplyAfter: String, Sendable, Hashable, CaseIterable {
+    /// Reply once ACS has accepted the request (202). The final status is polled in the background, only
+    /// to be logged. The default: fast, and the status-read quota is only twice the send quota (§5.1).
+    case accepted
+    /// Poll `GET /emails/operations/{id}` until Succeeded, Failed or Canceled (or a deadline), and reply
+    /// with that outcome.
+    case final
+}
+
+/// Settings of the ACS client.
+public struct ACSClientConfiguration: Sendable {
+    public var endpoint: ACSEndpoint
+    /// Default `2025-09-01`, the latest GA (§1.2).
+    public var apiVersion: String = "2025-09-01"
+    public var retry = RetryPolicy()
+    public var replyAfter: ReplyAfter = .accepted
+    /// With `.final`: the longest wait for a terminal status, in seconds, after which the message counts as
+    /// accepted with an unknown final status. Default 120 s.
+    public var pollDeadline: Double = 120
+    /// Poll interval when ACS gives no `Retry-After`, in seconds.
+    public var defaultPollInterval: Double = 5
+    /// With `.accepted`: background polls made only to log the final status (0 disables). Default 2, which
+    /// stays within the status-read quota of twice the send quota (§5.1).
+    public var backgroundPolls: Int = 2
+    public var userAgent: String = "acs-smtp-gateway/1.0"
+
+    public init(endpoint: ACSEndpoint) {
+        self.endpoint = endpoint
+    }
+}
+
+/// What became of one send, for the reply mapping and the audit log.
+public struct ACSSendResult: Sendable, Equatable {
+    public var outcome: ACSSendOutcome
+    /// HTTP attempts made for the send (polls not counted).
+    public var attempts: Int
+    /// The `x-ms-request-id` of the last ACS answer, for support cases.
+    public var requestID: String?
+}
+
+/// The typed outcome of a send (design.md principle 6: outcomes are values).
+public enum ACSSendOutcome: Sendable, Equatable {
+    /// Accepted by ACS (202), or polled to Succeeded. `status` is the last known status.
+    case accepted(operationID: String, status: String)
+    /// The operation ended Failed or Canceled (polled).
+    case failed(operationID: String, status: String, code: String?, message: String?)
+    /// ACS refused the request permanently (400, 404, 409, 413, other 4xx).
+    case rejected(status: Int, code: String?, message: String?)
+    /// 401 or 403: bad key, clock skew, missing role — the operator must act.
+    case authenticationFailed(status: Int, code: String?, message: String?)
+    /// Still 429 when the retry budget ran out; `retryAfter` is ACS's last hint.
+    case throttled(retryAfter: Double?)
+    /// 5xx, timeouts or network failures until the budget ran out.
+    case unavailable(status: Int?, detail: String)
+    /// No credentials could be put on the request (token endpoint failure, unreadable secret).
+    case notAuthenticated(AuthenticationError)
+}
+
+/// A terminal (or last known) status of an operation, reported for logging.
+public struct ACSOperationStatus: Sendable, Equatable {
+    public var operationID: String
+    public var status: String
+    public var code: String?
+    public var message: String?
+}
+
+/// Sends ACS Email requests: signs, retries with the same `Operation-Id`, and follows the operation.
+public final class ACSEmailClient: Sendable {
+    public let configuration: ACSClientConfiguration
+    private let authenticator: RequestAuthenticator
+    private let transport: HTTPTransport
+    private let clock: ACSClock
+
+    public init(
+        configuration: ACSClientConfiguration, authenticator: RequestAuthenticator, transport: HTTPTransport,
+        clock: ACSClock = DispatchClock()
+    ) {
+        self.configuration = configuration
+        self.authenticator = authenticator
+        self.transport = transport
+        self.clock = clock
+    }
+
+    /// Sends `body` (the exact JSON request) as operation `operationID` (a UUID; reused by every retry).
+    /// `completion` gets the outcome once; `finalStatus`, when given, gets the operation's final status
+    /// later if background polling learns it (reply-after `accepted`).
+    public func send(
+        body: [UInt8], operationID: String, headers extraHeaders: [(name: String, value: String)] = [],
+        completion: @escaping @Sendable (ACSSendResult) -> Void,
+        finalStatus: (@Sendable (ACSOperationStatus) -> Void)? = nil
+    ) {
+        let pathAndQuery = "/emails:send?api-version=\(configuration.apiVersion)"
+        let request = HTTPRequest(
+            method: "POST", url: configuration.endpoint.url + pathAndQuery,
+            headers: [
+                ("Content-Type", "application/json"), ("Accept", "application/json"),
+                ("Operation-Id", operationID), ("x-ms-client-request-id", UUID().uuidString.lowercased()),
+                ("User-Agent", configuration.userAgent),
+            ] + extraHeaders,
+            body: body, timeout: configuration.retry.attemptTimeout,
+            connectTimeout: configuration.retry.connectTimeout)
+        let deadline = clock.now + configuration.retry.budget
+        perform(request, pathAndQuery: pathAndQuery, attempt: 1, deadline: deadline) { [self] response, attempts in
+            switch response {
+            case .failure(let outcome):
+                completion(outcome.with(attempts: attempts))
+            case .success(let http):
+                guard http.status == 202 else {
+                    completion(ACSSendResult(outcome: Self.classify(http), attempts: attempts,
+                                             requestID: http.header("x-ms-request-id")))
+                    return
+                }
+                let result = Self.operationResult(http.body)
+                let id = result?.id ?? operationID
+                let status = result?.status ?? "Running"
+                let retryAfter = Self.retryAfter(http) ?? configuration.defaultPollInterval
+                let accepted = ACSSendResult(
+                    outcome: .accepted(operationID: id, status: status), attempts: attempts,
+                    requestID: http.header("x-ms-request-id"))
+                if Self.isTerminal(status) {
+                    completion(Self.terminalResult(accepted, id: id, status: status, error: result?.error))
+                    finalStatus?(ACSOperationStatus(operationID: id, status: status, code: result?.error?.code,
+                                                    message: result?.error?.message))
+                    return
+                }
+                switch configuration.replyAfter {
+                case .final:
+                    poll(id: id, after: retryAfter, deadline: clock.now + configuration.pollDeadline,
+                         pollsLeft: Int.max) { status in
+                        guard let status else {
+                            completion(accepted)  // deadline: accepted by ACS, final status unknown
+                            return
+                        }
+                        completion(Self.terminalResult(accepted, id: id, status: status.status, error: status))
+                        finalStatus?(status)
+                    }
+                case .accepted:
+                    completion(accepted)
+                    guard let finalStatus, configuration.backgroundPolls > 0 else { return }
+                    poll(id: id, after: max(retryAfter, 1), deadline: clock.now + configuration.pollDeadline,
+                         pollsLeft: configuration.backgroundPolls) { status in
+                        finalStatus(status ?? ACSOperationStatus(operationID: id, status: "Unknown"))
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Attempts
+
+    /// Performs `request` with retries until success, a permanent answer, or the deadline.
+    private func perform(
+        _ request: HTTPRequest, pathAndQuery: String, attempt: Int, deadline: Double,
+        completion: @escaping @Sendable (Result<HTTPResponse, ACSSendResultFailure>, Int) -> Void
+    ) {
+        var attemptRequest = request
+        // Never let one attempt outlive the budget.
+        attemptRequest.timeout = max(0.5, min(request.timeout, deadline - clock.now))
+        authenticator.authenticate(
+            attemptRequest, host: configuration.endpoint.authority, pathAndQuery: pathAndQuery
+        ) { [self] authenticated in
+            let signed: HTTPRequest
+            switch authenticated {
+            case .failure(let error):
+                completion(.failure(ACSSendResultFailure(.notAuthenticated(error))), attempt - 1)
+                return
+            case .success(let value):
+                signed = value
+            }
+            transport.perform(signed) { [self] result in
+                let retryAfter: Double?
+                let lastOutcome: ACSSendOutcome
+                switch result {
+                case .success(let response) where !configuration.retry.retryableStatuses.contains(response.status):
+                    completion(.success(response), attempt)
+                    return
+                case .success(let response):
+                    retryAfter = Self.retryAfter(response)
+                    lastOutcome =
+                        response.status == 429
+                        ? .throttled(retryAfter: retryAfter)
+                        : .unavailable(status: response.status, detail: Self.errorSummary(response))
+                case .failure(let error):
+                    retryAfter = nil
+                    lastOutcome = .unavailable(status: nil, detail: error.description)
+                }
+                let wait = configuration.retry.delay(afterAttempt: attempt, retryAfter: retryAfter, random: clock.random())
+                let tooLong = (retryAfter ?? 0) > configuration.retry.maxRetryAfter
+                guard !tooLong, clock.now + wait + 0.5 < deadline else {
+                    completion(.failure(ACSSendResultFailure(lastOutcome)), attempt)
+                    return
+                }
+                clock.schedule(after: wait) { [self] in
+                    perform(request, pathAndQuery: pathAndQuery, attempt: attempt + 1, deadline: deadline,
+                            completion: completion)
+                }
+            }
+        }
+    }
+
+    // MARK: Polling
+
+    private func poll(
+        id: String, after wait: Double, deadline: Double, pollsLeft: Int,
+        completion: @escaping @Sendable (ACSOperationStatus?) -> Void
+    ) {
+        guard pollsLeft > 0, clock.now + wait < deadline else {
+            completion(nil)
+            return
+        }
+        clock.schedule(after: wait) { [self] in
+            let pathAndQuery = "/emails/operations/\(id)?api-version=\(configuration.apiVersion)"
+            let request = HTTPRequest(
+                method: "GET", url: configuration.endpoint.url + pathAndQuery,
+                headers: [("Accept", "application/json"), ("User-Agent", configuration.userAgent)],
+                timeout: configuration.retry.attemptTimeout, connectTimeout: configuration.retry.connectTimeout)
+            perform(request, pathAndQuery: pathAndQuery, attempt: 1, deadline: deadline) { [self] response, _ in
+                guard case .success(let http) = response, http.status == 200,
+                    let result = Self.operationResult(http.body)
+                else {
+                    completion(nil)  // the send was accepted; only the final status stays unknown
+                    return
+                }
+                let status = ACSOperationStatus(
+                    operationID: result.id ?? id, status: result.status ?? "Unknown", code: result.error?.code,
+                    message: result.error?.message)
+                if Self.isTerminal(status.status) {
+                    completion(status)
+                } else {
+                    poll(id: id, after: Self.retryAfter(http) ?? configuration.defaultPollInterval,
+                         deadline: deadline, pollsLeft: pollsLeft - 1, completion: completion)
+                }
+            }
+        }
+    }
+
+    // MARK: Interpreting answers
+
+    struct OperationResult: Decodable {
+        struct ErrorDetail: Decodable {
+            var code: String?
+            var message: String?
+        }
+        var id: String?
+        var status: String?
+        var error: ErrorDetail?
+    }
+
+    struct ErrorResponse: Decodable {
+        var error: OperationResult.ErrorDetail?
+    }
+
+    static func operationResult(_ body: [UInt8]) -> OperationResult? {
+        try? JSONDecoder().decode(OperationResult.self, from: Data(body))
+    }
+
+    /// Succeeded, Failed and Canceled are terminal; anything else (Running, NotStarted, unknown values)
+    /// is not (§1.6: compare case-insensitively, treat unknown strings as non-terminal).
+    static func isTerminal(_ status: String) -> Bool {
+        ["succeeded", "failed", "canceled", "cancelled"].contains(status.lowercased())
+    }
+
+    private static func terminalResult(
+        _ accepted: ACSSendResult, id: String, status: String, error: OperationResult.ErrorDetail?
+    ) -> ACSSendResult {
+        var result = accepted
+        if status.lowercased() != "succeeded" {
+            result.outcome = .failed(operationID: id, status: status, code: error?.code, message: error?.message)
+        } else {
+            result.outcome = .accepted(operationID: id, status: status)
+        }
+        return result
+    }
+
+    private static func terminalResult(
+        _ accepted: ACSSendResult, id: String, status: String, error: ACSOperationStatus
+    ) -> ACSSendResult {
+        terminalResult(
+            accepted, id: id, status: status,
+            error: OperationResult.ErrorDetail(code: error.code, message: error.message))
+    }
+
+    /// A non-retryable, non-202 answer: classified by HTTP status first, code second (§1.8 [REC]).
+    static func classify(_ response: HTTPResponse) -> ACSSendOutcome {
+        let detail = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(response.body)))?.error
+        let code = detail?.code ?? response.header("x-ms-error-code")
+        switch response.status {
+        case 401, 403:
+            return .authenticationFailed(status: response.status, code: code, message: detail?.message)
+        case 429:
+            return .throttled(retryAfter: retryAfter(response))
+        case 500...:
+            return .unavailable(status: response.status, detail: errorSummary(response))
+        default:
+            return .rejected(status: response.status, code: code, message: detail?.message)
+        }
+    }
+
+    static func errorSummary(_ response: HTTPResponse) -> String {
+        let detail = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(response.body)))?.error
+        let code = detail?.code ?? response.header("x-ms-error-code")
+        return ["HTTP \(response.status)", code, detail?.message].compactMap { $0 }.joined(separator: ": ")
+    }
+
+    /// `Retry-After` in seconds: `retry-after-ms`/`x-ms-retry-after-ms`, then `Retry-After` as seconds or an
+    /// HTTP-date (§5.2).
+    static func retryAfter(_ response: HTTPResponse, now: Date = Date()) -> Double? {
+        for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+            if let value = response.header(name).flatMap(Double.init), value >= 0 { return value / 1000 }
+        }
+        guard let value = response.header("retry-after")?.trimmingCharacters(in: .whitespaces) else { return nil }
+        if let seconds = Double(value), seconds >= 0 { return seconds }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return max(0, date.timeIntervalSince(now))
+    }
+}
+
+/// A send that ended without a usable HTTP answer.
+struct ACSSendResultFailure: Error {
+    var outcome: ACSSendOutcome
+    init(_ outcome: ACSSendOutcome) { self.outcome = outcome }
+    func with(attempts: Int) -> ACSSendResult { ACSSendResult(outcome: outcome, attempts: attempts, requestID: nil) }
+}
