@@ -55,6 +55,7 @@ let package = Package(
                 "SMTPServer",
                 "MailParser",
                 "ACSEmail",
+                "ACSClient",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -67,6 +68,7 @@ let package = Package(
                 "SMTPProtocol",
                 "MailParser",
                 "ACSEmail",
+                "ACSClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -74,7 +76,8 @@ let package = Package(
 
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
         .testTarget(name: "SMTPServerTests", dependencies: ["SMTPServer", "SMTPProtocol"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail"]),
+        .testTarget(
+            name: "GatewayTests", dependencies: ["Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail", "ACSClient"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CCurl", "COpenSSL"]),
         .testTarget(name: "ACSClientTests", dependencies: ["ACSClient"], exclude: ["Fixtures"]),
         // Fixtures are read (and golden files re-recorded) in place through #filePath, not bundled.

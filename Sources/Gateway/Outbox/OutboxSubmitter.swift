@@ -81,6 +81,20 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
         }
     }
 
+    /// Writes a copy of a message that was delivered elsewhere (ACS), on the outbox's I/O queues.
+    public func storeCopy(_ message: ReceivedMessage, acsRequest: [UInt8], completion: @escaping @Sendable (Bool) -> Void) {
+        let queue = ioQueues[nextQueue.increment() % ioQueues.count]
+        queue.async { [self] in
+            do {
+                try store(message, acsRequest: acsRequest)
+                completion(true)
+            } catch {
+                logger.error("outbox copy failed", metadata: ["smtp.message_id": "\(message.id)", "error": "\(error)"])
+                completion(false)
+            }
+        }
+    }
+
     /// Writes both files durably. Throws on any failure, leaving no partial file under a final name.
     func store(_ message: ReceivedMessage, acsRequest: [UInt8]? = nil, acsRejection: String? = nil) throws {
         let record = try OutboxRecord(message: message, acsRequest: acsRequest, acsRejection: acsRejection).jsonData()
