@@ -200,6 +200,11 @@ public struct SMTPSession: Sendable {
             apply(machine.received(command), to: &output)
             if case .data = command, case .commands = mode, !output.close {
                 dataWasRefused = true
+                if buffer.count > readIndex {
+                    // RFC 2920 §3.1: DATA ends a pipelined group, so octets already behind a refused DATA are
+                    // message text sent without waiting for the 354 (e2e finding F2b): never run them.
+                    apply(machine.commandRejected(.synchronizationError, closing: true), to: &output)
+                }
             }
         }
         if machine.chunkedOctets == nil && !chunkedMessage.isEmpty {

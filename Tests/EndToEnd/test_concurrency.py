@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import signal
 import smtplib
-import socket
 import threading
 import time
 
-from e2e_support import CRLF, accepted_id, check, data_payload
+import pytest
+
+from e2e_support import accepted_id, check, data_payload
 
 CONNECTIONS = 200
 MESSAGES_PER_CONNECTION = 5
@@ -300,3 +301,75 @@ def test_sigterm_under_load_every_open_transaction_finishes(start_gateway):
     assert set(landed) == set(ids)
     for n, message_id in enumerate(ids):
         assert landed[message_id].eml == b"Subject: %d\r\n\r\npart one\r\npart two\r\n" % n
+
+
+def test_pipelined_group_replies_are_flushed_in_one_write(gateway, tmp_path):
+    # RFC 2920 §3.2 / issue 2: the replies to a pipelined group go out in one write. Observed with strace
+    # on the gateway's send calls (skipped where strace or ptrace is unavailable).
+    import shutil
+    import subprocess
+    strace = shutil.which("strace")
+    if not strace:
+        pytest.skip("strace is not installed")
+    trace = tmp_path / "strace.out"
+    tracer = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=sendto,sendmsg,write,writev", "-s", "256",
+                               "-o", str(trace), "-p", str(gateway.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # Wait until strace is attached: a NOOP round trip shows up in the trace.
+        with gateway.connect() as smtp:
+            smtp.greeting()
+            deadline = time.monotonic() + 5
+            while "250 2.0.0 OK" not in (trace.read_text() if trace.exists() else ""):
+                if tracer.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip(f"strace could not attach: {tracer.stderr.read().decode()[-300:]}")
+                check(smtp.cmd("NOOP"), 250, "2.0.0")
+                time.sleep(0.1)
+            smtp.ehlo()
+            smtp.send(b"MAIL FROM:<s@example.com>\r\nRCPT TO:<r1@example.com>\r\nRCPT TO:<r2@example.com>\r\n"
+                      b"NOOP\r\nDATA\r\n")
+            replies = smtp.replies(5)
+            assert [r.code for r in replies] == [250, 250, 250, 250, 354]
+            smtp.send(data_payload(b"Subject: x\r\n\r\nx\r\n") + b"RSET\r\nNOOP\r\nQUIT\r\n")
+            accepted_id(smtp.reply())
+            assert [r.code for r in smtp.replies(3)] == [250, 250, 221]
+            time.sleep(0.2)
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=5)
+    calls = [line for line in trace.read_text().splitlines() if "sendto(" in line or "sendmsg(" in line
+             or "writev(" in line or ("write(" in line and '"2' in line)]
+    group = [line for line in calls if "Sender OK" in line]
+    assert len(group) == 1 and "354 " in group[0], f"replies to one pipelined group were split: {calls}"
+    after_data = [line for line in calls if "2.0.0 OK " in line and "Reset OK" in line]
+    assert len(after_data) == 1 and "221 " in after_data[0], calls
+
+
+def test_sigterm_between_bdat_chunks_lets_the_message_finish(start_gateway):
+    gw = start_gateway(check_exit=False)
+    with gw.connect() as smtp:
+        smtp.greeting()
+        smtp.ehlo()
+        check(smtp.cmd("MAIL FROM:<s@example.com>"), 250, "2.1.0")
+        check(smtp.cmd("RCPT TO:<r@example.com>"), 250, "2.1.5")
+        smtp.send(b"BDAT 12\r\nSubject: c\r\n")
+        check(smtp.reply(), 250, "2.0.0")
+        gw.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        smtp.send(b"BDAT 6\r\n\r\nbody")   # a chunk while shutting down, then one cut in two writes
+        check(smtp.reply(), 250, "2.0.0")
+        smtp.send(b"BDAT 7 LAST\r\n mo")
+        time.sleep(0.2)
+        smtp.send(b"re\r\n")
+        message_id = accepted_id(smtp.reply())
+        # The transaction is over: a new one is refused (421) or the session simply ends.
+        try:
+            smtp.send(b"MAIL FROM:<s@example.com>\r\n")
+            rest = smtp.read_to_eof()
+        except (BrokenPipeError, ConnectionResetError):
+            rest = b""
+        assert rest == b"" or rest.startswith(b"421 4.3.2 "), rest
+    assert gw.wait_exit(5) == 0, gw.stderr()
+    (landed,) = gw.messages()
+    assert landed.id == message_id
+    assert landed.eml == b"Subject: c\r\n\r\nbody more\r\n"

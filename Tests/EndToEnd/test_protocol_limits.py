@@ -7,8 +7,6 @@ import select
 import socket
 import time
 
-import pytest
-
 from e2e_support import CRLF, accepted_id, check, data_payload
 
 SIMPLE = b"Subject: t\r\n\r\nbody\r\n"
@@ -243,7 +241,7 @@ def test_other_commands_and_case_insensitive_verbs(gateway):
         smtp.greeting()
         ehlo = smtp.cmd("ehlo client.example")
         check(ehlo, 250)
-        assert ehlo.lines[1:] == ["PIPELINING", "SIZE 10485760", "8BITMIME", "SMTPUTF8",
+        assert ehlo.lines[1:] == ["PIPELINING", "SIZE 7340032", "8BITMIME", "SMTPUTF8",
                                   "ENHANCEDSTATUSCODES", "CHUNKING", "HELP"]
         check(smtp.cmd("noop"), 250, "2.0.0")
         check(smtp.cmd("VRFY postmaster"), 252, "2.5.2")
@@ -388,3 +386,26 @@ def test_default_size_limit_advertised_size_is_accepted(gateway):
     (landed,) = gateway.wait_for_messages(1)
     assert landed.id == message_id
     assert landed.eml == exact
+
+
+def test_timeouts_measure_silence_not_session_age(start_gateway):
+    # An active client outlives both timeouts: a NOOP every 0.4 s for 3 s with --command-timeout 1, then
+    # message data trickled every 0.4 s for 3 s with --data-timeout 1.
+    gw = start_gateway("--command-timeout", "1", "--data-timeout", "1")
+    with gw.connect() as smtp:
+        smtp.greeting()
+        smtp.ehlo()
+        for _ in range(8):
+            time.sleep(0.4)
+            check(smtp.cmd("NOOP"), 250, "2.0.0")
+        check(smtp.cmd("MAIL FROM:<s@example.com>"), 250, "2.1.0")
+        check(smtp.cmd("RCPT TO:<r@example.com>"), 250, "2.1.5")
+        check(smtp.cmd("DATA"), 354)
+        smtp.send(b"Subject: slow\r\n\r\n")
+        for n in range(8):
+            time.sleep(0.4)
+            smtp.send(b"line %d\r\n" % n)
+        smtp.send(b".\r\n")
+        accepted_id(smtp.reply())
+    (landed,) = gw.wait_for_messages(1)
+    assert landed.eml == b"Subject: slow\r\n\r\n" + b"".join(b"line %d\r\n" % n for n in range(8))

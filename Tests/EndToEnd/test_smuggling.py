@@ -180,18 +180,24 @@ INJECTED = (b"Subject: looks harmless\r\n\r\n"
             b"From: evil@example.com\r\nSubject: INJECTED\r\n\r\ninjected body\r\n.\r\n")
 
 
-def test_content_after_a_refused_data_is_never_delivered(shared_gateway):
+HEADERLESS_INJECTED = (b"RCPT TO:<victim@example.com>\r\nDATA\r\n"
+                       b"From: evil@example.com\r\nSubject: INJECTED\r\n\r\ninjected body\r\n.\r\n")
+
+
+@pytest.mark.parametrize("content", [INJECTED, HEADERLESS_INJECTED], ids=["after-a-header", "first-line"])
+def test_content_after_a_refused_data_is_never_delivered(shared_gateway, content):
     # The gateway serves clients that write message content before the 354 (issue 2). When such a
     # client's DATA is refused (here: its only RCPT had a syntax error), the content that follows is
     # already on the wire. It must not be run as commands: a message body that contains an SMTP
     # transaction would otherwise be delivered as a message of its own (here: to victim@example.com,
     # with the body "injected body"). Acceptable: the rest is discarded up to <CRLF>.<CRLF>, or the
     # session is closed (421/554, "synchronization error"); never a 250 2.1.5 / 354 / 250 2.0.0.
+    # "first-line": a device that sends a body without headers, whose first line the attacker writes.
     gw = shared_gateway
     before = gw.ids()
     with gw.connect() as smtp:
         smtp.send(b"EHLO sloppy.example\r\nMAIL FROM:<device@example.com>\r\nRCPT TO:<not an address>\r\n"
-                  b"DATA\r\n" + INJECTED + b"QUIT\r\n")
+                  b"DATA\r\n" + content + b"QUIT\r\n")
         smtp.greeting()
         check(smtp.reply(), 250)
         check(smtp.reply(), 250, "2.1.0")
@@ -225,3 +231,25 @@ def test_exim_pattern_with_all_recipients_refused_swallows_the_chunk(shared_gate
         smtp.assert_closed()
     time.sleep(0.1)
     assert gw.messages(exclude=before) == []
+
+
+def test_content_after_data_refused_for_a_refused_mail_is_never_delivered(shared_gateway):
+    # Same as above when MAIL itself was refused (SIZE over the limit): RCPT and DATA get 503, and the
+    # content, which starts with a whole transaction of its own, must not be run.
+    gw = shared_gateway
+    before = gw.ids()
+    content = (b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\n"
+               b"Subject: INJECTED\r\n\r\ninjected body\r\n.\r\n")
+    with gw.connect() as smtp:
+        smtp.send(b"EHLO sloppy.example\r\nMAIL FROM:<device@example.com> SIZE=999999999999\r\n"
+                  b"RCPT TO:<r@example.com>\r\nDATA\r\n" + content + b"QUIT\r\n")
+        smtp.greeting()
+        check(smtp.reply(), 250)
+        assert smtp.reply().code in (552, 501)
+        check(smtp.reply(), 503, "5.5.1")
+        assert smtp.reply().code in (503, 554)
+        rest = smtp.read_to_eof()
+    time.sleep(0.1)
+    landed = gw.messages(exclude=before)
+    served = [line for line in rest.split(b"\r\n") if line.startswith((b"250 2.1.", b"354", b"250 2.0.0"))]
+    assert not landed and not served, f"content after a refused DATA was run: {rest!r}"

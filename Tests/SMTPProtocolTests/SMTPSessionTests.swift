@@ -92,9 +92,9 @@ import Testing
 
     @Test func rsetAndNewEhlo_abortTheTransaction() {
         var driver = SessionDriver()
-        let result = driver.run(
-            Self.hello + Self.envelope + "RSET\r\nDATA\r\n" + Self.envelope + "EHLO again\r\nDATA\r\n")
-        #expect(result.codes == [250, 250, 250, 250, 503, 250, 250, 250, 503])
+        // DATA ends a pipelined group (RFC 2920 §3.1): each group is sent once the previous one is answered.
+        #expect(driver.run(Self.hello + Self.envelope + "RSET\r\nDATA\r\n").codes == [250, 250, 250, 250, 503])
+        #expect(driver.run(Self.envelope + "EHLO again\r\nDATA\r\n").codes == [250, 250, 250, 503])
     }
 
     @Test func vrfyExpnHelpNoop() {
