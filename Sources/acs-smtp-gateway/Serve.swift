@@ -1,3 +1,4 @@
+import ACSClient
 import ArgumentParser
 import Gateway
 import Logging
@@ -15,8 +16,8 @@ struct Serve: ParsableCommand {
             help: "Also admit clients from this network, CIDR (repeatable). Loopback is always admitted.")
     var allowNetworks: [String] = []
 
-    @Option(help: "Directory where accepted messages are written.")
-    var outbox: String = "./outbox"
+    @Option(help: "Directory where accepted messages are written (default ./outbox without ACS; with ACS, a copy of what was sent).")
+    var outbox: String?
 
     @Option(help: "Name used in the greeting and EHLO reply.")
     var hostname: String = "localhost"
@@ -62,6 +63,9 @@ struct Serve: ParsableCommand {
 
     @OptionGroup(title: "Translation to ACS")
     var translation: TranslationOptions
+
+    @OptionGroup(title: "ACS delivery")
+    var delivery: DeliveryOptions
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
@@ -122,6 +126,45 @@ struct Serve: ParsableCommand {
         }
         let logger = Logger(label: "acs-smtp-gateway")
         let configuration = try serverConfiguration()
+        let submitter: MessageSubmitter
+        if delivery.acsConfigured() && !delivery.dryRun {
+            submitter = try acsSubmitter(logger: logger)
+        } else {
+            submitter = try outboxSubmitter(logger: logger)
+        }
+        let server = SMTPServer(configuration: configuration, submitter: submitter, logger: logger)
+        GatewayDaemon.run(server: server, logger: logger)
+    }
+
+    /// ACS delivery: credentials resolved at start-up, so a mistake stops the daemon with a clear message
+    /// instead of failing every message later.
+    private func acsSubmitter(logger: Logger) throws -> MessageSubmitter {
+        let policy = try translation.policy()
+        guard translation.hasSenderPolicy else {
+            throw ValidationError(
+                "ACS delivery needs --sender-address (a MailFrom address of the ACS resource) or --verified-domain")
+        }
+        let transport = try CurlMultiTransport(options: .init(caFile: delivery.acsCaFile, proxy: delivery.acsProxy))
+        let credentials = try ACSCredentials.resolve(delivery.credentialOptions, transport: transport)
+        for warning in credentials.warnings { logger.warning("\(warning)") }
+        let client = ACSEmailClient(
+            configuration: delivery.clientConfiguration(
+                endpoint: credentials.endpoint, apiVersion: policy.apiVersion.rawValue),
+            authenticator: credentials.authenticator, transport: transport)
+        let copy = try outbox.map { try OutboxSubmitter(directory: $0, logger: logger) }
+        logger.notice(
+            "delivering through ACS",
+            metadata: [
+                "acs.endpoint": "\(credentials.endpoint)", "acs.auth": "\(credentials.method)",
+                "acs.reply_after": "\(delivery.replyAfter)", "outbox_copy": "\(outbox ?? "none")",
+            ])
+        return ACSSubmitter(
+            client: client, translator: MessageTranslator(policy: policy), outboxCopy: copy, logger: logger)
+    }
+
+    /// The outbox: a strict dry run with a sender policy, capture-everything without one.
+    private func outboxSubmitter(logger: Logger) throws -> MessageSubmitter {
+        let directory = outbox ?? "./outbox"
         var policy = try translation.policy()
         if !translation.hasSenderPolicy {
             // A dry run: show the request each message would produce, with its own sender.
@@ -129,14 +172,12 @@ struct Serve: ParsableCommand {
             logger.notice(
                 "no --sender-address or --verified-domain: the outbox keeps every message and each one's own sender")
         }
-        let translator = MessageTranslator(policy: policy)
-        // With a sender policy the outbox is a strict dry run (refuses what ACS delivery would refuse);
-        // without one it captures everything and records what ACS delivery would say.
         let submitter = try OutboxSubmitter(
-            directory: outbox, translator: translator, refuseUntranslatable: translation.hasSenderPolicy,
-            logger: logger)
-        logger.notice("delivering to the outbox (no ACS configured)", metadata: ["outbox": "\(outbox)"])
-        let server = SMTPServer(configuration: configuration, submitter: submitter, logger: logger)
-        GatewayDaemon.run(server: server, logger: logger)
+            directory: directory, translator: MessageTranslator(policy: policy),
+            refuseUntranslatable: translation.hasSenderPolicy, logger: logger)
+        logger.notice(
+            delivery.dryRun ? "dry run: delivering to the outbox" : "delivering to the outbox (no ACS configured)",
+            metadata: ["outbox": "\(directory)"])
+        return submitter
     }
 }
