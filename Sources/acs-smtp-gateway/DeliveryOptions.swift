@@ -63,6 +63,9 @@ struct DeliveryOptions: ParsableArguments {
         }
     }
 
+    /// The poll deadline when replies wait for the final status, else 0.
+    var pollDeadlineIfFinal: Double { ReplyAfter(rawValue: replyAfter) == .final ? pollDeadline : 0 }
+
     var credentialOptions: ACSCredentialOptions {
         ACSCredentialOptions(
             endpoint: acsEndpoint, connectionStringFile: acsConnectionStringFile, accessKeyFile: acsAccessKeyFile,

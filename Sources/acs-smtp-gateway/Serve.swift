@@ -125,10 +125,17 @@ struct Serve: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "acs-smtp-gateway")
-        let configuration = try serverConfiguration()
+        var configuration = try serverConfiguration()
         let submitter: MessageSubmitter
         if delivery.acsConfigured() && !delivery.dryRun {
             submitter = try acsSubmitter(logger: logger)
+            // An ACS call in flight at shutdown must be allowed to finish: cutting it off with 421 while ACS
+            // may still accept the message would make the client send it again.
+            let needed = delivery.retryBudget + delivery.pollDeadlineIfFinal + 5
+            if configuration.timeouts.shutdownGracePeriod < needed {
+                configuration.timeouts.shutdownGracePeriod = needed
+                logger.notice("shutdown grace raised to cover an ACS call in flight", metadata: ["grace_s": "\(needed)"])
+            }
         } else {
             submitter = try outboxSubmitter(logger: logger)
         }
