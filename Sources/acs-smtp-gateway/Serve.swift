@@ -61,6 +61,9 @@ struct Serve: ParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Log line format on standard error: logfmt or json (each line starts with its syslog priority).")
+    var logFormat: String = LineLogHandler.Format.logfmt.rawValue
+
     @OptionGroup(title: "Translation to ACS")
     var translation: TranslationOptions
 
@@ -70,6 +73,9 @@ struct Serve: ParsableCommand {
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard LineLogHandler.Format(rawValue: logFormat) != nil else {
+            throw ValidationError("--log-format must be logfmt or json")
         }
         guard BareLineFeedPolicy(rawValue: bareLf) != nil else {
             throw ValidationError("--bare-lf must be normalize or reject")
@@ -119,10 +125,9 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let format = LineLogHandler.Format(rawValue: logFormat) ?? .logfmt
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            LineLogHandler(label: label, format: format, level: level)
         }
         let logger = Logger(label: "acs-smtp-gateway")
         var configuration = try serverConfiguration()
