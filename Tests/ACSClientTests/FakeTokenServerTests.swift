@@ -54,7 +54,9 @@ import Testing
         }
     }
 
-    static func perform(_ transport: HTTPTransport, _ request: HTTPRequest) async -> Result<HTTPResponse, HTTPTransportError> {
+    static func perform(
+        _ transport: HTTPTransport, _ request: HTTPRequest
+    ) async -> Result<HTTPResponse, HTTPTransportError> {
         await withCheckedContinuation { continuation in
             transport.perform(request) { continuation.resume(returning: $0) }
         }

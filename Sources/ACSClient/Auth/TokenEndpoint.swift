@@ -79,7 +79,8 @@ struct TokenEndpoint: Sendable {
     ) -> Result<AccessToken, AuthenticationError> {
         let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
         guard response.status == 200 else {
-            let transient = response.status == 429 || response.status >= 500 || transientStatuses.contains(response.status)
+            let transient =
+                response.status == 429 || response.status >= 500 || transientStatuses.contains(response.status)
             var message = "\(credentialName): \(host) answered HTTP \(response.status)"
             // OAuth2 error shape (§4.2): error + error_description; managed identity endpoints use the same
             // names or an {"error": {"code", "message"}} object.
@@ -107,7 +108,8 @@ struct TokenEndpoint: Sendable {
         }
         if let type = json["token_type"] as? String, type.lowercased() != "bearer" {
             return .failure(AuthenticationError(
-                "\(credentialName): \(host) issued a '\(type.prefix(40))' token, not a Bearer token", isTransient: false))
+                "\(credentialName): \(host) issued a '\(type.prefix(40))' token, not a Bearer token",
+                isTransient: false))
         }
         // Managed identity endpoints send numbers as strings ("expires_in": "86399", "expires_on": "<epoch>").
         let expiresOn: Date
@@ -117,7 +119,8 @@ struct TokenEndpoint: Sendable {
             expiresOn = receivedAt.addingTimeInterval(seconds)
         } else {
             return .failure(AuthenticationError(
-                "\(credentialName): \(host) answered without expires_in or expires_on", isTransient: false))
+                "\(credentialName): \(host) answered without a numeric expires_in or expires_on",
+                isTransient: false))
         }
         guard expiresOn > receivedAt else {
             return .failure(AuthenticationError(

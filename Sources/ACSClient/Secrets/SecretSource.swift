@@ -117,7 +117,8 @@ public struct SecretSource: Sendable {
             throw CredentialConfigurationError("\(name) from \(origin): cannot read it")
         }
         guard data.count <= maxFileSize else {
-            throw CredentialConfigurationError("\(name) from \(origin): larger than \(maxFileSize) octets, not a secret")
+            throw CredentialConfigurationError(
+                "\(name) from \(origin): larger than \(maxFileSize) octets, not a secret")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw CredentialConfigurationError("\(name) from \(origin): not UTF-8 text")

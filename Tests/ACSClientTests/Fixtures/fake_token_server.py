@@ -100,7 +100,8 @@ class Handler(BaseHTTPRequestHandler):
             state["imds_requests"] += 1
             state["paths"].append(self.path)
         if self.headers.get("Metadata") != "true":
-            return self.respond(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+            return self.respond(400, {"error": "invalid_request",
+                                      "error_description": "Required metadata header not specified"})
         query = {k: v[0] for k, v in parse_qs(split.query).items()}
         if query.get("api-version") != "2018-02-01" or query.get("resource") != "https://communication.azure.com/":
             return self.respond(400, {"error": "invalid_request", "error_description": "bad query"})
