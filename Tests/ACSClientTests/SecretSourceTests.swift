@@ -35,7 +35,8 @@ struct SecretSourceTests {
         loaded = try #require(try SecretSource(environment: environment).load(.clientSecret, file: file.path))
         #expect(loaded.secret.value == "from-file")
 
-        try Self.write("from-systemd\r\n", credentials.appendingPathComponent("azure-client-secret"), mode: 0o400)
+        // Mode bits of systemd credentials are systemd's business (the mount is private): no warning.
+        try Self.write("from-systemd\r\n", credentials.appendingPathComponent("azure-client-secret"), mode: 0o444)
         loaded = try #require(try SecretSource(environment: environment).load(.clientSecret, file: file.path))
         #expect(loaded.secret.value == "from-systemd")
         let credentialPath = credentials.appendingPathComponent("azure-client-secret").path
