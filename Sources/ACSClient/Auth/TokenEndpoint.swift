@@ -37,7 +37,8 @@ struct TokenEndpoint: Sendable {
         return lower == "localhost" || lower.hasPrefix("127.") || lower == "::1" || lower == "[::1]"
     }
 
-    /// Replaces every occurrence of the given secrets (and any bearer token) with `***`.
+    /// Replaces every occurrence of the given secrets with `***`. Values shorter than 4 characters are left
+    /// alone: replacing them would mangle the message and such a value is no real secret anyway.
     static func redact(_ message: String, secrets: [String]) -> String {
         var result = message
         for secret in secrets where secret.count >= 4 {
