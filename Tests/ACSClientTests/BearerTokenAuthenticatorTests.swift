@@ -17,7 +17,9 @@ struct BearerTokenAuthenticatorTests {
 
         var requestedScopes: [String] { lock.withLock { scopes } }
 
-        func getToken(scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void) {
+        func getToken(
+            scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void
+        ) {
             lock.withLock { scopes.append(scope) }
             completion(result)
         }

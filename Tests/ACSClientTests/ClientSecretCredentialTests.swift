@@ -24,7 +24,8 @@ struct ClientSecretCredentialTests {
         #expect(token.expiresOn == clock.now.addingTimeInterval(3599))
         let request = try #require(transport.requests.first)
         #expect(request.method == "POST")
-        #expect(request.url == "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token")
+        #expect(request.url
+            == "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token")
         #expect(request.header("Content-Type") == "application/x-www-form-urlencoded")
         #expect(request.header("Accept") == "application/json")
         #expect(request.useProxy)
@@ -50,7 +51,7 @@ struct ClientSecretCredentialTests {
     @Test(arguments: [
         (400, #"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,
          false, "invalid_client"),
-        (401, #"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys are expired."}"#,
+        (401, #"{"error":"invalid_client","error_description":"AADSTS7000222: The client secret keys are expired."}"#,
          false, "AADSTS7000222"),
         (400, #"{"error":"invalid_scope","error_description":"AADSTS70011: bad scope"}"#, false, "invalid_scope"),
         (429, #"{"error":"temporarily_unavailable"}"#, true, "429"),

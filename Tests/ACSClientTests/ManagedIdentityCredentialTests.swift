@@ -73,7 +73,9 @@ struct ManagedIdentityCredentialTests {
             FakeTransport.json(400, #"{"error":{"code":"bad","message":"header header-secret-value rejected"}}"#)
         ])
         let credential = try ManagedIdentityCredential(
-            environment: ["IDENTITY_ENDPOINT": "http://127.0.0.1:41741/MSI/token/", "IDENTITY_HEADER": "header-secret-value"],
+            environment: [
+                "IDENTITY_ENDPOINT": "http://127.0.0.1:41741/MSI/token/", "IDENTITY_HEADER": "header-secret-value",
+            ],
             transport: transport, now: TestClock().function)
         let error = try #require(immediateToken(credential)?.error)
         #expect(!error.isTransient)
@@ -103,7 +105,8 @@ struct ManagedIdentityCredentialTests {
     @Test(arguments: [(400, false), (404, true), (410, true), (429, true), (500, true), (403, false)])
     func imdsErrors_areClassified(status: Int, transient: Bool) throws {
         let transport = FakeTransport([FakeTransport.json(status, #"{"error":"invalid_request"}"#)])
-        let credential = try ManagedIdentityCredential(environment: [:], transport: transport, now: TestClock().function)
+        let credential = try ManagedIdentityCredential(
+            environment: [:], transport: transport, now: TestClock().function)
         let error = try #require(immediateToken(credential)?.error)
         #expect(error.isTransient == transient)
         if status == 400 { #expect(error.message.contains("no managed identity")) }
@@ -111,7 +114,8 @@ struct ManagedIdentityCredentialTests {
 
     @Test func imdsUnreachable_isTransient() throws {
         let transport = FakeTransport([.failure(HTTPTransportError(.timeout, "Connection timed out after 2000 ms"))])
-        let credential = try ManagedIdentityCredential(environment: [:], transport: transport, now: TestClock().function)
+        let credential = try ManagedIdentityCredential(
+            environment: [:], transport: transport, now: TestClock().function)
         let error = try #require(immediateToken(credential)?.error)
         #expect(error.isTransient)
         #expect(error.message.contains("169.254.169.254"))

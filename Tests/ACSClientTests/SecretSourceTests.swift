@@ -35,10 +35,12 @@ struct SecretSourceTests {
         loaded = try #require(try SecretSource(environment: environment).load(.clientSecret, file: file.path))
         #expect(loaded.secret.value == "from-file")
 
-        try Self.write("from-systemd\r\n", credentials.appendingPathComponent("azure-client-secret"), mode: 0o400)
+        // Mode bits of systemd credentials are systemd's business (the mount is private): no warning.
+        try Self.write("from-systemd\r\n", credentials.appendingPathComponent("azure-client-secret"), mode: 0o444)
         loaded = try #require(try SecretSource(environment: environment).load(.clientSecret, file: file.path))
         #expect(loaded.secret.value == "from-systemd")
-        #expect(loaded.origin == .systemdCredential(path: credentials.appendingPathComponent("azure-client-secret").path))
+        let credentialPath = credentials.appendingPathComponent("azure-client-secret").path
+        #expect(loaded.origin == .systemdCredential(path: credentialPath))
         #expect(loaded.warnings.isEmpty)
 
         #expect(try SecretSource(environment: [:]).load(.clientSecret) == nil)
@@ -49,7 +51,8 @@ struct SecretSourceTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("s")
         try Self.write("  padded secret \n\n", file)
-        #expect(try SecretSource(environment: [:]).load(.clientSecret, file: file.path)?.secret.value == "  padded secret ")
+        let loaded = try SecretSource(environment: [:]).load(.clientSecret, file: file.path)
+        #expect(loaded?.secret.value == "  padded secret ")
     }
 
     @Test func groupOrWorldReadableFiles_giveAWarning_notAnError() throws {
@@ -95,8 +98,9 @@ struct SecretSourceTests {
         let loaded = LoadedSecret(secret: secret, origin: .environment(variable: "X"), warnings: [])
         var dumped = ""
         dump(loaded, to: &dumped)
+        let choice = DefaultCredential.Choice.clientSecret(tenantID: "t", clientID: "c", secret: secret)
         for text in ["\(secret)", String(reflecting: secret), "\(loaded)", String(reflecting: loaded), dumped,
-                     "\([secret])", "\(DefaultCredential.Choice.clientSecret(tenantID: "t", clientID: "c", secret: secret))"] {
+                     "\([secret])", "\(choice)", String(reflecting: choice)] {
             #expect(!text.contains("hunter2"), "\(text)")
         }
         #expect("\(secret)" == "***")
@@ -111,7 +115,8 @@ struct SecretSourceTests {
 
     @Test func connectionStringFromTheEnvironment_givesHMAC() throws {
         let resolved = try ACSCredentials.resolve(
-            ACSCredentialOptions(), secrets: SecretSource(environment: ["ACS_CONNECTION_STRING": Self.connectionString]),
+            ACSCredentialOptions(),
+            secrets: SecretSource(environment: ["ACS_CONNECTION_STRING": Self.connectionString]),
             transport: FakeTransport())
         #expect(resolved.endpoint.url == "https://contoso.communication.azure.com")
         #expect(resolved.authenticator is HMACAuthenticator)
@@ -180,7 +185,8 @@ struct SecretSourceTests {
         #expect(managed.clientID == "uami")
         #expect(managed.source == .imds(base: "http://169.254.169.254"))
         let appService = try #require(
-            try choose(["IDENTITY_ENDPOINT": "http://localhost:1/t", "IDENTITY_HEADER": "h"]) as? ManagedIdentityCredential)
+            try choose(["IDENTITY_ENDPOINT": "http://localhost:1/t", "IDENTITY_HEADER": "h"])
+                as? ManagedIdentityCredential)
         #expect(appService.source == .appService(endpoint: "http://localhost:1/t"))
         // Explicit configuration wins over the environment.
         let explicit = try DefaultCredential(
@@ -210,8 +216,8 @@ struct SecretSourceTests {
                 ACSCredentialOptions(), secrets: SecretSource(environment: [:]), transport: FakeTransport())
         } throws: { error in
             let text = "\(error)"
-            return text.contains("ACS_ENDPOINT") && text.contains("--acs-endpoint") && text.contains("ACS_CONNECTION_STRING")
-                && text.contains("acs-connection-string")
+            return text.contains("ACS_ENDPOINT") && text.contains("--acs-endpoint")
+                && text.contains("ACS_CONNECTION_STRING") && text.contains("acs-connection-string")
         }
     }
 
@@ -219,8 +225,8 @@ struct SecretSourceTests {
         let environment = ["AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"]
         #expect {
             try ACSCredentials.resolve(
-                ACSCredentialOptions(endpoint: "http://127.0.0.1:8025"), secrets: SecretSource(environment: environment),
-                transport: FakeTransport())
+                ACSCredentialOptions(endpoint: "http://127.0.0.1:8025"),
+                secrets: SecretSource(environment: environment), transport: FakeTransport())
         } throws: { error in
             "\(error)".contains("https") && "\(error)".contains("--acs-endpoint")
         }

@@ -70,8 +70,8 @@ struct WorkloadIdentityCredentialTests {
 
     @Test func aMissingFile_isAConfigurationErrorNamingTheVariable() throws {
         let credential = try WorkloadIdentityCredential(
-            tenantID: "tenant", clientID: "client", tokenFile: "/nonexistent/acs-test/token", transport: FakeTransport(),
-            now: TestClock().function)
+            tenantID: "tenant", clientID: "client", tokenFile: "/nonexistent/acs-test/token",
+            transport: FakeTransport(), now: TestClock().function)
         let error = try #require(immediateToken(credential)?.error)
         #expect(!error.isTransient)
         #expect(error.message.contains("AZURE_FEDERATED_TOKEN_FILE"))
@@ -84,10 +84,13 @@ struct WorkloadIdentityCredentialTests {
         let file = directory.appendingPathComponent("token")
         try Self.write("eyJhbGciOi.secret-assertion.sig", to: file, modified: Date())
         let transport = FakeTransport([
-            FakeTransport.json(400, #"{"error":"invalid_client","error_description":"assertion eyJhbGciOi.secret-assertion.sig expired"}"#)
+            FakeTransport.json(
+                400, #"{"error":"invalid_client","error_description":"#
+                    + #""assertion eyJhbGciOi.secret-assertion.sig expired"}"#)
         ])
         let credential = try WorkloadIdentityCredential(
-            tenantID: "tenant", clientID: "client", tokenFile: file.path, transport: transport, now: TestClock().function)
+            tenantID: "tenant", clientID: "client", tokenFile: file.path, transport: transport,
+            now: TestClock().function)
         let error = try #require(immediateToken(credential)?.error)
         #expect(!error.isTransient)
         #expect(!error.message.contains("secret-assertion"))

@@ -15,7 +15,8 @@ public enum AuthorityHost {
             let name = components.host, !name.isEmpty
         else {
             throw CredentialConfigurationError(
-                "authority host '\(text)' (AZURE_AUTHORITY_HOST) must be an https URL: tokens are only fetched over https")
+                "authority host '\(text)' (AZURE_AUTHORITY_HOST) must be an https URL: "
+                    + "tokens are only fetched over https")
         }
         return host
     }
@@ -65,7 +66,9 @@ public final class ClientSecretCredential: TokenCredential, CustomStringConverti
         }
     }
 
-    public func getToken(scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void) {
+    public func getToken(
+        scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void
+    ) {
         cache.getToken(scope: scope, completion: completion)
     }
 
@@ -123,7 +126,9 @@ public final class WorkloadIdentityCredential: TokenCredential, CustomStringConv
         }
     }
 
-    public func getToken(scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void) {
+    public func getToken(
+        scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void
+    ) {
         cache.getToken(scope: scope, completion: completion)
     }
 
@@ -199,7 +204,8 @@ final class AssertionFile: @unchecked Sendable {
         }
         guard data.count <= Self.maxSize else {
             throw AuthenticationError(
-                "workload identity credential: AZURE_FEDERATED_TOKEN_FILE \(path) is too large for a service-account token",
+                "workload identity credential: AZURE_FEDERATED_TOKEN_FILE \(path) is too large "
+                    + "for a service-account token",
                 isTransient: false)
         }
         let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -118,7 +118,9 @@ public final class DefaultCredential: TokenCredential, CustomStringConvertible {
         self.warnings = warnings
     }
 
-    public func getToken(scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void) {
+    public func getToken(
+        scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void
+    ) {
         chosen.getToken(scope: scope, completion: completion)
     }
 

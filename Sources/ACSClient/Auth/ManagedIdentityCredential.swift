@@ -110,7 +110,9 @@ public final class ManagedIdentityCredential: TokenCredential, CustomStringConve
         }
     }
 
-    public func getToken(scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void) {
+    public func getToken(
+        scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void
+    ) {
         cache.getToken(scope: scope, completion: completion)
     }
 

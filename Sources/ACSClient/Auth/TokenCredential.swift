@@ -92,7 +92,8 @@ final class TokenCache: @unchecked Sendable {
             policy = obtainedAt.addingTimeInterval(lifetime / 2)
         } else {
             // Short-lived tokens (under the 300 s window) would otherwise be "due" the moment they arrive.
-            policy = max(token.expiresOn.addingTimeInterval(-refreshWindow), obtainedAt.addingTimeInterval(lifetime / 2))
+            policy = max(
+                token.expiresOn.addingTimeInterval(-refreshWindow), obtainedAt.addingTimeInterval(lifetime / 2))
         }
         return min(token.refreshOn ?? .distantFuture, policy)
     }

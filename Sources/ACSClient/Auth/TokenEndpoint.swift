@@ -37,7 +37,8 @@ struct TokenEndpoint: Sendable {
         return lower == "localhost" || lower.hasPrefix("127.") || lower == "::1" || lower == "[::1]"
     }
 
-    /// Replaces every occurrence of the given secrets (and any bearer token) with `***`.
+    /// Replaces every occurrence of the given secrets with `***`. Values shorter than 4 characters are left
+    /// alone: replacing them would mangle the message and such a value is no real secret anyway.
     static func redact(_ message: String, secrets: [String]) -> String {
         var result = message
         for secret in secrets where secret.count >= 4 {
@@ -79,7 +80,8 @@ struct TokenEndpoint: Sendable {
     ) -> Result<AccessToken, AuthenticationError> {
         let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
         guard response.status == 200 else {
-            let transient = response.status == 429 || response.status >= 500 || transientStatuses.contains(response.status)
+            let transient =
+                response.status == 429 || response.status >= 500 || transientStatuses.contains(response.status)
             var message = "\(credentialName): \(host) answered HTTP \(response.status)"
             // OAuth2 error shape (§4.2): error + error_description; managed identity endpoints use the same
             // names or an {"error": {"code", "message"}} object.
@@ -107,7 +109,8 @@ struct TokenEndpoint: Sendable {
         }
         if let type = json["token_type"] as? String, type.lowercased() != "bearer" {
             return .failure(AuthenticationError(
-                "\(credentialName): \(host) issued a '\(type.prefix(40))' token, not a Bearer token", isTransient: false))
+                "\(credentialName): \(host) issued a '\(type.prefix(40))' token, not a Bearer token",
+                isTransient: false))
         }
         // Managed identity endpoints send numbers as strings ("expires_in": "86399", "expires_on": "<epoch>").
         let expiresOn: Date
@@ -117,7 +120,8 @@ struct TokenEndpoint: Sendable {
             expiresOn = receivedAt.addingTimeInterval(seconds)
         } else {
             return .failure(AuthenticationError(
-                "\(credentialName): \(host) answered without expires_in or expires_on", isTransient: false))
+                "\(credentialName): \(host) answered without a numeric expires_in or expires_on",
+                isTransient: false))
         }
         guard expiresOn > receivedAt else {
             return .failure(AuthenticationError(

@@ -31,6 +31,11 @@ public enum SecretOrigin: Sendable, Equatable, CustomStringConvertible {
     case file(path: String)
     case environment(variable: String)
 
+    var isSystemdCredential: Bool {
+        if case .systemdCredential = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .systemdCredential(let path): "systemd credential \(path)"
@@ -53,8 +58,8 @@ public struct LoadedSecret: Sendable, Equatable, CustomStringConvertible {
 /// explicit file, or an environment variable — never from the command line, where `ps` would show them
 /// (issue 4, "Secrets come from…").
 ///
-/// A trailing newline (as `echo` and editors leave) is removed. A file readable by group or others yields a
-/// warning, not an error: the gateway still starts, and the operator sees what to fix.
+/// A trailing newline (as `echo` and editors leave) is removed. A configured file readable by group or others
+/// yields a warning, not an error: the gateway still starts, and the operator sees what to fix.
 public struct SecretSource: Sendable {
     /// The environment secrets and credential settings are read from (injectable for tests).
     public var environment: [String: String]
@@ -117,7 +122,8 @@ public struct SecretSource: Sendable {
             throw CredentialConfigurationError("\(name) from \(origin): cannot read it")
         }
         guard data.count <= maxFileSize else {
-            throw CredentialConfigurationError("\(name) from \(origin): larger than \(maxFileSize) octets, not a secret")
+            throw CredentialConfigurationError(
+                "\(name) from \(origin): larger than \(maxFileSize) octets, not a secret")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw CredentialConfigurationError("\(name) from \(origin): not UTF-8 text")
@@ -125,7 +131,9 @@ public struct SecretSource: Sendable {
         let value = trimTrailingNewlines(text)
         guard !value.isEmpty else { throw CredentialConfigurationError("\(name) from \(origin): empty") }
         var warnings: [String] = []
-        if status.st_mode & 0o044 != 0 {
+        // systemd restricts `$CREDENTIALS_DIRECTORY` to the unit's user itself (a private, read-only mount),
+        // whatever the mode bits of the files in it say: only files the operator manages are checked.
+        if status.st_mode & 0o044 != 0, !origin.isSystemdCredential {
             let mode = String(status.st_mode & 0o777, radix: 8)
             warnings.append("\(name) from \(origin) is readable by group or others (mode \(mode)); chmod 600 it")
         }
