@@ -25,6 +25,11 @@ public struct HTTPRequest: Sendable {
     }
 }
 
+extension HTTPRequest: CustomStringConvertible {
+    /// Method and URL only: the headers carry signatures or bearer tokens and are never printed.
+    public var description: String { "\(method) \(url) (\(body.count) octets)" }
+}
+
 /// A complete HTTP response.
 public struct HTTPResponse: Sendable, Equatable {
     public var status: Int
