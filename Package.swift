@@ -8,10 +8,13 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "acs-smtp-gateway", targets: ["acs-smtp-gateway"]),
+        .executable(name: "acs-email-emulator", targets: ["acs-email-emulator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The emulator's HTTP server (HTTP/1.1 over SwiftNIO, optional TLS): no hand-written HTTP parser.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C libraries, quarantined: module map + typed shims, no logic.
@@ -74,6 +77,28 @@ let package = Package(
             ]
         ),
 
+        // A local ACS Email endpoint (like Azurite for Storage): HMAC and bearer auth, validation, faults.
+        .target(
+            name: "ACSEmulator",
+            dependencies: [
+                "ACSEmail",
+                "ACSClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "acs-email-emulator",
+            dependencies: [
+                "ACSEmulator",
+                "ACSClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
         .testTarget(name: "SMTPServerTests", dependencies: ["SMTPServer", "SMTPProtocol"]),
         .testTarget(
@@ -83,6 +108,10 @@ let package = Package(
         // Fixtures are read (and golden files re-recorded) in place through #filePath, not bundled.
         .testTarget(name: "MailParserTests", dependencies: ["MailParser"], exclude: ["Fixtures"]),
         .testTarget(name: "ACSEmailTests", dependencies: ["ACSEmail", "MailParser"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "ACSEmulatorTests",
+            dependencies: ["ACSEmulator", "ACSClient", "ACSEmail", .product(name: "Logging", package: "swift-log")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,299 @@
+import Foundation
+import Hummingbird
+import Logging
+
+/// Answers every HTTP request: the two ACS routes (acs-email-api.md §1.3, §8) and the admin routes.
+///
+/// One responder rather than Hummingbird's router: the router would treat `:` in `/emails:send` as
+/// parameter syntax, and the signature covers the request target exactly as received (`head.path`), which
+/// this type reads directly.
+struct EmulatorResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let configuration: EmulatorConfiguration
+    let store: EmulatorStore
+    let verifier: RequestVerifier
+    let validator: SendValidator
+    /// `http` or `https`, for `Operation-Location`.
+    let scheme: String
+    let logger: Logger
+
+    init(configuration: EmulatorConfiguration, store: EmulatorStore, scheme: String, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.verifier = RequestVerifier(
+            accessKey: configuration.accessKey, bearerToken: configuration.bearerToken,
+            clockSkewTolerance: configuration.clockSkewTolerance)
+        self.validator = SendValidator(configuration: configuration)
+        self.scheme = scheme
+        self.logger = logger
+    }
+
+    func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+        let target = request.head.path ?? "/"
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
+            ?? target
+        if path == "/admin" || path.hasPrefix("/admin/") {
+            return await AdminRoutes(store: store).respond(method: request.method, path: path, request: request)
+        }
+        let route = Self.route(of: path)
+        var outcome = await handleACS(request, target: target, path: path, route: route)
+        // Tracing headers on every ACS answer, errors included (§1.4, §8 "Accepted sends").
+        outcome.headers.append(("x-ms-request-id", UUID().uuidString.lowercased()))
+        if let clientRequestID = request.headers[FieldName("x-ms-client-request-id")!] {
+            outcome.headers.append(("x-ms-client-request-id", clientRequestID))
+        }
+        outcome.headers.append(("api-supported-versions", EmulatorConfiguration.supportedAPIVersions.joined(separator: ", ")))
+        await store.count(route: route, status: outcome.status)
+        logger.info(
+            "\(request.method.rawValue) \(path) → \(outcome.status)",
+            metadata: outcome.operationID.map { ["acs.operation_id": "\($0)"] } ?? [:])
+        return outcome.response
+    }
+
+    static func route(of path: String) -> EmulatorRoute {
+        if path == "/emails:send" { return .send }
+        let prefix = "/emails/operations/"
+        if path.hasPrefix(prefix), path.count > prefix.count, !path.dropFirst(prefix.count).contains("/") {
+            return .poll
+        }
+        return .other
+    }
+
+    // MARK: ACS routes
+
+    private func handleACS(_ request: Request, target: String, path: String, route: EmulatorRoute) async -> Outcome {
+        let expectedMethod: HTTPRequest.Method
+        switch route {
+        case .send: expectedMethod = .post
+        case .poll: expectedMethod = .get
+        case .other:
+            return Outcome(ACSErrorResponse.notFound("The resource '\(path)' was not found."))
+        }
+        guard request.method == expectedMethod else {
+            return Outcome(
+                ACSErrorResponse(
+                    status: 405, code: "MethodNotAllowed",
+                    message: "The method \(request.method.rawValue) is not allowed on \(path)."),
+                extraHeaders: [("Allow", expectedMethod.rawValue)])
+        }
+        let apiVersion: String
+        switch Self.apiVersion(in: target) {
+        case .failure(let error): return Outcome(error)
+        case .success(let version): apiVersion = version
+        }
+        let body: [UInt8]
+        switch await readBody(request) {
+        case .failure(let error): return Outcome(error)
+        case .success(let bytes): body = bytes
+        }
+        let header: @Sendable (String) -> String? = { (name: String) -> String? in FieldName(name).flatMap { request.headers[$0] } }
+        if let denied = verifier.check(
+            method: request.method.rawValue, target: target, host: request.head.authority, body: body, now: Date(),
+            header: header)
+        {
+            return Outcome(denied)
+        }
+        let host = request.head.authority ?? "localhost"
+        if route == .send {
+            return await send(body: body, apiVersion: apiVersion, host: host, header: header)
+        }
+        let id = String(path.dropFirst("/emails/operations/".count))
+        return await poll(id: id)
+    }
+
+    private func send(body: [UInt8], apiVersion: String, host: String, header: @Sendable (String) -> String?) async -> Outcome {
+        let operationID: String
+        if let given = header("Operation-Id")?.trimmingCharacters(in: .whitespaces), !given.isEmpty {
+            guard Self.isValidOperationID(given) else {
+                return Outcome(.badRequest("The Operation-Id header must be a GUID-like token of letters, digits and '-'."))
+            }
+            operationID = given
+        } else {
+            operationID = UUID().uuidString.lowercased()
+        }
+        // Faults see the sender and recipients even of a body that will fail validation.
+        let parsed = JSONValue(parsing: body)
+        let sender = parsed?["senderAddress"]?.stringValue
+        let recipients = ["to", "cc", "bcc"].flatMap { kind in
+            parsed?["recipients"]?[kind]?.arrayValue?.compactMap { $0["address"]?.stringValue } ?? []
+        }
+        var finalStatus: (status: String, code: String?, message: String?)?
+        var pendingFaultID: Int?
+        if let (faultID, fault) = await store.firstMatchingFault(route: .send, senderAddress: sender, recipients: recipients) {
+            if fault.status != nil || fault.delayMs != nil {
+                await store.consume(faultID: faultID)
+                if let answer = await apply(fault) {
+                    return Outcome(answer, operationID: operationID)
+                }
+            } else {
+                pendingFaultID = faultID
+            }
+            if let status = fault.finalStatus {
+                finalStatus = (status, fault.code, fault.message)
+            }
+        }
+        let validated: ValidatedSend
+        switch validator.validate(body: body, apiVersion: apiVersion) {
+        case .failure(let error): return Outcome(error, operationID: operationID)
+        case .success(let send): validated = send
+        }
+        let outcome = await store.accept(
+            id: operationID, apiVersion: apiVersion, send: validated, finalStatus: finalStatus,
+            consumingFault: pendingFaultID)
+        let result: OperationResult
+        switch outcome {
+        case .conflict:
+            return Outcome(
+                ACSErrorResponse(
+                    status: 409, code: "Conflict",
+                    message: "An operation with Operation-Id '\(operationID)' already exists with a different request body."),
+                operationID: operationID)
+        case .created(let created): result = created
+        case .replayed(let existing): result = existing
+        }
+        var headers: [(String, String)] = [
+            ("Operation-Location", "\(scheme)://\(host)/emails/operations/\(operationID)?api-version=\(apiVersion)"),
+            ("Content-Type", "application/json"),
+        ]
+        if !result.isTerminal {
+            headers.append(("Retry-After", String(configuration.retryAfterSeconds)))
+        }
+        return Outcome(status: 202, headers: headers, body: result.body, operationID: operationID)
+    }
+
+    private func poll(id: String) async -> Outcome {
+        let parties = await store.parties(ofOperation: id)
+        if let (faultID, fault) = await store.firstMatchingFault(
+            route: .poll, senderAddress: parties?.sender, recipients: parties?.recipients ?? [])
+        {
+            await store.consume(faultID: faultID)
+            if let answer = await apply(fault) {
+                return Outcome(answer, operationID: id)
+            }
+        }
+        guard let result = await store.poll(id: id) else {
+            return Outcome(.notFound("The operation '\(id)' was not found."), operationID: id)
+        }
+        var headers: [(String, String)] = [("Content-Type", "application/json")]
+        if !result.isTerminal {
+            headers.append(("retry-after", String(configuration.retryAfterSeconds)))
+        }
+        return Outcome(status: 200, headers: headers, body: result.body, operationID: id)
+    }
+
+    /// Stalls for `delayMs`, then returns the error to answer with, or nil to carry on normally.
+    private func apply(_ fault: Fault) async -> ACSErrorResponse? {
+        if let delay = fault.delayMs, delay > 0 {
+            // Ignoring cancellation: at shutdown the stalled request simply ends sooner.
+            try? await Task.sleep(for: .milliseconds(delay))
+        }
+        guard let status = fault.status else { return nil }
+        var error = ACSErrorResponse(
+            status: status, code: fault.code ?? ACSErrorResponse.defaultCode(forStatus: status),
+            message: fault.message ?? ACSErrorResponse.defaultMessage(forStatus: status))
+        if let retryAfter = fault.retryAfter {
+            error.headers.append(("Retry-After", String(retryAfter)))
+        }
+        return error
+    }
+
+    // MARK: Helpers
+
+    /// The `api-version` query parameter, which must be one the emulator serves (§8 "Routes").
+    static func apiVersion(in target: String) -> Result<String, ACSErrorResponse> {
+        let query = target.split(separator: "?", maxSplits: 1).dropFirst().first ?? ""
+        let value = query.split(separator: "&").lazy.compactMap { item -> Substring? in
+            let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return pair.count == 2 && pair[0] == "api-version" ? pair[1] : nil
+        }.first
+        guard let value, !value.isEmpty else {
+            return .failure(
+                ACSErrorResponse(
+                    status: 400, code: "MissingApiVersionParameter",
+                    message: "The api-version query parameter (?api-version=) is required for all requests."))
+        }
+        guard EmulatorConfiguration.supportedAPIVersions.contains(String(value)) else {
+            return .failure(
+                ACSErrorResponse(
+                    status: 400, code: "UnsupportedApiVersion",
+                    message: "The HTTP resource does not support the api-version '\(value)'. Supported versions: "
+                        + EmulatorConfiguration.supportedAPIVersions.joined(separator: ", ") + "."))
+        }
+        return .success(String(value))
+    }
+
+    /// Letters, digits, `-`, `_` and `.`, at most 128: anything else could not appear unescaped in
+    /// `Operation-Location`.
+    static func isValidOperationID(_ id: String) -> Bool {
+        id.utf8.count <= 128
+            && id.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0)) }
+    }
+
+    /// The whole body, or 413 beyond `maxRequestBytes`. An oversized body is still read (up to a hard cap)
+    /// so the client receives the 413 instead of a reset connection.
+    private func readBody(_ request: Request) async -> Result<[UInt8], ACSErrorResponse> {
+        let limit = configuration.maxRequestBytes
+        let tooLarge = ACSErrorResponse(
+            status: 413, code: "RequestEntityTooLarge",
+            message: "The request body is larger than the limit of \(limit) bytes.")
+        let drainCap = max(limit, 1) * 4
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > drainCap {
+            return .failure(tooLarge)
+        }
+        var bytes: [UInt8] = []
+        var total = 0
+        do {
+            for try await chunk in request.body {
+                total += chunk.readableBytes
+                if total <= limit {
+                    bytes.append(contentsOf: chunk.readableBytesView)
+                } else if total > drainCap {
+                    break
+                }
+            }
+        } catch {
+            return .failure(.badRequest("The request body could not be read."))
+        }
+        return total > limit ? .failure(tooLarge) : .success(bytes)
+    }
+}
+
+/// `HTTPField.Name`, named through the type Hummingbird re-exports rather than by importing HTTPTypes.
+typealias FieldName = HTTPFields.Element.Name
+
+/// A response under construction: status, headers and body, plus the operation id for the log.
+struct Outcome: Sendable {
+    var status: Int
+    var headers: [(name: String, value: String)]
+    var body: [UInt8]
+    var operationID: String?
+
+    init(status: Int, headers: [(name: String, value: String)], body: [UInt8], operationID: String? = nil) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.operationID = operationID
+    }
+
+    /// An ACS error: JSON body, `x-ms-error-code` (§1.5).
+    init(_ error: ACSErrorResponse, operationID: String? = nil, extraHeaders: [(name: String, value: String)] = []) {
+        self.init(
+            status: error.status,
+            headers: [("Content-Type", "application/json"), ("x-ms-error-code", error.code)] + error.headers + extraHeaders,
+            body: error.body, operationID: operationID)
+    }
+
+    var response: Response {
+        var fields = HTTPFields()
+        for (name, value) in headers {
+            if let fieldName = FieldName(name) {
+                fields.append(HTTPFields.Element(name: fieldName, value: value))
+            }
+        }
+        fields[.contentLength] = String(body.count)
+        return Response(
+            status: HTTPResponse.Status(code: status), headers: fields,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import Logging
+
+/// The status and error of an operation as ACS reports them (`EmailSendResult`, acs-email-api.md §1.6).
+struct OperationResult: Sendable, Equatable {
+    var id: String
+    var status: String
+    var errorCode: String?
+    var errorMessage: String?
+
+    var isTerminal: Bool { Fault.finalStatuses.contains(status) }
+
+    /// `{"id","status","error"}` with `error` null unless the operation failed (§1.5: real responses carry
+    /// `"error":null`).
+    var body: [UInt8] {
+        var error = JSONValue.null
+        if let errorCode {
+            error = .object(["code": .string(errorCode), "message": .string(errorMessage ?? "")])
+        }
+        return JSONValue.object(["id": .string(id), "status": .string(status), "error": error]).serialized()
+    }
+}
+
+/// What became of a send that passed validation.
+enum AcceptOutcome: Sendable, Equatable {
+    /// A new operation; the message was recorded.
+    case created(OperationResult)
+    /// The `Operation-Id` was seen before with the same body: the same operation, nothing recorded.
+    case replayed(OperationResult)
+    /// The `Operation-Id` was seen before with another body.
+    case conflict
+}
+
+/// The emulator's mutable state, behind one actor: operations, recorded messages, faults and request
+/// counts. Check-and-insert of an `Operation-Id` is one actor step, so two concurrent requests with the
+/// same id cannot both record a message.
+actor EmulatorStore {
+    private struct Operation {
+        var request: JSONValue
+        var senderAddress: String
+        var recipients: [String]
+        var acceptedAt: ContinuousClock.Instant
+        var polls: Int
+        var finalStatus: String
+        var errorCode: String?
+        var errorMessage: String?
+    }
+
+    private struct FaultEntry {
+        var id: Int
+        var fault: Fault
+        var remaining: Int?
+    }
+
+    private let configuration: EmulatorConfiguration
+    private let logger: Logger
+    private var operations: [String: Operation] = [:]
+    private var messages: [RecordedMessage] = []
+    private var faults: [FaultEntry] = []
+    private var nextFaultID = 0
+    private var counts: [EmulatorRoute: [Int: Int]] = [:]
+    private let recorder: FileHandle?
+
+    init(configuration: EmulatorConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        if let path = configuration.recordFile {
+            if !FileManager.default.fileExists(atPath: path) {
+                guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                    throw EmulatorError("cannot create the record file \(path)")
+                }
+            }
+            guard let handle = FileHandle(forWritingAtPath: path) else {
+                throw EmulatorError("cannot open the record file \(path) for writing")
+            }
+            handle.seekToEndOfFile()
+            recorder = handle
+        } else {
+            recorder = nil
+        }
+    }
+
+    // MARK: Operations
+
+    /// Creates the operation `id` for `send`, or finds the one a previous request with the same id made.
+    func accept(
+        id: String, apiVersion: String, send: ValidatedSend, finalStatus: (status: String, code: String?, message: String?)?,
+        consumingFault faultID: Int?
+    ) -> AcceptOutcome {
+        if let existing = operations[id] {
+            if existing.request == send.requestJSON || !configuration.conflictOnDifferentBody {
+                return .replayed(result(id: id, existing))
+            }
+            return .conflict
+        }
+        if let faultID { consume(faultID: faultID) }
+        let message = send.message
+        let recipients = (message.recipients.to + (message.recipients.cc ?? []) + (message.recipients.bcc ?? []))
+            .map(\.address)
+        var operation = Operation(
+            request: send.requestJSON, senderAddress: message.senderAddress, recipients: recipients,
+            acceptedAt: .now, polls: 0, finalStatus: finalStatus?.status ?? "Succeeded")
+        if let finalStatus, finalStatus.status != "Succeeded" {
+            operation.errorCode = finalStatus.code ?? "EmailDropped"
+            operation.errorMessage = finalStatus.message ?? "Email was dropped after several attempts to deliver."
+        }
+        operations[id] = operation
+        let record = RecordedMessage(
+            operationId: id, receivedAt: Self.iso8601(Date()), apiVersion: apiVersion, request: send.requestJSON,
+            droppedAttachments: send.droppedAttachments.isEmpty ? nil : send.droppedAttachments)
+        messages.append(record)
+        if let recorder {
+            recorder.write(Data(record.jsonLine() + [0x0A]))
+        }
+        return .created(result(id: id, operation))
+    }
+
+    /// Counts a poll of `id` and returns its status, or nil for an unknown id.
+    func poll(id: String) -> OperationResult? {
+        guard var operation = operations[id] else { return nil }
+        operation.polls += 1
+        operations[id] = operation
+        return result(id: id, operation)
+    }
+
+    /// The sender and recipients of operation `id`, for matching poll faults.
+    func parties(ofOperation id: String) -> (sender: String, recipients: [String])? {
+        operations[id].map { ($0.senderAddress, $0.recipients) }
+    }
+
+    /// Running until the configured poll has been reached and the delay has passed; then the final status.
+    private func result(id: String, _ operation: Operation) -> OperationResult {
+        let elapsed = ContinuousClock.now - operation.acceptedAt
+        guard operation.polls >= configuration.pollsUntilDone && elapsed >= configuration.completionDelay else {
+            return OperationResult(id: id, status: "Running")
+        }
+        return OperationResult(
+            id: id, status: operation.finalStatus, errorCode: operation.errorCode, errorMessage: operation.errorMessage)
+    }
+
+    // MARK: Recorded messages
+
+    func recordedMessages() -> [RecordedMessage] { messages }
+
+    func clearMessages() { messages.removeAll() }
+
+    // MARK: Faults
+
+    func addFaults(_ new: [Fault]) {
+        for fault in new {
+            faults.append(FaultEntry(id: nextFaultID, fault: fault, remaining: fault.count))
+            nextFaultID += 1
+        }
+    }
+
+    func clearFaults() { faults.removeAll() }
+
+    /// The faults not yet used up, `count` showing what is left.
+    func activeFaults() -> [Fault] {
+        faults.map { entry in
+            var fault = entry.fault
+            fault.count = entry.remaining
+            return fault
+        }
+    }
+
+    /// The first fault that matches, without using it up.
+    func firstMatchingFault(route: EmulatorRoute, senderAddress: String?, recipients: [String]) -> (id: Int, fault: Fault)? {
+        faults.first { $0.fault.matches(route: route, senderAddress: senderAddress, recipients: recipients) }
+            .map { ($0.id, $0.fault) }
+    }
+
+    /// Uses one application of fault `faultID` up; a fault whose count reaches zero is removed.
+    func consume(faultID: Int) {
+        guard let index = faults.firstIndex(where: { $0.id == faultID }) else { return }
+        guard let remaining = faults[index].remaining else { return }
+        if remaining <= 1 {
+            faults.remove(at: index)
+        } else {
+            faults[index].remaining = remaining - 1
+        }
+    }
+
+    // MARK: Request counts
+
+    func count(route: EmulatorRoute, status: Int) {
+        counts[route, default: [:]][status, default: 0] += 1
+    }
+
+    /// `{"send":{"total":N,"statuses":{"202":N,…}},"poll":{…},"other":{…}}`
+    func requestCounts() -> JSONValue {
+        var object: [String: JSONValue] = [:]
+        for route in EmulatorRoute.allCases {
+            let byStatus = counts[route] ?? [:]
+            object[route.rawValue] = .object([
+                "total": .integer(Int64(byStatus.values.reduce(0, +))),
+                "statuses": .object(Dictionary(uniqueKeysWithValues: byStatus.map { (String($0.key), .integer(Int64($0.value))) })),
+            ])
+        }
+        return .object(object)
+    }
+
+    func clearRequestCounts() { counts.removeAll() }
+
+    /// Forgets operations, messages, faults and counts (`POST /admin/reset`).
+    func reset() {
+        operations.removeAll()
+        messages.removeAll()
+        faults.removeAll()
+        counts.removeAll()
+    }
+
+    static func iso8601(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
+    }
+}
+
+/// A startup failure of the emulator (unreadable certificate, unwritable record file…).
+public struct EmulatorError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}

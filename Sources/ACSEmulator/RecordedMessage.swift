@@ -1,0 +1,32 @@
+import Foundation
+
+/// One accepted message as `GET /admin/messages` lists it and `--record` writes it (one JSON line each).
+public struct RecordedMessage: Sendable, Hashable, Codable {
+    /// The operation id: the `Operation-Id` request header, or the UUID the emulator chose.
+    public var operationId: String
+    /// When the send was accepted, ISO 8601 in UTC.
+    public var receivedAt: String
+    public var apiVersion: String
+    /// The request body as received (unknown fields included).
+    public var request: JSONValue
+    /// Attachments dropped under `x-ms-acsemail-suppress-invalid-attachment: true`; absent when none were.
+    public var droppedAttachments: [String]?
+
+    public init(
+        operationId: String, receivedAt: String, apiVersion: String, request: JSONValue,
+        droppedAttachments: [String]? = nil
+    ) {
+        self.operationId = operationId
+        self.receivedAt = receivedAt
+        self.apiVersion = apiVersion
+        self.request = request
+        self.droppedAttachments = droppedAttachments
+    }
+
+    /// One compact JSON line (without the newline), keys sorted.
+    public func jsonLine() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(self)).map(Array.init) ?? []
+    }
+}
