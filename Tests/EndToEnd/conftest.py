@@ -50,10 +50,11 @@ def start_gateway(request, tmp_path, gateway_bin):
     started: list[tuple[Gateway, bool]] = []
     request.node._e2e_gateways = []
 
-    def start(*args: str, listen_host: str = "127.0.0.1", check_exit: bool = True) -> Gateway:
+    def start(*args: str, listen_host: str = "127.0.0.1", check_exit: bool = True,
+              env: dict[str, str] | None = None) -> Gateway:
         last_error = None
         for attempt in range(3):  # a free port can be taken between the probe and the bind: retry
-            gw = Gateway(tmp_path, list(args), listen_host=listen_host, name=f"gw{len(started)}-{attempt}")
+            gw = Gateway(tmp_path, list(args), listen_host=listen_host, name=f"gw{len(started)}-{attempt}", env=env)
             request.node._e2e_gateways.append(gw)
             try:
                 gw.start()
@@ -121,3 +122,31 @@ def shared_gateway_reject_bare_lf(request, module_gateway_reject_bare_lf):
     request.node._e2e_gateways = [module_gateway_reject_bare_lf]
     assert module_gateway_reject_bare_lf.alive(), "the shared gateway died in an earlier test"
     return module_gateway_reject_bare_lf
+
+
+# --------------------------------------------------------------------------------------------------
+# ACS: a test CA and the emulator (acs_support.py)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    from acs_support import make_certificates
+
+    return make_certificates(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def start_emulator(tmp_path, certificates):
+    from acs_support import Emulator
+
+    started = []
+
+    def start(*args: str) -> "Emulator":
+        emulator = Emulator(tmp_path / f"emulator{len(started)}", certificates, *args)
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        status = emulator.stop()
+        assert status == 0, f"the emulator did not exit 0 after SIGTERM ({status}):\n{emulator.stderr_path.read_text()}"

@@ -60,8 +60,9 @@ class Gateway:
     """A running `acs-smtp-gateway serve` on a free port with its own outbox directory."""
 
     def __init__(self, workdir: Path, args: list[str] | None = None, listen_host: str = "127.0.0.1",
-                 port: int | None = None, name: str = "gw"):
+                 port: int | None = None, name: str = "gw", env: dict[str, str] | None = None):
         self.binary = gateway_binary()
+        self.env = {**os.environ, **(env or {})}
         self.host = listen_host
         self.port = port or free_port(listen_host)
         self.outbox = workdir / f"{name}-outbox"
@@ -87,7 +88,7 @@ class Gateway:
         for attempt in range(40):
             try:
                 self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._stderr_file,
-                                             stderr=self._stderr_file, cwd=str(self.outbox.parent))
+                                             stderr=self._stderr_file, cwd=str(self.outbox.parent), env=self.env)
                 break
             except OSError as error:  # ETXTBSY: `swift build` is replacing the binary right now
                 if error.errno != errno.ETXTBSY or attempt == 39:
