@@ -32,6 +32,7 @@ bench:
 	swift build -c release
 	python3 Tests/Benchmarks/smtp_throughput.py
 	python3 Tests/Benchmarks/convert_throughput.py
+	python3 Tests/Benchmarks/acs_delivery_throughput.py
 
 clean:
 	rm -rf .build

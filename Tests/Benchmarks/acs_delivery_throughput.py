@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""ACS delivery benchmark: 50 concurrent smtplib clients → gateway → acs-email-emulator (https, loopback).
+
+Two runs side by side: the emulator answering at once, and with 200 ms injected into every send (which
+shows whether requests to ACS really run in parallel: serialized, 50 clients would crawl at 5 msg/s).
+Prints messages/s and p50/p99 SMTP latency (end of DATA → reply). A figure, not a test.
+
+    python3 Tests/Benchmarks/acs_delivery_throughput.py [--clients 50] [--messages 20]
+"""
+import argparse
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "Tests" / "EndToEnd"))
+from acs_support import Emulator, make_certificates  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def load(port, clients, messages):
+    latencies, errors, lock = [], [], threading.Lock()
+    body = b"From: app@example.com\r\nTo: rcpt@example.net\r\nSubject: bench\r\n\r\n" + b"x" * 1000 + b"\r\n"
+
+    def client():
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
+                smtp.ehlo()
+                for _ in range(messages):
+                    smtp.mail("app@example.com")
+                    smtp.rcpt("rcpt@example.net")
+                    started = time.perf_counter()
+                    code, text = smtp.data(body)
+                    elapsed = time.perf_counter() - started
+                    with lock:
+                        if code == 250:
+                            latencies.append(elapsed)
+                        else:
+                            errors.append(f"{code} {text!r}")
+        except Exception as error:
+            with lock:
+                errors.append(repr(error))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, sorted(latencies), errors
+
+
+def percentile(values, fraction):
+    return values[min(len(values) - 1, int(fraction * len(values)))] * 1000 if values else float("nan")
+
+
+def run(name, work, certificates, binary, clients, messages, delay_ms):
+    emulator = Emulator(work / name, certificates)
+    if delay_ms:
+        emulator.faults({"delayMs": delay_ms})
+    port = free_port()
+    env = {**os.environ, "ACS_CONNECTION_STRING": emulator.connection_string}
+    gateway = subprocess.Popen(
+        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--sender-address", "DoNotReply@example.com",
+         "--acs-ca-file", str(certificates / "ca.pem"), "--log-level", "warning",
+         "--max-connections-per-client", str(clients * 2)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        wall, latencies, errors = load(port, clients, messages)
+        recorded = len(emulator.messages())
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=60)
+        emulator.stop()
+    return {"name": name, "sent": len(latencies), "rate": len(latencies) / wall,
+            "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "recorded": recorded,
+            "errors": errors}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--binary", default=os.environ.get(
+        "GATEWAY_BIN", str(ROOT / ".build" / "release" / "acs-smtp-gateway")))
+    args = parser.parse_args()
+    os.environ.setdefault("EMULATOR_BIN", str(Path(args.binary).parent / "acs-email-emulator"))
+    work = Path(tempfile.mkdtemp(prefix="acs-bench-"))
+    try:
+        certificates = make_certificates(work)
+        results = [run("instant", work, certificates, args.binary, args.clients, args.messages, 0),
+                   run("200 ms per send", work, certificates, args.binary, args.clients, args.messages, 200)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{args.clients} concurrent smtplib clients x {args.messages} messages, gateway -> emulator over https")
+    print(f"{'emulator':<18} {'sent':>6} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'recorded':>9}")
+    for r in results:
+        print(f"{r['name']:<18} {r['sent']:>6} {r['rate']:>8.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['recorded']:>9}")
+        for error in r["errors"][:3]:
+            print(f"  error: {error}")
+    return 0 if all(r["sent"] == r["recorded"] == args.clients * args.messages for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
