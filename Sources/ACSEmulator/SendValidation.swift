@@ -25,16 +25,16 @@ struct SendValidator: Sendable {
             return .failure(.badRequest("The request body is not a valid JSON object."))
         }
         guard case .string(let sender)? = object["senderAddress"], !sender.isEmpty else {
-            return .failure(.badRequest("The senderAddress field is required."))
+            return .failure(.badRequest("The senderAddress field is required and must be a non-empty string."))
         }
         guard case .object(let content)? = object["content"] else {
-            return .failure(.badRequest("The content field is required."))
+            return .failure(.badRequest("The content field is required and must be an object."))
         }
         guard case .string(let subject)? = content["subject"], !subject.isEmpty else {
-            return .failure(.badRequest("The content.subject field is required and must not be empty."))
+            return .failure(.badRequest("The content.subject field is required and must be a non-empty string."))
         }
         guard case .object(var recipients)? = object["recipients"] else {
-            return .failure(.badRequest("The recipients field is required."))
+            return .failure(.badRequest("The recipients field is required and must be an object."))
         }
         // QUIRK: the Azure CLI sends `"to": null` when only cc/bcc are given (§2.2 "Recipients"), and ACS
         // accepts it; the model's `to` is required, so an absent or null `to` is read as [].
@@ -46,7 +46,8 @@ struct SendValidator: Sendable {
         do {
             message = try JSONDecoder().decode(EmailMessage.self, from: Data(JSONValue.object(object).serialized()))
         } catch {
-            return .failure(.badRequest("The request body does not match the EmailMessage schema: \(Self.describe(error))"))
+            return .failure(
+                .badRequest("The request body does not match the EmailMessage schema: \(Self.describe(error))"))
         }
         return validate(message, requestJSON: json, apiVersion: apiVersion)
     }
@@ -128,7 +129,8 @@ struct SendValidator: Sendable {
                 return entry.contains("@") ? entry == address.lowercased() : entry == localPart
             }
             if !allowed {
-                return ACSErrorResponse(status: 400, code: "InvalidSenderUserName", message: "Invalid email sender username.")
+                return ACSErrorResponse(
+                    status: 400, code: "InvalidSenderUserName", message: "Invalid email sender username.")
             }
         }
         return nil
@@ -153,7 +155,9 @@ struct SendValidator: Sendable {
 
     /// Whether the custom header `name` (case-insensitive) is `true` (case-insensitive).
     static func headerIsTrue(_ headers: [String: String]?, _ name: String) -> Bool {
-        headers?.contains { $0.key.lowercased() == name && $0.value.trimmingCharacters(in: .whitespaces).lowercased() == "true" }
+        headers?.contains {
+            $0.key.lowercased() == name && $0.value.trimmingCharacters(in: .whitespaces).lowercased() == "true"
+        }
             ?? false
     }
 
