@@ -41,7 +41,7 @@ struct EmulatorResponder: HTTPResponder {
         var outcome = await handleACS(request, target: target, path: path, route: route)
         // Tracing headers on every ACS answer, errors included (§1.4, §8 "Accepted sends").
         outcome.headers.append(("x-ms-request-id", UUID().uuidString.lowercased()))
-        if let clientRequestID = request.headers[FieldName("x-ms-client-request-id")!] {
+        if let clientRequestID = Self.header("x-ms-client-request-id", of: request) {
             outcome.headers.append(("x-ms-client-request-id", clientRequestID))
         }
         outcome.headers.append(
@@ -51,6 +51,11 @@ struct EmulatorResponder: HTTPResponder {
             "\(request.method.rawValue) \(path) → \(outcome.status)",
             metadata: outcome.operationID.map { ["acs.operation_id": "\($0)"] } ?? [:])
         return outcome.response
+    }
+
+    /// The first value of a request header, by case-insensitive name (nil for an invalid name).
+    static func header(_ name: String, of request: Request) -> String? {
+        FieldName(name).flatMap { request.headers[$0] }
     }
 
     static func route(of path: String) -> EmulatorRoute {
@@ -89,9 +94,7 @@ struct EmulatorResponder: HTTPResponder {
         case .failure(let error): return Outcome(error)
         case .success(let bytes): body = bytes
         }
-        let header: @Sendable (String) -> String? = { (name: String) -> String? in
-            FieldName(name).flatMap { request.headers[$0] }
-        }
+        let header: @Sendable (String) -> String? = { Self.header($0, of: request) }
         if let denied = verifier.check(
             method: request.method.rawValue, target: target, host: request.head.authority, body: body, now: Date(),
             header: header)
@@ -152,7 +155,7 @@ struct EmulatorResponder: HTTPResponder {
                     status: 409, code: "Conflict",
                     message:
                         "An operation with Operation-Id '\(operationID)' already exists with a different "
-                            + "request body."),
+                        + "request body."),
                 operationID: operationID)
         case .created(let created): result = created
         case .replayed(let existing): result = existing

@@ -137,6 +137,13 @@ struct EmulatorCommand: AsyncParsableCommand {
         }
         let (host, port) = try listenAddress()
         let scheme = tls == nil ? "http" : "https"
+        if !["127.0.0.1", "::1", "localhost"].contains(host.lowercased()) {
+            logger.warning(
+                """
+                listening on \(host), beyond loopback: the /admin routes have no authentication, so anyone who \
+                can reach this address can read recorded messages and inject faults
+                """)
+        }
         let emulator: ACSEmulator
         do {
             emulator = try ACSEmulator(configuration: configuration, logger: logger)
