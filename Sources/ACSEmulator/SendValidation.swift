@@ -19,6 +19,7 @@ struct SendValidator: Sendable {
     /// The reserved custom headers that change validation (acs-email-api.md §6).
     static let suppressInvalidAttachmentHeader = "x-ms-acsemail-suppress-invalid-attachment"
     static let ignoreDuplicateContentIDHeader = "x-ms-acsemail-ignore-duplicate-content-id"
+    static let validateMessageIDHeader = "x-ms-acsemail-validate-message-id"
 
     func validate(body: [UInt8], apiVersion: String) -> Result<ValidatedSend, ACSErrorResponse> {
         guard let json = JSONValue(parsing: body), case .object(var object) = json else {
@@ -108,6 +109,14 @@ struct SendValidator: Sendable {
             }
             message.attachments = kept
         }
+        // Without the header ACS silently drops a malformed Message-ID and makes its own (§6), so only a
+        // sender who asked for strict validation gets a 400.
+        if Self.headerIsTrue(message.headers, Self.validateMessageIDHeader),
+            let messageID = message.headers?.first(where: { $0.key.lowercased() == "message-id" })?.value,
+            !Self.isValidMessageID(messageID)
+        {
+            return .failure(.badRequest("The Message-ID header '\(messageID)' is not of the form <id@domain>."))
+        }
         return .success(ValidatedSend(message: message, requestJSON: requestJSON, droppedAttachments: dropped))
     }
 
@@ -151,6 +160,17 @@ struct SendValidator: Sendable {
             return "Attachment Content cannot be empty."
         }
         return nil
+    }
+
+    /// `<left@right>` with non-empty parts and no spaces or further brackets (RFC 5322 §3.6.4, as the
+    /// examples of acs-email-api.md §6 read it: `<guid>` and `guid@domain.com` are refused).
+    static func isValidMessageID(_ value: String) -> Bool {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        guard trimmed.hasPrefix("<"), trimmed.hasSuffix(">"), trimmed.count > 2 else { return false }
+        let inner = trimmed.dropFirst().dropLast()
+        let parts = inner.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty }
+            && !inner.contains(where: { $0 == " " || $0 == "<" || $0 == ">" })
     }
 
     /// Whether the custom header `name` (case-insensitive) is `true` (case-insensitive).

@@ -220,6 +220,21 @@ import Testing
         }
     }
 
+    @Test func messageID_isValidatedOnlyWhenAskedFor() async throws {
+        try await EmulatorHarness.with { emulator in
+            let strict = #","headers":{"x-ms-acsemail-validate-message-id":"true","Message-ID":"%@"}"#
+            for (messageID, status) in [
+                ("<0c9a@contoso.com>", 202), ("0c9a@contoso.com", 400), ("<0c9a>", 400), ("<0c9a.contoso.com>", 400),
+            ] {
+                let json = Self.message(extra: strict.replacingOccurrences(of: "%@", with: messageID))
+                let response = try await emulator.send(json)
+                #expect(response.status == status, "\(messageID): \(response.text)")
+            }
+            let lenient = Self.message(extra: #","headers":{"Message-ID":"<0c9a>"}"#)
+            #expect(try await emulator.send(lenient).status == 202)
+        }
+    }
+
     @Test func addressRules() {
         for good in ["a@b.co", "first.last+tag@sub.example.com", "x@xn--bcher-kva.example", "ü@bücher.de"] {
             #expect(SendValidator.isValidAddress(good), "\(good)")
