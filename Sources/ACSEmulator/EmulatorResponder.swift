@@ -116,7 +116,8 @@ struct EmulatorResponder: HTTPResponder {
         if let given = header("Operation-Id")?.trimmingCharacters(in: .whitespaces), !given.isEmpty {
             guard Self.isValidOperationID(given) else {
                 return Outcome(
-                    .badRequest("The Operation-Id header must be a GUID-like token of letters, digits and '-'."))
+                    .badRequest("The Operation-Id header must be a GUID-like token: letters, digits, '-', '_' and '.'.")
+                )
             }
             operationID = given
         } else {
@@ -230,10 +231,13 @@ struct EmulatorResponder: HTTPResponder {
         return .success(String(value))
     }
 
-    /// Letters, digits, `-`, `_` and `.`, at most 128: anything else could not appear unescaped in
-    /// `Operation-Location`.
+    /// A letter or digit, then letters, digits, `-`, `_` and `.`, at most 128: anything else could not appear
+    /// unescaped (or, like `..`, unchanged) in the path of `Operation-Location`.
     static func isValidOperationID(_ id: String) -> Bool {
-        id.utf8.count <= 128
+        guard let first = id.unicodeScalars.first, first.isASCII, CharacterSet.alphanumerics.contains(first) else {
+            return false
+        }
+        return id.utf8.count <= 128
             && id.unicodeScalars.allSatisfy {
                 $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0))
             }

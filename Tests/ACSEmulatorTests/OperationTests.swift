@@ -184,9 +184,11 @@ import Testing
     }
 
     @Test func invalidOperationIdHeader_is400() async throws {
-        try await EmulatorHarness.with { emulator in
-            let response = try await emulator.send(operationID: "../../etc")
-            #expect(response.status == 400)
+        try await EmulatorHarness.with { emulator async throws in
+            for id in ["../../etc", "..", "a b", "a/b", String(repeating: "a", count: 129)] {
+                #expect(try await emulator.send(operationID: id).status == 400, "\(id)")
+            }
+            #expect(try await emulator.send(operationID: "Msg_1.retry-2").status == 202)
         }
     }
 
