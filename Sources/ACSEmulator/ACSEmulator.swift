@@ -45,7 +45,8 @@ public final class ACSEmulator: Sendable {
         let application = Application(
             responder: responder,
             server: try tlsConfiguration.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "acs-email-emulator"),
+            configuration: ApplicationConfiguration(
+                address: .hostname(host, port: port), serverName: "acs-email-emulator"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
             logger: logger)
         try await application.runService(gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [])

@@ -21,11 +21,9 @@ struct ACSErrorResponse: Error, Sendable, Equatable {
             && lhs.headers.elementsEqual(rhs.headers) { $0.name == $1.name && $0.value == $1.value }
     }
 
-    /// The JSON body; the same bytes a JSONSerialization of the ACS error object gives.
+    /// The JSON body, `{"error":{"code":…,"message":…}}` (keys sorted, which is also the service's order).
     var body: [UInt8] {
-        let object: [String: Any] = ["error": ["code": code, "message": message]]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return Array(data)
+        JSONValue.object(["error": .object(["code": .string(code), "message": .string(message)])]).serialized()
     }
 
     // MARK: The errors the emulator gives, in one place

@@ -62,9 +62,10 @@ struct AdminRoutes: Sendable {
         } else {
             return Self.problem("The body must be a fault object or a JSON array of them.")
         }
-        if let (index, problem) = faults.enumerated().lazy.compactMap({ item in item.element.problem.map { (item.offset, $0) } })
-            .first
-        {
+        if let (index, problem) = faults.enumerated().lazy.compactMap({ item in
+            item.element.problem.map { (item.offset, $0) }
+        })
+        .first {
             return Self.problem("Fault \(index): \(problem).")
         }
         await store.addFaults(faults)

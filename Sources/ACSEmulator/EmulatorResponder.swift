@@ -31,7 +31,8 @@ struct EmulatorResponder: HTTPResponder {
 
     func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
         let target = request.head.path ?? "/"
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
+        let path =
+            target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
             ?? target
         if path == "/admin" || path.hasPrefix("/admin/") {
             return await AdminRoutes(store: store).respond(method: request.method, path: path, request: request)
@@ -40,15 +41,21 @@ struct EmulatorResponder: HTTPResponder {
         var outcome = await handleACS(request, target: target, path: path, route: route)
         // Tracing headers on every ACS answer, errors included (§1.4, §8 "Accepted sends").
         outcome.headers.append(("x-ms-request-id", UUID().uuidString.lowercased()))
-        if let clientRequestID = request.headers[FieldName("x-ms-client-request-id")!] {
+        if let clientRequestID = Self.header("x-ms-client-request-id", of: request) {
             outcome.headers.append(("x-ms-client-request-id", clientRequestID))
         }
-        outcome.headers.append(("api-supported-versions", EmulatorConfiguration.supportedAPIVersions.joined(separator: ", ")))
+        outcome.headers.append(
+            ("api-supported-versions", EmulatorConfiguration.supportedAPIVersions.joined(separator: ", ")))
         await store.count(route: route, status: outcome.status)
         logger.info(
             "\(request.method.rawValue) \(path) → \(outcome.status)",
             metadata: outcome.operationID.map { ["acs.operation_id": "\($0)"] } ?? [:])
         return outcome.response
+    }
+
+    /// The first value of a request header, by case-insensitive name (nil for an invalid name).
+    static func header(_ name: String, of request: Request) -> String? {
+        FieldName(name).flatMap { request.headers[$0] }
     }
 
     static func route(of path: String) -> EmulatorRoute {
@@ -87,7 +94,7 @@ struct EmulatorResponder: HTTPResponder {
         case .failure(let error): return Outcome(error)
         case .success(let bytes): body = bytes
         }
-        let header: @Sendable (String) -> String? = { (name: String) -> String? in FieldName(name).flatMap { request.headers[$0] } }
+        let header: @Sendable (String) -> String? = { Self.header($0, of: request) }
         if let denied = verifier.check(
             method: request.method.rawValue, target: target, host: request.head.authority, body: body, now: Date(),
             header: header)
@@ -102,11 +109,15 @@ struct EmulatorResponder: HTTPResponder {
         return await poll(id: id)
     }
 
-    private func send(body: [UInt8], apiVersion: String, host: String, header: @Sendable (String) -> String?) async -> Outcome {
+    private func send(body: [UInt8], apiVersion: String, host: String, header: @Sendable (String) -> String?) async
+        -> Outcome
+    {
         let operationID: String
         if let given = header("Operation-Id")?.trimmingCharacters(in: .whitespaces), !given.isEmpty {
             guard Self.isValidOperationID(given) else {
-                return Outcome(.badRequest("The Operation-Id header must be a GUID-like token of letters, digits and '-'."))
+                return Outcome(
+                    .badRequest("The Operation-Id header must be a GUID-like token: letters, digits, '-', '_' and '.'.")
+                )
             }
             operationID = given
         } else {
@@ -120,15 +131,11 @@ struct EmulatorResponder: HTTPResponder {
         }
         var finalStatus: (status: String, code: String?, message: String?)?
         var pendingFaultID: Int?
-        if let (faultID, fault) = await store.firstMatchingFault(route: .send, senderAddress: sender, recipients: recipients) {
-            if fault.status != nil || fault.delayMs != nil {
-                await store.consume(faultID: faultID)
-                if let answer = await apply(fault) {
-                    return Outcome(answer, operationID: operationID)
-                }
-            } else {
-                pendingFaultID = faultID
+        if let (fault, pendingID) = await store.takeFault(route: .send, senderAddress: sender, recipients: recipients) {
+            if let answer = await apply(fault) {
+                return Outcome(answer, operationID: operationID)
             }
+            pendingFaultID = pendingID
             if let status = fault.finalStatus {
                 finalStatus = (status, fault.code, fault.message)
             }
@@ -147,7 +154,9 @@ struct EmulatorResponder: HTTPResponder {
             return Outcome(
                 ACSErrorResponse(
                     status: 409, code: "Conflict",
-                    message: "An operation with Operation-Id '\(operationID)' already exists with a different request body."),
+                    message:
+                        "An operation with Operation-Id '\(operationID)' already exists with a different "
+                        + "request body."),
                 operationID: operationID)
         case .created(let created): result = created
         case .replayed(let existing): result = existing
@@ -164,10 +173,9 @@ struct EmulatorResponder: HTTPResponder {
 
     private func poll(id: String) async -> Outcome {
         let parties = await store.parties(ofOperation: id)
-        if let (faultID, fault) = await store.firstMatchingFault(
+        if let (fault, _) = await store.takeFault(
             route: .poll, senderAddress: parties?.sender, recipients: parties?.recipients ?? [])
         {
-            await store.consume(faultID: faultID)
             if let answer = await apply(fault) {
                 return Outcome(answer, operationID: id)
             }
@@ -223,11 +231,16 @@ struct EmulatorResponder: HTTPResponder {
         return .success(String(value))
     }
 
-    /// Letters, digits, `-`, `_` and `.`, at most 128: anything else could not appear unescaped in
-    /// `Operation-Location`.
+    /// A letter or digit, then letters, digits, `-`, `_` and `.`, at most 128: anything else could not appear
+    /// unescaped (or, like `..`, unchanged) in the path of `Operation-Location`.
     static func isValidOperationID(_ id: String) -> Bool {
-        id.utf8.count <= 128
-            && id.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0)) }
+        guard let first = id.unicodeScalars.first, first.isASCII, CharacterSet.alphanumerics.contains(first) else {
+            return false
+        }
+        return id.utf8.count <= 128
+            && id.unicodeScalars.allSatisfy {
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0))
+            }
     }
 
     /// The whole body, or 413 beyond `maxRequestBytes`. An oversized body is still read (up to a hard cap)
@@ -280,7 +293,8 @@ struct Outcome: Sendable {
     init(_ error: ACSErrorResponse, operationID: String? = nil, extraHeaders: [(name: String, value: String)] = []) {
         self.init(
             status: error.status,
-            headers: [("Content-Type", "application/json"), ("x-ms-error-code", error.code)] + error.headers + extraHeaders,
+            headers: [("Content-Type", "application/json"), ("x-ms-error-code", error.code)] + error.headers
+                + extraHeaders,
             body: error.body, operationID: operationID)
     }
 

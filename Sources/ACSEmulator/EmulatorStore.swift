@@ -17,7 +17,11 @@ struct OperationResult: Sendable, Equatable {
         if let errorCode {
             error = .object(["code": .string(errorCode), "message": .string(errorMessage ?? "")])
         }
-        return JSONValue.object(["id": .string(id), "status": .string(status), "error": error]).serialized()
+        // Written in the spec's order (id, status, error) rather than sorted: clients should not care, but
+        // a reader comparing with captured traffic does.
+        let parts = [("id", JSONValue.string(id)), ("status", .string(status)), ("error", error)]
+            .map { #""\#($0.0)":"# + String(decoding: $0.1.serialized(), as: UTF8.self) }
+        return Array(("{" + parts.joined(separator: ",") + "}").utf8)
     }
 }
 
@@ -73,7 +77,11 @@ actor EmulatorStore {
             guard let handle = FileHandle(forWritingAtPath: path) else {
                 throw EmulatorError("cannot open the record file \(path) for writing")
             }
-            handle.seekToEndOfFile()
+            do {
+                try handle.seekToEnd()
+            } catch {
+                throw EmulatorError("cannot append to the record file \(path): \(error)")
+            }
             recorder = handle
         } else {
             recorder = nil
@@ -84,7 +92,8 @@ actor EmulatorStore {
 
     /// Creates the operation `id` for `send`, or finds the one a previous request with the same id made.
     func accept(
-        id: String, apiVersion: String, send: ValidatedSend, finalStatus: (status: String, code: String?, message: String?)?,
+        id: String, apiVersion: String, send: ValidatedSend,
+        finalStatus: (status: String, code: String?, message: String?)?,
         consumingFault faultID: Int?
     ) -> AcceptOutcome {
         if let existing = operations[id] {
@@ -93,7 +102,15 @@ actor EmulatorStore {
             }
             return .conflict
         }
-        if let faultID { consume(faultID: faultID) }
+        var finalStatus = finalStatus
+        if let faultID {
+            // Another request may have taken the fault's last application since it was matched.
+            if faults.contains(where: { $0.id == faultID }) {
+                consume(faultID: faultID)
+            } else {
+                finalStatus = nil
+            }
+        }
         let message = send.message
         let recipients = (message.recipients.to + (message.recipients.cc ?? []) + (message.recipients.bcc ?? []))
             .map(\.address)
@@ -110,7 +127,12 @@ actor EmulatorStore {
             droppedAttachments: send.droppedAttachments.isEmpty ? nil : send.droppedAttachments)
         messages.append(record)
         if let recorder {
-            recorder.write(Data(record.jsonLine() + [0x0A]))
+            do {
+                // The throwing API: `write(_:)` would trap on a full disk.
+                try recorder.write(contentsOf: Data(record.jsonLine() + [0x0A]))
+            } catch {
+                logger.error("cannot append to the record file: \(error)", metadata: ["acs.operation_id": "\(id)"])
+            }
         }
         return .created(result(id: id, operation))
     }
@@ -164,14 +186,27 @@ actor EmulatorStore {
         }
     }
 
-    /// The first fault that matches, without using it up.
-    func firstMatchingFault(route: EmulatorRoute, senderAddress: String?, recipients: [String]) -> (id: Int, fault: Fault)? {
-        faults.first { $0.fault.matches(route: route, senderAddress: senderAddress, recipients: recipients) }
-            .map { ($0.id, $0.fault) }
+    /// The first fault that matches. One that answers or stalls (`status`, `delayMs`) is used up here, in
+    /// the same actor step, so concurrent requests cannot both take its last application. One that only
+    /// sets a `finalStatus` is not: its id is returned for ``accept(id:apiVersion:send:finalStatus:consumingFault:)``,
+    /// which uses it up only if the send is accepted.
+    func takeFault(
+        route: EmulatorRoute, senderAddress: String?, recipients: [String]
+    ) -> (fault: Fault, pendingID: Int?)? {
+        guard
+            let entry = faults.first(where: {
+                $0.fault.matches(route: route, senderAddress: senderAddress, recipients: recipients)
+            })
+        else { return nil }
+        if entry.fault.status != nil || entry.fault.delayMs != nil {
+            consume(faultID: entry.id)
+            return (entry.fault, nil)
+        }
+        return (entry.fault, entry.id)
     }
 
     /// Uses one application of fault `faultID` up; a fault whose count reaches zero is removed.
-    func consume(faultID: Int) {
+    private func consume(faultID: Int) {
         guard let index = faults.firstIndex(where: { $0.id == faultID }) else { return }
         guard let remaining = faults[index].remaining else { return }
         if remaining <= 1 {
@@ -194,7 +229,8 @@ actor EmulatorStore {
             let byStatus = counts[route] ?? [:]
             object[route.rawValue] = .object([
                 "total": .integer(Int64(byStatus.values.reduce(0, +))),
-                "statuses": .object(Dictionary(uniqueKeysWithValues: byStatus.map { (String($0.key), .integer(Int64($0.value))) })),
+                "statuses": .object(
+                    Dictionary(uniqueKeysWithValues: byStatus.map { (String($0.key), .integer(Int64($0.value))) })),
             ])
         }
         return .object(object)

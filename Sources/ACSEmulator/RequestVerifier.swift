@@ -48,7 +48,9 @@ struct RequestVerifier: Sendable {
         }
         guard abs(date.timeIntervalSince(now)) <= clockSkewTolerance else {
             return .denied(
-                "The request time '\(dateText)' is outside the allowed window of ±\(Int(clockSkewTolerance / 60)) minutes.")
+                "The request time '\(dateText)' is outside the allowed window of "
+                    + "±\(Int(clockSkewTolerance / 60)) minutes."
+            )
         }
         guard let host else { return .denied() }
         // Step 4: the date is signed as sent, not re-formatted.

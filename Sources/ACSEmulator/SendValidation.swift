@@ -19,22 +19,23 @@ struct SendValidator: Sendable {
     /// The reserved custom headers that change validation (acs-email-api.md §6).
     static let suppressInvalidAttachmentHeader = "x-ms-acsemail-suppress-invalid-attachment"
     static let ignoreDuplicateContentIDHeader = "x-ms-acsemail-ignore-duplicate-content-id"
+    static let validateMessageIDHeader = "x-ms-acsemail-validate-message-id"
 
     func validate(body: [UInt8], apiVersion: String) -> Result<ValidatedSend, ACSErrorResponse> {
         guard let json = JSONValue(parsing: body), case .object(var object) = json else {
             return .failure(.badRequest("The request body is not a valid JSON object."))
         }
         guard case .string(let sender)? = object["senderAddress"], !sender.isEmpty else {
-            return .failure(.badRequest("The senderAddress field is required."))
+            return .failure(.badRequest("The senderAddress field is required and must be a non-empty string."))
         }
         guard case .object(let content)? = object["content"] else {
-            return .failure(.badRequest("The content field is required."))
+            return .failure(.badRequest("The content field is required and must be an object."))
         }
         guard case .string(let subject)? = content["subject"], !subject.isEmpty else {
-            return .failure(.badRequest("The content.subject field is required and must not be empty."))
+            return .failure(.badRequest("The content.subject field is required and must be a non-empty string."))
         }
         guard case .object(var recipients)? = object["recipients"] else {
-            return .failure(.badRequest("The recipients field is required."))
+            return .failure(.badRequest("The recipients field is required and must be an object."))
         }
         // QUIRK: the Azure CLI sends `"to": null` when only cc/bcc are given (§2.2 "Recipients"), and ACS
         // accepts it; the model's `to` is required, so an absent or null `to` is read as [].
@@ -46,7 +47,8 @@ struct SendValidator: Sendable {
         do {
             message = try JSONDecoder().decode(EmailMessage.self, from: Data(JSONValue.object(object).serialized()))
         } catch {
-            return .failure(.badRequest("The request body does not match the EmailMessage schema: \(Self.describe(error))"))
+            return .failure(
+                .badRequest("The request body does not match the EmailMessage schema: \(Self.describe(error))"))
         }
         return validate(message, requestJSON: json, apiVersion: apiVersion)
     }
@@ -107,6 +109,14 @@ struct SendValidator: Sendable {
             }
             message.attachments = kept
         }
+        // Without the header ACS silently drops a malformed Message-ID and makes its own (§6), so only a
+        // sender who asked for strict validation gets a 400.
+        if Self.headerIsTrue(message.headers, Self.validateMessageIDHeader),
+            let messageID = message.headers?.first(where: { $0.key.lowercased() == "message-id" })?.value,
+            !Self.isValidMessageID(messageID)
+        {
+            return .failure(.badRequest("The Message-ID header '\(messageID)' is not of the form <id@domain>."))
+        }
         return .success(ValidatedSend(message: message, requestJSON: requestJSON, droppedAttachments: dropped))
     }
 
@@ -128,7 +138,8 @@ struct SendValidator: Sendable {
                 return entry.contains("@") ? entry == address.lowercased() : entry == localPart
             }
             if !allowed {
-                return ACSErrorResponse(status: 400, code: "InvalidSenderUserName", message: "Invalid email sender username.")
+                return ACSErrorResponse(
+                    status: 400, code: "InvalidSenderUserName", message: "Invalid email sender username.")
             }
         }
         return nil
@@ -151,9 +162,22 @@ struct SendValidator: Sendable {
         return nil
     }
 
+    /// `<left@right>` with non-empty parts and no spaces or further brackets (RFC 5322 §3.6.4, as the
+    /// examples of acs-email-api.md §6 read it: `<guid>` and `guid@domain.com` are refused).
+    static func isValidMessageID(_ value: String) -> Bool {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        guard trimmed.hasPrefix("<"), trimmed.hasSuffix(">"), trimmed.count > 2 else { return false }
+        let inner = trimmed.dropFirst().dropLast()
+        let parts = inner.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty }
+            && !inner.contains(where: { $0 == " " || $0 == "<" || $0 == ">" })
+    }
+
     /// Whether the custom header `name` (case-insensitive) is `true` (case-insensitive).
     static func headerIsTrue(_ headers: [String: String]?, _ name: String) -> Bool {
-        headers?.contains { $0.key.lowercased() == name && $0.value.trimmingCharacters(in: .whitespaces).lowercased() == "true" }
+        headers?.contains {
+            $0.key.lowercased() == name && $0.value.trimmingCharacters(in: .whitespaces).lowercased() == "true"
+        }
             ?? false
     }
 

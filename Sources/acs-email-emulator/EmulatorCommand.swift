@@ -45,7 +45,7 @@ struct EmulatorCommand: AsyncParsableCommand {
             Example: curl -X POST http://127.0.0.1:8080/admin/faults -d '[{"status":503,"count":2}]'
             """)
 
-    @Option(help: "Address to listen on, HOST:PORT ([::1]:PORT for IPv6). Default 127.0.0.1:8443 with TLS, else 127.0.0.1:8080.")
+    @Option(help: "Address to listen on, HOST:PORT ([::1]:PORT for IPv6). Default: 127.0.0.1:8443 (TLS), :8080.")
     var listen: String?
 
     @Option(help: "Connection string (endpoint=…;accesskey=…) whose access key verifies HMAC signatures.")
@@ -92,7 +92,8 @@ struct EmulatorCommand: AsyncParsableCommand {
             throw ValidationError("give --connection-string or --access-key, not both")
         }
         if connectionString == nil && accessKey == nil && bearerToken == nil {
-            throw ValidationError("give --connection-string, --access-key or --bearer-token: requests must be authenticated")
+            throw ValidationError(
+                "give --connection-string, --access-key or --bearer-token: requests must be authenticated")
         }
         if (tlsCert == nil) != (tlsKey == nil) {
             throw ValidationError("--tls-cert and --tls-key go together")
@@ -132,9 +133,17 @@ struct EmulatorCommand: AsyncParsableCommand {
             accessKey: key, bearerToken: bearerToken, senderDomains: senderDomain, senderAddresses: senderAddress,
             pollsUntilDone: pollsUntilDone, completionDelay: .milliseconds(completionDelayMs),
             retryAfterSeconds: retryAfter, conflictOnDifferentBody: !acceptChangedReplays, recordFile: record)
-        let tls = tlsCert.flatMap { cert in tlsKey.map { ACSEmulator.TLSFiles(certificateChain: cert, privateKey: $0) } }
+        let tls = tlsCert.flatMap { cert in tlsKey.map { ACSEmulator.TLSFiles(certificateChain: cert, privateKey: $0) }
+        }
         let (host, port) = try listenAddress()
         let scheme = tls == nil ? "http" : "https"
+        if !["127.0.0.1", "::1", "localhost"].contains(host.lowercased()) {
+            logger.warning(
+                """
+                listening on \(host), beyond loopback: the /admin routes have no authentication, so anyone who \
+                can reach this address can read recorded messages and inject faults
+                """)
+        }
         let emulator: ACSEmulator
         do {
             emulator = try ACSEmulator(configuration: configuration, logger: logger)

@@ -30,7 +30,8 @@ import Testing
         try await EmulatorHarness.with { emulator in
             let otherKey = try #require(AccessKey(base64: Data(repeating: 7, count: 64).base64EncodedString()))
             let response = try await emulator.request(
-                "POST", "/emails:send?api-version=2025-09-01", body: Array(EmulatorHarness.validMessage.utf8), key: otherKey)
+                "POST", "/emails:send?api-version=2025-09-01", body: Array(EmulatorHarness.validMessage.utf8),
+                key: otherKey)
             #expect(response.status == 401)
             #expect(response.text == Self.deniedBody)
             #expect(response.header("x-ms-error-code") == "Denied")
@@ -74,7 +75,9 @@ import Testing
             let response = try await emulator.request(
                 "POST", "/emails:send?api-version=2025-09-01", body: sent, signedBody: signed)
             #expect(response.status == 401)
-            #expect(response.json?["error"]?["message"]?.stringValue == "'x-ms-content-sha256' differs from generated content hash")
+            #expect(
+                response.json?["error"]?["message"]?.stringValue
+                    == "'x-ms-content-sha256' differs from generated content hash")
             #expect(try await emulator.recordedMessages().isEmpty)
         }
     }
@@ -83,11 +86,13 @@ import Testing
         try await EmulatorHarness.with { emulator in
             let body = Array(EmulatorHarness.validMessage.utf8)
             let otherHost = try await emulator.request(
-                "POST", "/emails:send?api-version=2025-09-01", body: body, signedHost: "contoso.communication.azure.com")
+                "POST", "/emails:send?api-version=2025-09-01", body: body, signedHost: "contoso.communication.azure.com"
+            )
             #expect(otherHost.status == 401)
             // The colon must be signed as sent, not percent-encoded (§1.3).
             let encodedPath = try await emulator.request(
-                "POST", "/emails:send?api-version=2025-09-01", body: body, signedPath: "/emails%3Asend?api-version=2025-09-01")
+                "POST", "/emails:send?api-version=2025-09-01", body: body,
+                signedPath: "/emails%3Asend?api-version=2025-09-01")
             #expect(encodedPath.status == 401)
         }
     }
@@ -130,7 +135,9 @@ import Testing
 
     @Test func verifierAcceptsTheSDKVector() throws {
         // Vector V1 of acs-hmac-vectors.json, checked at its own date.
-        let key = try #require(AccessKey(base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw=="))
+        let key = try #require(
+            AccessKey(
+                base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw=="))
         let body = Array(
             #"{"senderAddress": "DoNotReply@contoso.com", "recipients": {"to": [{"address": "jane@example.com", "displayName": "Jane"}]}, "content": {"subject": "Hi", "plainText": "Hello"}}"#
                 .utf8)
@@ -148,7 +155,10 @@ import Testing
                 body: body, now: now, header: { headers[$0.lowercased()] }) == nil)
         // Other signed headers than the SDKs' are refused (§3.4 step 1).
         let reordered = headers.merging(
-            ["authorization": "HMAC-SHA256 SignedHeaders=host;x-ms-date;x-ms-content-sha256&Signature=hqy5p+0WE5Yl2HOpBMqj+fbBED3CBFQzt7NwqEqQLAw="]
+            [
+                "authorization":
+                    "HMAC-SHA256 SignedHeaders=host;x-ms-date;x-ms-content-sha256&Signature=hqy5p+0WE5Yl2HOpBMqj+fbBED3CBFQzt7NwqEqQLAw="
+            ]
         ) { $1 }
         #expect(
             verifier.check(

@@ -29,7 +29,9 @@ final class EmulatorHarness: Sendable {
 
     var host: String { "127.0.0.1:\(port)" }
 
-    private init(emulator: ACSEmulator, port: Int, scheme: String, transport: CurlMultiTransport, task: Task<Void, Error>) {
+    private init(
+        emulator: ACSEmulator, port: Int, scheme: String, transport: CurlMultiTransport, task: Task<Void, Error>
+    ) {
         self.emulator = emulator
         self.port = port
         self.scheme = scheme
@@ -84,7 +86,8 @@ final class EmulatorHarness: Sendable {
                 body: signedBody ?? body, date: date)
         }
         let request = HTTPRequest(
-            method: method, url: "\(scheme)://\(host)\(pathAndQuery)", headers: allHeaders, body: body, timeout: timeout)
+            method: method, url: "\(scheme)://\(host)\(pathAndQuery)", headers: allHeaders, body: body, timeout: timeout
+        )
         return try await withCheckedContinuation { continuation in
             transport.perform(request) { continuation.resume(returning: $0) }
         }.get()
@@ -165,7 +168,9 @@ struct TestCertificates: Sendable {
         process.arguments = ["-c", script]
         try process.run()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw Failure(description: "openssl failed to make test certificates") }
+        guard process.terminationStatus == 0 else {
+            throw Failure(description: "openssl failed to make test certificates")
+        }
         return TestCertificates(directory: directory)
     }
 }

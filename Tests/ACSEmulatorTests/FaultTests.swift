@@ -58,7 +58,9 @@ import Testing
                 to: emulator)
             let response = try await emulator.send()
             #expect(response.status == 400)
-            #expect(response.text == #"{"error":{"code":"InvalidSenderUserName","message":"Invalid email sender username."}}"#)
+            #expect(
+                response.text
+                    == #"{"error":{"code":"InvalidSenderUserName","message":"Invalid email sender username."}}"#)
             #expect(response.header("x-ms-error-code") == "InvalidSenderUserName")
         }
     }
@@ -103,7 +105,8 @@ import Testing
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(statuses == Array(repeating: 202, count: 10))
-            #expect(ContinuousClock.now - started < .milliseconds(2500))
+            // One after the other they would take 5 s.
+            #expect(ContinuousClock.now - started < .milliseconds(4000))
         }
     }
 
@@ -118,9 +121,13 @@ import Testing
             #expect(abandoned == nil)
             let retry = try await emulator.send(operationID: "op-stall")
             #expect(retry.status == 202)
-            try await Task.sleep(for: .milliseconds(1500))
-            #expect(try await emulator.recordedMessages().count == 1)
+            // Wait for the stalled request to be answered too (about 1.5 s after it arrived).
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await emulator.requestCount("send", status: 202) < 2 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
             #expect(try await emulator.requestCount("send", status: 202) == 2)
+            #expect(try await emulator.recordedMessages().count == 1)
         }
     }
 
@@ -166,12 +173,42 @@ import Testing
             try await post(
                 #"[{"recipient":"bounce-*@example.com","status":400,"code":"InvalidEmailAddress"},{"sender":"*@fabrikam.com","status":503}]"#,
                 to: emulator)
-            let bounce = EmulatorHarness.validMessage.replacingOccurrences(of: "jane@example.com", with: "Bounce-1@example.com")
+            let bounce = EmulatorHarness.validMessage.replacingOccurrences(
+                of: "jane@example.com", with: "Bounce-1@example.com")
             #expect(try await emulator.send(bounce).errorCode == "InvalidEmailAddress")
             let fabrikam = EmulatorHarness.validMessage.replacingOccurrences(of: "contoso.com", with: "fabrikam.com")
             #expect(try await emulator.send(fabrikam).status == 503)
             #expect(try await emulator.send().status == 202)
         }
+    }
+
+    @Test func countedFault_underConcurrency_appliesExactlyCountTimes() async throws {
+        try await EmulatorHarness.with { emulator in
+            try await post(#"[{"status":503,"count":3},{"finalStatus":"Failed","count":2}]"#, to: emulator)
+            let responses = try await withThrowingTaskGroup(of: HTTPResponseSummary.self) { group in
+                for _ in 0..<12 {
+                    group.addTask {
+                        let response = try await emulator.send()
+                        return HTTPResponseSummary(status: response.status, id: response.json?["id"]?.stringValue)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(responses.filter { $0.status == 503 }.count == 3)
+            #expect(responses.filter { $0.status == 202 }.count == 9)
+            var failed = 0
+            for id in responses.compactMap(\.id)
+            where try await emulator.poll(id).json?["status"]?.stringValue == "Failed" {
+                failed += 1
+            }
+            #expect(failed == 2)
+            #expect(try await emulator.admin("GET", "/admin/faults").text == "[]")
+        }
+    }
+
+    struct HTTPResponseSummary: Sendable {
+        var status: Int
+        var id: String?
     }
 
     @Test func faultsAreCheckedInOrder_firstMatchWins() async throws {
@@ -200,7 +237,9 @@ import Testing
             _ = try await emulator.send()
             let left = try await emulator.admin("GET", "/admin/faults")
             #expect(left.json?.arrayValue?.first?["count"]?.intValue == 2)
-            for bad in [#"[{}]"#, #"[{"status":200}]"#, #"[{"status":500,"count":0}]"#, #"[{"finalStatus":"Done"}]"#, "nope"] {
+            for bad in [
+                #"[{}]"#, #"[{"status":200}]"#, #"[{"status":500,"count":0}]"#, #"[{"finalStatus":"Done"}]"#, "nope",
+            ] {
                 #expect(try await emulator.admin("POST", "/admin/faults", json: bad).status == 400, "\(bad)")
             }
             #expect(try await emulator.admin("POST", "/admin/reset").status == 204)

@@ -31,16 +31,21 @@ import Testing
         Case(name: "not JSON", json: "senderAddress=a@b.c", status: 400, code: "BadRequest"),
         Case(name: "JSON but not an object", json: "[1,2]", status: 400, code: "BadRequest"),
         Case(
-            name: "no senderAddress", json: #"{"recipients":{"to":[{"address":"a@example.com"}]},"content":{"subject":"s","plainText":"p"}}"#,
+            name: "no senderAddress",
+            json: #"{"recipients":{"to":[{"address":"a@example.com"}]},"content":{"subject":"s","plainText":"p"}}"#,
             status: 400, code: "BadRequest"),
         Case(
             name: "no content.subject", json: message(content: #"{"plainText":"p"}"#), status: 400, code: "BadRequest"),
-        Case(name: "empty subject", json: message(content: #"{"subject":"","plainText":"p"}"#), status: 400, code: "BadRequest"),
+        Case(
+            name: "empty subject", json: message(content: #"{"subject":"","plainText":"p"}"#), status: 400,
+            code: "BadRequest"),
         Case(
             name: "no recipients",
             json: #"{"senderAddress":"DoNotReply@contoso.com","content":{"subject":"s","plainText":"p"}}"#, status: 400,
             code: "BadRequest"),
-        Case(name: "neither plainText nor html", json: message(content: #"{"subject":"s"}"#), status: 400, code: "BadRequest"),
+        Case(
+            name: "neither plainText nor html", json: message(content: #"{"subject":"s"}"#), status: 400,
+            code: "BadRequest"),
         Case(
             name: "empty plainText and html", json: message(content: #"{"subject":"s","plainText":"","html":""}"#),
             status: 400, code: "BadRequest"),
@@ -49,10 +54,18 @@ import Testing
             name: "51 recipients across to, cc and bcc",
             json: message(to: addresses(20), extraRecipients: #","cc":\#(addresses(20)),"bcc":\#(addresses(11))"#),
             status: 400, code: "BadRequest"),
-        Case(name: "recipient without @", json: message(to: #"[{"address":"jane.example.com"}]"#), status: 400, code: "InvalidEmailAddress"),
-        Case(name: "recipient without a dotted host", json: message(to: #"[{"address":"jane@localhost"}]"#), status: 400, code: "InvalidEmailAddress"),
-        Case(name: "recipient with a space", json: message(to: #"[{"address":"ja ne@example.com"}]"#), status: 400, code: "InvalidEmailAddress"),
-        Case(name: "malformed sender", json: message(sender: "DoNotReply@@contoso.com"), status: 400, code: "InvalidEmailAddress"),
+        Case(
+            name: "recipient without @", json: message(to: #"[{"address":"jane.example.com"}]"#), status: 400,
+            code: "InvalidEmailAddress"),
+        Case(
+            name: "recipient without a dotted host", json: message(to: #"[{"address":"jane@localhost"}]"#), status: 400,
+            code: "InvalidEmailAddress"),
+        Case(
+            name: "recipient with a space", json: message(to: #"[{"address":"ja ne@example.com"}]"#), status: 400,
+            code: "InvalidEmailAddress"),
+        Case(
+            name: "malformed sender", json: message(sender: "DoNotReply@@contoso.com"), status: 400,
+            code: "InvalidEmailAddress"),
         Case(
             name: "malformed cc", json: message(extraRecipients: #","cc":[{"address":"bob@-bad-.com"}]"#), status: 400,
             code: "InvalidEmailAddress"),
@@ -61,25 +74,32 @@ import Testing
             code: "InvalidEmailAddress"),
         Case(
             name: "attachment with bad base64",
-            json: message(extra: #","attachments":[{"name":"a.pdf","contentType":"application/pdf","contentInBase64":"%%%"}]"#),
+            json: message(
+                extra: #","attachments":[{"name":"a.pdf","contentType":"application/pdf","contentInBase64":"%%%"}]"#),
             status: 400, code: "BadRequest"),
         Case(
             name: "empty attachment",
-            json: message(extra: #","attachments":[{"name":"a.pdf","contentType":"application/pdf","contentInBase64":""}]"#),
+            json: message(
+                extra: #","attachments":[{"name":"a.pdf","contentType":"application/pdf","contentInBase64":""}]"#),
             status: 400, code: "BadRequest"),
         Case(
             name: "attachment type not in §7.1",
-            json: message(extra: #","attachments":[{"name":"a.exe","contentType":"application/octet-stream","contentInBase64":"TVo="}]"#),
+            json: message(
+                extra:
+                    #","attachments":[{"name":"a.exe","contentType":"application/octet-stream","contentInBase64":"TVo="}]"#
+            ),
             status: 400, code: "BadRequest"),
         Case(
             name: "duplicate contentId",
             json: message(
-                extra: #","attachments":[{"name":"a.png","contentType":"image/png","contentInBase64":"iVBO","contentId":"logo"},"#
+                extra:
+                    #","attachments":[{"name":"a.png","contentType":"image/png","contentInBase64":"iVBO","contentId":"logo"},"#
                     + #"{"name":"b.png","contentType":"image/png","contentInBase64":"iVBO","contentId":"logo"}]"#),
             status: 400, code: "BadRequest"),
         Case(
             name: "attachment without a name field",
-            json: message(extra: #","attachments":[{"contentType":"application/pdf","contentInBase64":"JVBERi0xLjQ="}]"#),
+            json: message(
+                extra: #","attachments":[{"contentType":"application/pdf","contentInBase64":"JVBERi0xLjQ="}]"#),
             status: 400, code: "BadRequest"),
     ]
 
@@ -103,7 +123,11 @@ import Testing
         Case(name: "exactly 50 recipients", json: message(to: addresses(50)), status: 202, code: ""),
         Case(name: "a §7.1 attachment", json: message(extra: #","attachments":[\#(pdf)]"#), status: 202, code: ""),
         Case(
-            name: "upper-case content type", json: message(extra: #","attachments":[{"name":"a.PDF","contentType":"Application/PDF","contentInBase64":"JVBERi0xLjQ="}]"#),
+            name: "upper-case content type",
+            json: message(
+                extra:
+                    #","attachments":[{"name":"a.PDF","contentType":"Application/PDF","contentInBase64":"JVBERi0xLjQ="}]"#
+            ),
             status: 202, code: ""),
         Case(
             name: "duplicate contentId with the ignore header",
@@ -115,11 +139,16 @@ import Testing
         Case(
             name: "duplicate contentId on 2023-03-31, which has no contentId",
             json: message(
-                extra: #","attachments":[{"name":"a.png","contentType":"image/png","contentInBase64":"iVBO","contentId":"x"},"#
+                extra:
+                    #","attachments":[{"name":"a.png","contentType":"image/png","contentInBase64":"iVBO","contentId":"x"},"#
                     + #"{"name":"b.png","contentType":"image/png","contentInBase64":"iVBO","contentId":"x"}]"#),
             status: 202, code: "", apiVersion: "2023-03-31"),
-        Case(name: "an internationalised domain", json: message(to: #"[{"address":"jane@bücher.example"}]"#), status: 202, code: ""),
-        Case(name: "unknown fields are tolerated", json: message(extra: #","futureField":{"a":1}"#), status: 202, code: ""),
+        Case(
+            name: "an internationalised domain", json: message(to: #"[{"address":"jane@bücher.example"}]"#),
+            status: 202, code: ""),
+        Case(
+            name: "unknown fields are tolerated", json: message(extra: #","futureField":{"a":1}"#), status: 202,
+            code: ""),
     ]
 
     @Test(arguments: accepted)
@@ -146,7 +175,8 @@ import Testing
 
     @Test func senderAllowList_domainNotLinkedAndInvalidUserName() async throws {
         let configuration = EmulatorConfiguration(
-            accessKey: EmulatorHarness.key, senderDomains: ["contoso.com"], senderAddresses: ["DoNotReply", "alerts@contoso.com"])
+            accessKey: EmulatorHarness.key, senderDomains: ["contoso.com"],
+            senderAddresses: ["DoNotReply", "alerts@contoso.com"])
         try await EmulatorHarness.with(configuration) { emulator in
             let unlinked = try await emulator.send(Self.message(sender: "DoNotReply@fabrikam.com"))
             #expect(unlinked.status == 404)
@@ -163,7 +193,9 @@ import Testing
 
     @Test func bodyOverTenMillionBytes_is413() async throws {
         try await EmulatorHarness.with { emulator in
-            let padding = String(repeating: "a", count: 10_000_001 - Self.message(content: #"{"subject":"s","plainText":""}"#).utf8.count)
+            let padding = String(
+                repeating: "a", count: 10_000_001 - Self.message(content: #"{"subject":"s","plainText":""}"#).utf8.count
+            )
             let json = Self.message(content: #"{"subject":"s","plainText":"\#(padding)"}"#)
             #expect(json.utf8.count == 10_000_001)
             let response = try await emulator.send(json)
@@ -188,11 +220,29 @@ import Testing
         }
     }
 
+    @Test func messageID_isValidatedOnlyWhenAskedFor() async throws {
+        try await EmulatorHarness.with { emulator in
+            let strict = #","headers":{"x-ms-acsemail-validate-message-id":"true","Message-ID":"%@"}"#
+            for (messageID, status) in [
+                ("<0c9a@contoso.com>", 202), ("0c9a@contoso.com", 400), ("<0c9a>", 400), ("<0c9a.contoso.com>", 400),
+            ] {
+                let json = Self.message(extra: strict.replacingOccurrences(of: "%@", with: messageID))
+                let response = try await emulator.send(json)
+                #expect(response.status == status, "\(messageID): \(response.text)")
+            }
+            let lenient = Self.message(extra: #","headers":{"Message-ID":"<0c9a>"}"#)
+            #expect(try await emulator.send(lenient).status == 202)
+        }
+    }
+
     @Test func addressRules() {
         for good in ["a@b.co", "first.last+tag@sub.example.com", "x@xn--bcher-kva.example", "ü@bücher.de"] {
             #expect(SendValidator.isValidAddress(good), "\(good)")
         }
-        for bad in ["", "a", "@b.co", "a@", "a@b", "a@b..co", "a@.b.co", "a b@c.co", "a@b@c.co", ".a@b.co", "a..b@c.co", "<a@b.co>", "a@b_c.co"] {
+        for bad in [
+            "", "a", "@b.co", "a@", "a@b", "a@b..co", "a@.b.co", "a b@c.co", "a@b@c.co", ".a@b.co", "a..b@c.co",
+            "<a@b.co>", "a@b_c.co",
+        ] {
             #expect(!SendValidator.isValidAddress(bad), "\(bad)")
         }
     }

@@ -164,6 +164,14 @@ def test_sdk_sends_through_the_connection_string_flow_and_polls_to_succeeded(sta
     assert emulator.count("poll", 200) == 1
 
 
+def test_sdk_polls_until_the_operation_finishes(start_emulator):
+    emulator = start_emulator("--polls-until-done", "3", "--retry-after", "1")
+    result = emulator.client().begin_send(MESSAGE).result(timeout=30)
+    assert result["status"] == "Succeeded"
+    # Two polls see Running (with retry-after), the third Succeeded.
+    assert emulator.count("poll", 200) == 3
+
+
 def test_sdk_operation_id_is_idempotent(start_emulator):
     emulator = start_emulator()
     client = emulator.client()
