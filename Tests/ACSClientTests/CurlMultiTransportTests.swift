@@ -11,9 +11,9 @@ import Testing
         let port: Int
         let scheme: String
 
-        init(tls: TestCertificates? = nil) throws {
+        init(tls: TestCertificates? = nil, script name: String = "http_test_server.py") throws {
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .appendingPathComponent("Fixtures/http_test_server.py").path
+                .appendingPathComponent("Fixtures/\(name)").path
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["python3", script] + (tls.map { ["--cert", $0.serverCertificate, "--key", $0.serverKey] } ?? [])
             let output = Pipe()
@@ -152,6 +152,18 @@ import Testing
             return
         }
         #expect(error.kind == .tls)
+    }
+
+    @Test func explicitProxy_isUsed_butNotForRequestsThatMustBypassIt() async throws {
+        let server = try TestServer()
+        let proxy = try TestServer(script: "forward_proxy.py")
+        let transport = try CurlMultiTransport(options: .init(proxy: "http://127.0.0.1:\(proxy.port)"))
+        let proxied = try await Self.perform(transport, HTTPRequest(method: "GET", url: server.url("/status/200"))).get()
+        #expect(proxied.header("x-via-test-proxy") == "yes")
+        let direct = try await Self.perform(
+            transport, HTTPRequest(method: "GET", url: server.url("/status/200"), useProxy: false)).get()
+        #expect(direct.header("x-via-test-proxy") == nil)
+        #expect(direct.status == 200)
     }
 
     @Test func reusesConnections() async throws {
