@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import SMTPServer
+
+/// `send-test`: one test message through a running gateway, with a transcript summary — the quickest way
+/// for an operator to see the whole path (SMTP → translation → ACS) work, and the operation id ACS gave.
+struct SendTest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send-test",
+        abstract: "Send one test message through a running gateway and show what happened.",
+        discussion: "Exits 0 when the gateway accepted the message (250), 1 otherwise.")
+
+    @Option(help: "Recipient of the test message.")
+    var to: String
+
+    @Option(help: "Envelope and header sender (default: the recipient, so the reply-to address is a real one).")
+    var from: String?
+
+    @Option(help: "The gateway, HOST:PORT.")
+    var server: String = "127.0.0.1:2525"
+
+    @Option(help: "Seconds to wait for each reply (delivery to ACS may take up to the retry budget).")
+    var timeout: Double = 120
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    func run() throws {
+        guard let address = SocketAddress(hostAndPort: server) else {
+            throw ValidationError("--server \(server): expected IP:PORT or [IPv6]:PORT")
+        }
+        let from = self.from ?? to
+        let connection = try Connection(to: address, timeout: timeout)
+        defer { connection.close() }
+        let hostname = ProcessInfo.processInfo.hostName
+        let date = Self.rfc5322Date(Date())
+        let messageID = "<\(UUID().uuidString.lowercased())@acs-smtp-gateway.send-test>"
+        let message = [
+            "From: \(from)", "To: \(to)", "Subject: acs-smtp-gateway test message", "Date: \(date)",
+            "Message-ID: \(messageID)", "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "",
+            "This is a test message sent by `acs-smtp-gateway send-test` from \(hostname).",
+            "If you can read it, SMTP intake, translation and delivery work.", "",
+        ].joined(separator: "\r\n")
+
+        var transcript: [(command: String, reply: Connection.Reply)] = []
+        func step(_ command: String?, label: String? = nil, expect: Int) throws -> Connection.Reply {
+            if let command { try connection.send(command + "\r\n") }
+            let reply = try connection.readReply()
+            let shown = label ?? command.map { $0.count > 60 ? String($0.prefix(57)) + "..." : $0 } ?? ""
+            transcript.append((shown, reply))
+            print("\(shown) -> \(reply.code) \(reply.lines.first ?? "")")
+            guard reply.code == expect else {
+                throw Failure(description: "the gateway answered \(reply.code) \(reply.lines.joined(separator: " / "))")
+            }
+            return reply
+        }
+        _ = try step(nil, label: "(connect)", expect: 220)
+        _ = try step("EHLO \(hostname)", expect: 250)
+        _ = try step("MAIL FROM:<\(from)>", expect: 250)
+        _ = try step("RCPT TO:<\(to)>", expect: 250)
+        _ = try step("DATA", expect: 354)
+        try connection.send(Self.dotStuffed(message) + ".\r\n")
+        let final = try step(nil, label: "(message, \(message.utf8.count) octets)", expect: 250)
+        _ = try? step("QUIT", expect: 221)
+        let text = final.lines.last ?? ""
+        if let range = text.range(of: "queued as ") {
+            print("accepted; ACS operation id: \(text[range.upperBound...])")
+        } else {
+            print("accepted (no ACS operation id: the gateway delivers to its outbox): \(text)")
+        }
+    }
+
+    static func dotStuffed(_ text: String) -> String {
+        text.split(separator: "\r\n", omittingEmptySubsequences: false).map { $0.hasPrefix(".") ? "." + $0 : String($0) }
+            .joined(separator: "\r\n")
+    }
+
+    static func rfc5322Date(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
+        return formatter.string(from: date)
+    }
+
+    /// A blocking SMTP client connection with receive timeouts: fine for a one-shot command-line tool.
+    final class Connection {
+        struct Reply {
+            var code: Int
+            var lines: [String]
+        }
+
+        private let fd: Int32
+        private var buffer: [UInt8] = []
+
+        init(to address: SocketAddress, timeout: Double) throws {
+            fd = socket(address.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+            var time = timeval(tv_sec: Int(timeout), tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+            guard address.withSockAddr({ connect(fd, $0, $1) }) == 0 else {
+                let reason = String(cString: strerror(errno))
+                Glibc.close(fd)
+                throw Failure(description: "cannot connect to \(address): \(reason) (is the gateway running?)")
+            }
+        }
+
+        func close() { Glibc.close(fd) }
+
+        func send(_ text: String) throws {
+            let bytes = Array(text.utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes {
+                    Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+                }
+                guard written > 0 else { throw Failure(description: "send failed: \(String(cString: strerror(errno)))") }
+                offset += written
+            }
+        }
+
+        func readReply() throws -> Reply {
+            var lines: [String] = []
+            while true {
+                let line = try readLine()
+                guard line.count >= 3, let code = Int(line.prefix(3)) else {
+                    throw Failure(description: "not an SMTP reply: \(line.prefix(80))")
+                }
+                lines.append(String(line.dropFirst(4)))
+                if line.count == 3 || line.dropFirst(3).first == " " { return Reply(code: code, lines: lines) }
+            }
+        }
+
+        private func readLine() throws -> String {
+            while true {
+                if let index = buffer.firstIndex(of: 10) {
+                    let line = buffer[..<index]
+                    buffer.removeFirst(index + 1)
+                    return String(decoding: line.last == 13 ? line.dropLast() : line, as: UTF8.self)
+                }
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let count = recv(fd, &chunk, chunk.count, 0)
+                if count == 0 { throw Failure(description: "the gateway closed the connection") }
+                if count < 0 { throw Failure(description: "no reply: \(String(cString: strerror(errno)))") }
+                buffer += chunk[0..<count]
+            }
+        }
+    }
+}
