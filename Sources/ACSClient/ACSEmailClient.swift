@@ -308,17 +308,22 @@ public final class ACSEmailClient: Sendable {
     /// `Retry-After` in seconds: `retry-after-ms`/`x-ms-retry-after-ms`, then `Retry-After` as seconds or an
     /// HTTP-date (§5.2).
     static func retryAfter(_ response: HTTPResponse, now: Date = Date()) -> Double? {
+        // Whatever the server sends, the result is a finite number of seconds within a day: "inf", "nan" or
+        // "1e300" must not reach arithmetic or integer conversions downstream (review finding F1).
+        func sane(_ seconds: Double) -> Double? { seconds.isFinite && seconds >= 0 ? min(seconds, 86_400) : nil }
         for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-            if let value = response.header(name).flatMap(Double.init), value >= 0 { return value / 1000 }
+            if let value = response.header(name).flatMap(Double.init), let seconds = sane(value / 1000) {
+                return seconds
+            }
         }
         guard let value = response.header("retry-after")?.trimmingCharacters(in: .whitespaces) else { return nil }
-        if let seconds = Double(value), seconds >= 0 { return seconds }
+        if let number = Double(value) { return sane(number) }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: value) else { return nil }
-        return max(0, date.timeIntervalSince(now))
+        return sane(max(0, date.timeIntervalSince(now)))
     }
 }
 

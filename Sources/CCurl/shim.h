@@ -27,14 +27,6 @@ static inline CURLcode acsgw_curl_easy_setopt_data_callback(CURL *handle, CURLop
     return curl_easy_setopt(handle, option, callback);
 }
 
-// The close-socket callback: the multi transport closes descriptors itself, once its Dispatch sources
-// watching them are cancelled (Dispatch requires a descriptor to outlive its sources).
-typedef int (*acsgw_curl_closesocket_callback)(void *clientp, curl_socket_t socket);
-static inline CURLcode acsgw_curl_easy_setopt_closesocket_callback(CURL *handle,
-                                                                   acsgw_curl_closesocket_callback callback) {
-    return curl_easy_setopt(handle, CURLOPT_CLOSESOCKETFUNCTION, callback);
-}
-
 // curl_easy_setopt with a curl_off_t argument (CURLOPT_POSTFIELDSIZE_LARGE).
 static inline CURLcode acsgw_curl_easy_setopt_off_t(CURL *handle, CURLoption option, curl_off_t value) {
     return curl_easy_setopt(handle, option, value);

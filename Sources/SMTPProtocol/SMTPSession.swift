@@ -92,7 +92,8 @@ public struct SMTPSession: Sendable {
 
     /// The submitter answered; resumes processing any pipelined input.
     public mutating func submissionCompleted(_ reply: SMTPReply) -> Output {
-        guard case .awaitingSubmission = mode else { preconditionFailure("no submission pending") }
+        // A late answer after the session was aborted (timeout, shutdown) is ignored, never a crash.
+        guard case .awaitingSubmission = mode else { return Output() }
         mode = .commands
         var output = Output()
         apply(machine.submissionCompleted(reply), to: &output)

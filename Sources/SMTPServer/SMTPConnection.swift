@@ -132,6 +132,10 @@ final class SMTPConnection: @unchecked Sendable {
                     metadata: ["smtp.message_id": "\(id)"])
             }
             closeReason = "shutdown"
+            // The client is told 421 now; a late answer from the submitter must find nothing pending
+            // (review finding F2).
+            submissionMessageID = nil
+            submissionStartedAt = nil
             handle(session.abort(.shuttingDown))
         }
     }
@@ -249,7 +253,7 @@ final class SMTPConnection: @unchecked Sendable {
         guard submissionMessageID == messageID else { return }  // answered already (timeout or shutdown)
         submissionMessageID = nil
         submissionStartedAt = nil
-        guard !closed else { return }
+        guard !closed, !closeAfterFlush, session.phase == .awaitingSubmission else { return }
         if reply.isPositive { messagesAccepted += 1 } else { messagesRejected += 1 }
         let level: Logger.Level = reply.isPositive ? .info : (reply.isTransientFailure ? .warning : .notice)
         logger.log(

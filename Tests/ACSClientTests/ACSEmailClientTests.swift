@@ -255,6 +255,12 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
         let now = Date(timeIntervalSince1970: 1_704_067_200)
         #expect(ACSEmailClient.retryAfter(response([("Retry-After", "Mon, 01 Jan 2024 00:00:30 GMT")]), now: now) == 30)
         #expect(ACSEmailClient.retryAfter(response([("Retry-After", "soon")])) == nil)
+        // Hostile values never become infinities or giant numbers (review finding F1).
+        #expect(ACSEmailClient.retryAfter(response([("Retry-After", "inf")])) == nil)
+        #expect(ACSEmailClient.retryAfter(response([("Retry-After", "nan")])) == nil)
+        #expect(ACSEmailClient.retryAfter(response([("Retry-After", "99999999999999999999")])) == 86_400)
+        #expect(ACSEmailClient.retryAfter(response([("retry-after-ms", "1e30")])) == 86_400)
+        #expect(ACSEmailClient.retryAfter(response([("Retry-After", "-5")])) == nil)
     }
 
     @Test func backoffSchedule_doublesWithJitter_andIsCapped() {

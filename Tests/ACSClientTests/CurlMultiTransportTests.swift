@@ -166,6 +166,28 @@ import Testing
         #expect(direct.status == 200)
     }
 
+    @Test func hostNamesResolve_andManyTransfersByNameAllComplete() async throws {
+        // By name, libcurl's threaded resolver registers and closes a socketpair of its own (review finding F3):
+        // the watched descriptors must survive that, or transfers stall.
+        let server = try TestServer()
+        let transport = try CurlMultiTransport()
+        let url = server.url("/status/200", host: "localhost")
+        let statuses = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<40 {
+                group.addTask {
+                    let result = await Self.perform(transport, HTTPRequest(method: "GET", url: url, timeout: 10))
+                    return (try? result.get().status) ?? -1
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(statuses == Array(repeating: 200, count: 40))
+        for _ in 0..<20 {
+            let response = try await Self.perform(transport, HTTPRequest(method: "GET", url: url, timeout: 10)).get()
+            #expect(response.status == 200)
+        }
+    }
+
     @Test func reusesConnections() async throws {
         let server = try TestServer()
         let transport = try CurlMultiTransport()

@@ -70,6 +70,13 @@ import Testing
         #expect(reply.lines.joined().contains(row.textContains))
     }
 
+    @Test(arguments: [Double.infinity, .nan, 1e300, -1])
+    func absurdRetryAfterValues_neverTrap(_ value: Double) {
+        let reply = ACSReplyMapping.reply(for: .throttled(retryAfter: value))
+        #expect(reply.code == 451)
+        #expect(reply.enhancedCode == EnhancedStatusCode(4, 7, 1))
+    }
+
     @Test func authenticationFailures_nameALikelyCause() {
         #expect(ACSReplyMapping.likelyCause(status: 401, code: nil, message: "request time drift").contains("NTP"))
         #expect(ACSReplyMapping.likelyCause(status: 403, code: nil, message: nil).contains("role"))

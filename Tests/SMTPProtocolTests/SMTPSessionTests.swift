@@ -269,6 +269,17 @@ import Testing
         #expect(result.messages == ["Subject: x\r\n\r\nbody\r\n"])
     }
 
+    @Test func lateSubmissionAnswer_afterAnAbort_isIgnored() {
+        // Review finding F2: shutdown aborts a session whose message is still with the submitter.
+        var session = SMTPSession(hostname: "gw.test")
+        let output = session.receive(Array((Self.hello + Self.envelope + "DATA\r\nx\r\n.\r\n").utf8))
+        #expect(output.submission != nil)
+        #expect(session.abort(.shuttingDown).replies.map(\.code) == [421])
+        let late = session.submissionCompleted(.messageAccepted("OK id"))
+        #expect(late.replies.isEmpty)
+        #expect(!late.close)
+    }
+
     @Test func inputAfterTheMessage_waitsForTheSubmission() {
         var session = SMTPSession(hostname: "gw.test")
         let output = session.receive(Array((Self.hello + Self.envelope + "DATA\r\nx\r\n.\r\nNOOP\r\nQUIT\r\n").utf8))

@@ -128,14 +128,6 @@ private final class CurlMulti: @unchecked Sendable {
             completion(.failure(HTTPTransportError(.other, "\(error)")))
             return
         }
-        // Sockets are closed by us, once their Dispatch sources are gone (see `closeSocket`).
-        _ = acsgw_curl_easy_setopt_pointer(transfer.handle, CURLOPT_CLOSESOCKETDATA,
-                                           Unmanaged.passUnretained(self).toOpaque())
-        _ = acsgw_curl_easy_setopt_closesocket_callback(transfer.handle) { clientp, socket in
-            guard let clientp else { return close(socket) }
-            Unmanaged<CurlMulti>.fromOpaque(clientp).takeUnretainedValue().closeSocket(socket)
-            return 0
-        }
         transfers[transfer.handle] = transfer
         let code = curl_multi_add_handle(handle, transfer.handle)
         guard code == CURLM_OK else {
@@ -161,7 +153,7 @@ private final class CurlMulti: @unchecked Sendable {
             transfer.completion(.failure(HTTPTransportError(.other, "HTTP transport shut down")))
         }
         transfers = [:]
-        curl_multi_cleanup(handle)  // closes cached connections through `closeSocket`
+        curl_multi_cleanup(handle)  // closes cached connections
     }
 
     // MARK: Driving libcurl
@@ -226,20 +218,16 @@ private final class CurlMulti: @unchecked Sendable {
         default: watch.want(read: false, write: false)  // CURL_POLL_REMOVE
         }
     }
-
-    private func closeSocket(_ socket: curl_socket_t) {
-        dispatchPrecondition(condition: .onQueue(queue))
-        if let watch = sockets[socket] {
-            watch.closeWhenIdle()
-        } else {
-            close(socket)
-        }
-    }
 }
 
-/// The Dispatch sources watching one of libcurl's sockets. A descriptor must stay open until every
-/// source on it is cancelled, so closing is deferred until then.
-private final class SocketWatch {
+/// The Dispatch sources watching one of libcurl's sockets.
+///
+/// Dispatch requires a descriptor to stay open until every source on it is cancelled, but libcurl closes
+/// its sockets when it likes — some (its resolver's socketpair) without any close callback — and the number
+/// is reused at once. So the sources watch a `dup` of the socket, which this object owns and closes only once
+/// its sources are cancelled: whatever curl does with its own descriptor, the watched one cannot be reused
+/// under a live source (review finding F3).
+private final class SocketWatch: @unchecked Sendable {  // confined to the transport's queue
     private let socket: curl_socket_t
     private let queue: DispatchQueue
     private let onEvent: (Int32) -> Void
@@ -248,7 +236,11 @@ private final class SocketWatch {
     private var writeSource: DispatchSourceWrite?
     private var cancelling = 0
     private var wanted = (read: false, write: false)
-    private var shouldClose = false
+    /// Our duplicate of `socket`, open while sources may use it.
+    private var watched: Int32 = -1
+    /// Set on CURL_POLL_REMOVE: curl may close its socket and reuse the number, so the current duplicate
+    /// must not serve a later registration of that number.
+    private var retired = false
 
     init(socket: curl_socket_t, queue: DispatchQueue, onEvent: @escaping (Int32) -> Void,
          onIdle: @escaping () -> Void) {
@@ -259,37 +251,50 @@ private final class SocketWatch {
     }
 
     func want(read: Bool, write: Bool) {
+        if !read && !write { retired = true }
         wanted = (read, write)
         apply()
     }
 
-    func closeWhenIdle() {
-        shouldClose = true
-        wanted = (false, false)
-        apply()
-    }
-
     private func apply() {
-        if wanted.read, readSource == nil, cancelling == 0 {
-            let source = DispatchSource.makeReadSource(fileDescriptor: socket, queue: queue)
-            source.setEventHandler { [unowned self] in onEvent(Int32(CURL_CSELECT_IN)) }
-            source.resume()
-            readSource = source
-        } else if !wanted.read, let source = readSource {
+        guard cancelling == 0 else { return }  // resumed by the last cancel handler
+        if !wanted.read, let source = readSource {
             readSource = nil
             cancel(source)
         }
-        if wanted.write, writeSource == nil, cancelling == 0 {
-            let source = DispatchSource.makeWriteSource(fileDescriptor: socket, queue: queue)
-            source.setEventHandler { [unowned self] in onEvent(Int32(CURL_CSELECT_OUT)) }
-            source.resume()
-            writeSource = source
-        } else if !wanted.write, let source = writeSource {
+        if !wanted.write, let source = writeSource {
             writeSource = nil
             cancel(source)
         }
-        if readSource == nil, writeSource == nil, cancelling == 0, !wanted.read, !wanted.write {
-            if shouldClose { close(socket) }
+        guard cancelling == 0 else { return }
+        if readSource == nil, writeSource == nil, watched >= 0, retired || (!wanted.read && !wanted.write) {
+            close(watched)
+            watched = -1
+        }
+        retired = false
+        let needsSource = (wanted.read && readSource == nil) || (wanted.write && writeSource == nil)
+        if needsSource && watched < 0 {
+            watched = fcntl(socket, F_DUPFD_CLOEXEC, 0)
+            guard watched >= 0 else {
+                // Out of descriptors: let curl fail the transfer rather than wait for an event that never comes
+                // (later, not from inside curl's socket callback, which must not re-enter curl).
+                queue.async { [self] in onEvent(Int32(CURL_CSELECT_ERR)) }
+                return
+            }
+        }
+        if wanted.read, readSource == nil {
+            let source = DispatchSource.makeReadSource(fileDescriptor: watched, queue: queue)
+            source.setEventHandler { [unowned self] in onEvent(Int32(CURL_CSELECT_IN)) }
+            source.resume()
+            readSource = source
+        }
+        if wanted.write, writeSource == nil {
+            let source = DispatchSource.makeWriteSource(fileDescriptor: watched, queue: queue)
+            source.setEventHandler { [unowned self] in onEvent(Int32(CURL_CSELECT_OUT)) }
+            source.resume()
+            writeSource = source
+        }
+        if readSource == nil, writeSource == nil, !wanted.read, !wanted.write {
             onIdle()
         }
     }

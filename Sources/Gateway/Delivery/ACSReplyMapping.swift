@@ -54,7 +54,8 @@ public enum ACSReplyMapping {
                 451, EnhancedStatusCode(4, 7, 0),
                 "ACS refused the gateway's credentials (HTTP \(status)); the operator has been alerted, try again later")
         case .throttled(let retryAfter):
-            let hint = retryAfter.map { ", retry in \(Int($0.rounded(.up))) s" } ?? ""
+            // Saturating: a hint is only a hint, and no value may trap the daemon.
+            let hint = retryAfter.flatMap { $0.isFinite ? ", retry in \(Int(min(max($0, 0), 86_400).rounded(.up))) s" : nil } ?? ""
             return SMTPReply(451, EnhancedStatusCode(4, 7, 1), "Throttled by ACS\(hint)")
         case .unavailable(let status, let detail):
             if status == nil {
