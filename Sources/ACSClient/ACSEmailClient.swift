@@ -187,7 +187,10 @@ public final class ACSEmailClient: Sendable {
                     retryAfter = nil
                     lastOutcome = .unavailable(status: nil, detail: error.description)
                 }
-                let wait = configuration.retry.delay(afterAttempt: attempt, retryAfter: retryAfter, random: clock.random())
+                // At least a second between attempts, whatever Retry-After says (0 must not mean a tight loop).
+                let wait = max(
+                    configuration.retry.minimumDelay,
+                    configuration.retry.delay(afterAttempt: attempt, retryAfter: retryAfter, random: clock.random()))
                 let tooLong = (retryAfter ?? 0) > configuration.retry.maxRetryAfter
                 guard !tooLong, clock.now + wait + 0.5 < deadline else {
                     completion(.failure(ACSSendResultFailure(lastOutcome)), attempt)
@@ -230,7 +233,7 @@ public final class ACSEmailClient: Sendable {
                 if Self.isTerminal(status.status) {
                     completion(status)
                 } else {
-                    poll(id: id, after: Self.retryAfter(http) ?? configuration.defaultPollInterval,
+                    poll(id: id, after: max(1, Self.retryAfter(http) ?? configuration.defaultPollInterval),
                          deadline: deadline, pollsLeft: pollsLeft - 1, completion: completion)
                 }
             }
@@ -294,8 +297,18 @@ public final class ACSEmailClient: Sendable {
             return .throttled(retryAfter: retryAfter(response))
         case 500...:
             return .unavailable(status: response.status, detail: errorSummary(response))
-        default:
+        case 413:
+            return .rejected(status: 413, code: code, message: detail?.message)
+        case 400..<500 where code != nil:
+            // An ACS refusal: it names its reason (body `error.code` or `x-ms-error-code`).
             return .rejected(status: response.status, code: code, message: detail?.message)
+        default:
+            // 1xx, another 2xx, 3xx, or a 4xx without an ACS error: not an answer from ACS (a wrong endpoint,
+            // a redirect, a proxy's error page). Bouncing the mail for good over that would lose it, so the
+            // client is told to retry while the operator fixes the endpoint (review finding F6).
+            return .unavailable(
+                status: response.status,
+                detail: "HTTP \(response.status) without an ACS error: is the ACS endpoint right?")
         }
     }
 

@@ -21,6 +21,9 @@ public struct RetryPolicy: Sendable, Hashable {
     /// First backoff when the server gave no `Retry-After`. Default 1 s, doubled each retry.
     public var initialBackoff: Double = 1
 
+    /// Smallest wait between two attempts, even when the server says `Retry-After: 0`. Default 0.5 s.
+    public var minimumDelay: Double = 0.5
+
     /// Largest backoff between two attempts. Default 16 s: with a 60 s budget that still leaves several tries.
     public var maxBackoff: Double = 16
 

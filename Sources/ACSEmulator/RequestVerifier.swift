@@ -88,9 +88,10 @@ struct RequestVerifier: Sendable {
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         let fields = text.split(separator: " ")
         guard fields.count == 6, fields[0].hasSuffix(","), fields[5] == "GMT" || fields[5] == "UTC",
-            let day = Int(fields[1]), (1...31).contains(day),
+            fields[1].count <= 2, let day = Int(fields[1]), (1...31).contains(day),
             let monthIndex = months.firstIndex(of: String(fields[2])),
-            let year = Int(fields[3]), year >= 1970
+            // Four digits: an unbounded year overflowed the day arithmetic (review finding F11).
+            fields[3].count == 4, let year = Int(fields[3]), (1970...9999).contains(year)
         else { return nil }
         let time = fields[4].split(separator: ":")
         guard time.count == 3, let hour = Int(time[0]), let minute = Int(time[1]), let second = Int(time[2]),

@@ -54,6 +54,11 @@ public struct SMTPLimits: Hashable, Sendable {
     /// Postfix `smtpd_soft_error_limit = 10`). The session may make this many errors; the next one closes it.
     public var maxErrors: Int = 10
 
+    /// Where `RCPT TO:<postmaster>` (RFC 5321 §4.1.1.3) goes: this gateway has no local mailboxes, so the
+    /// special recipient is mapped to a real address, or refused (550 5.1.1) when none is configured — never
+    /// accepted and then failed for the whole message by ACS (review finding F9).
+    public var postmaster: Mailbox?
+
     /// What to do with a bare LF (not preceded by CR) in commands and message data.
     public var bareLineFeedPolicy: BareLineFeedPolicy = .normalize
 

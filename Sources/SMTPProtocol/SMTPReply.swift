@@ -67,11 +67,28 @@ public struct SMTPReply: Hashable, Sendable, CustomStringConvertible {
         return bytes
     }
 
-    /// Reply text must never carry CR or LF (it would forge extra reply lines, a reply-injection
-    /// vector when text echoes client input or ACS error messages). Control characters become spaces.
+    /// Longest reply text per line, in octets. RFC 5321 §4.5.3.1.5 bounds a reply line at 512 octets with the
+    /// code; text echoing attachment names or ACS error messages could otherwise exceed what clients accept
+    /// (Python's smtplib turns a line over 8 KiB into a permanent 500, review finding F7).
+    public static let maxTextLength = 400
+
+    /// Reply text is one line of printable ASCII at most `maxTextLength` octets: CR or LF would forge extra
+    /// reply lines (a reply-injection vector when text echoes client input or ACS messages), control
+    /// characters become spaces, and non-ASCII (not allowed outside SMTPUTF8) becomes `?`.
     private static func sanitize(_ line: String) -> String {
-        guard line.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return line }
-        return String(String.UnicodeScalarView(line.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : $0 }))
+        var scalars = String.UnicodeScalarView()
+        for scalar in line.unicodeScalars {
+            if scalars.count >= maxTextLength - 3 {
+                scalars.append(contentsOf: "...".unicodeScalars)
+                break
+            }
+            switch scalar.value {
+            case 0..<0x20, 0x7F: scalars.append(" ")
+            case 0x80...: scalars.append("?")
+            default: scalars.append(scalar)
+            }
+        }
+        return String(scalars)
     }
 }
 
@@ -181,6 +198,9 @@ extension SMTPReply {
     /// A bare LF ending a command when the bare-LF policy is `reject`.
     public static let bareLineFeedInCommand = SMTPReply(
         500, EnhancedStatusCode(5, 5, 2), "Bare <LF> received; commands must end with <CRLF>")
+    /// 550 for `RCPT TO:<postmaster>` when no postmaster address is configured (the gateway has no mailboxes).
+    public static let noPostmaster = SMTPReply(
+        550, EnhancedStatusCode(5, 1, 1), "No local postmaster here: this gateway only relays; use a full address")
     public static func syntaxError(_ detail: String) -> SMTPReply {
         SMTPReply(501, EnhancedStatusCode(5, 5, 2), "Syntax error: \(detail)")
     }

@@ -203,7 +203,10 @@ public struct SMTPServerStateMachine: Sendable {
         case (.ready(let greeting), .binaryData(let size, _)):
             return rejectChunk(size: size, greeting: greeting, reply: .badSequence("need MAIL command"))
 
-        case (.inTransaction(let greeting, var transaction), .recipient(let to, let parameters)):
+        case (.inTransaction, .recipient(.postmaster, _)) where limits.postmaster == nil:
+            return .reply(.noPostmaster)
+        case (.inTransaction(let greeting, var transaction), .recipient(let requested, let parameters)):
+            let to: ForwardPath = requested == .postmaster ? limits.postmaster.map(ForwardPath.mailbox) ?? requested : requested
             if let (keyword, _) = parameters.first(where: { _ in true }) {
                 // No RCPT parameter is advertised (no DSN), so any is unknown (RFC 5321 §4.1.1.11).
                 return error(.unsupportedParameter(keyword))

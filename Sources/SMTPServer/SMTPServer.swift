@@ -21,6 +21,8 @@ public final class SMTPServer: @unchecked Sendable {
     private let connectionTargetQueue = DispatchQueue(label: "smtp.connections", attributes: .concurrent)
 
     private var listeners: [(fd: Int32, source: DispatchSourceRead, address: SocketAddress)] = []
+    /// True while accepting is paused because the process ran out of descriptors.
+    private var acceptPaused = false
     private var connections: [ObjectIdentifier: SMTPConnection] = [:]
     private var connectionsPerClient: [[UInt8]: Int] = [:]
     private var shuttingDown = false
@@ -74,7 +76,11 @@ public final class SMTPServer: @unchecked Sendable {
             guard !shuttingDown else { return }
             shuttingDown = true
             shutdownCompletion = completion
-            for listener in listeners { listener.source.cancel() }
+            for listener in listeners {
+                if acceptPaused { listener.source.resume() }  // a suspended source never runs its cancel handler
+                listener.source.cancel()
+            }
+            acceptPaused = false
             listeners = []
             logger.info(
                 "shutting down: no new connections; open transactions may finish",
@@ -121,8 +127,11 @@ public final class SMTPServer: @unchecked Sendable {
             if fd < 0 {
                 let error = errno
                 if error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED { return }
-                // EMFILE/ENFILE: out of descriptors. Log and try again on the next event rather than spin.
-                logger.error("accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
+                if error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM {
+                    pauseAccepting(reason: String(cString: strerror(error)))
+                } else {
+                    logger.error("accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
+                }
                 return
             }
             // accept4() is not exported by Swift's Glibc module; set the flags separately.
@@ -133,6 +142,23 @@ public final class SMTPServer: @unchecked Sendable {
                 continue
             }
             admit(fd: fd, client: client)
+        }
+    }
+
+    /// Out of descriptors: the pending connection stays in the backlog and the source would fire again at
+    /// once, so listening pauses for a moment instead of spinning (review finding F4). Logged once per episode.
+    private func pauseAccepting(reason: String) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !acceptPaused else { return }
+        acceptPaused = true
+        logger.error(
+            "cannot accept connections: out of file descriptors; pausing new connections for 100 ms",
+            metadata: ["error": "\(reason)", "connections": "\(connections.count)"])
+        for listener in listeners { listener.source.suspend() }
+        queue.asyncAfter(deadline: .now() + .milliseconds(100)) { [self] in
+            guard acceptPaused else { return }
+            acceptPaused = false
+            for listener in listeners { listener.source.resume() }
         }
     }
 

@@ -25,8 +25,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest accepted message in octets (advertised as SIZE).")
     var maxMessageSize: Int = SMTPLimits().maxMessageSize
 
-    @Option(help: "Recipients per message; extra RCPTs get 452 and are retried by the client.")
+    @Option(help: "Recipients per message; extra RCPTs get 452 and are retried by the client (ACS takes at most 50).")
     var maxRecipients: Int = SMTPLimits().maxRecipients
+
+    @Option(help: "Address RCPT TO:<postmaster> is delivered to; without it, <postmaster> is refused (550 5.1.1).")
+    var postmasterAddress: String?
 
     @Option(help: "Longest command line in octets including CRLF (at least 512).")
     var maxCommandLineLength: Int = SMTPLimits().maxCommandLineLength
@@ -90,7 +93,11 @@ struct Serve: ParsableCommand {
             throw ValidationError("timeouts must be positive (got \(timeout))")
         }
         _ = try serverConfiguration()
-        _ = try translation.policy()
+        let policy = try translation.policy()
+        if delivery.acsConfigured() && !delivery.dryRun && maxRecipients > policy.maxRecipients {
+            // More would be accepted over SMTP and then refused whole by ACS (review finding F9).
+            throw ValidationError("--max-recipients \(maxRecipients): ACS takes at most \(policy.maxRecipients) per message")
+        }
     }
 
     func serverConfiguration() throws -> SMTPServerConfiguration {
@@ -110,6 +117,11 @@ struct Serve: ParsableCommand {
         configuration.hostname = hostname
         configuration.limits.maxMessageSize = maxMessageSize
         configuration.limits.maxRecipients = maxRecipients
+        if let postmasterAddress {
+            guard case .success(.recipient(.mailbox(let mailbox), _)) = SMTPCommand.parse(Array("RCPT TO:<\(postmasterAddress)>".utf8))
+            else { throw ValidationError("--postmaster-address \(postmasterAddress) is not an address (local@domain)") }
+            configuration.limits.postmaster = mailbox
+        }
         configuration.limits.maxCommandLineLength = maxCommandLineLength
         configuration.limits.maxErrors = maxErrors
         configuration.limits.bareLineFeedPolicy = BareLineFeedPolicy(rawValue: bareLf) ?? .normalize
@@ -136,10 +148,16 @@ struct Serve: ParsableCommand {
             submitter = try acsSubmitter(logger: logger)
             // An ACS call in flight at shutdown must be allowed to finish: cutting it off with 421 while ACS
             // may still accept the message would make the client send it again.
-            let needed = delivery.retryBudget + delivery.pollDeadlineIfFinal + 5
+            // The same holds for the submission timeout: a 451 sent while ACS may still accept the message
+            // would make the client send it twice (review finding F5). Token fetches take at most 10 s more.
+            let needed = delivery.retryBudget + delivery.pollDeadlineIfFinal + 15
             if configuration.timeouts.shutdownGracePeriod < needed {
                 configuration.timeouts.shutdownGracePeriod = needed
                 logger.notice("shutdown grace raised to cover an ACS call in flight", metadata: ["grace_s": "\(needed)"])
+            }
+            if configuration.timeouts.submission < needed {
+                configuration.timeouts.submission = needed
+                logger.notice("submission timeout raised to cover an ACS call", metadata: ["timeout_s": "\(needed)"])
             }
         } else {
             submitter = try outboxSubmitter(logger: logger)

@@ -246,6 +246,32 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
         #expect(transport.polls.count == 2)
     }
 
+    @Test(arguments: [200, 204, 301, 308, 404, 405, 400])
+    func answersThatAreNotFromACS_areRetryable_notBounced(_ status: Int) {
+        // Review finding F6: a redirect, a proxy page or a wrong endpoint must not bounce mail for good.
+        let outcome = ACSEmailClient.classify(HTTPResponse(status: status, body: Array("<html>".utf8)))
+        guard case .unavailable(let reported, let detail) = outcome else {
+            Issue.record("HTTP \(status) became \(outcome)")
+            return
+        }
+        #expect(reported == status)
+        #expect(detail.contains("endpoint"))
+    }
+
+    @Test func acsRefusals_withACode_arePermanent() {
+        let notLinked = HTTPResponse(status: 404, headers: [("x-ms-error-code", "DomainNotLinked")])
+        #expect(ACSEmailClient.classify(notLinked) == .rejected(status: 404, code: "DomainNotLinked", message: nil))
+        #expect(ACSEmailClient.classify(HTTPResponse(status: 413)) == .rejected(status: 413, code: nil, message: nil))
+    }
+
+    @Test func retryAfterZero_stillWaits() {
+        // Review finding F10: Retry-After: 0 must not become a tight retry loop.
+        let clock = FakeClock()
+        let transport = ScriptedTransport([Self.status(429, retryAfter: "0"), Self.status(429, retryAfter: "0"), Self.accepted()])
+        _ = send(transport, clock: clock) { $0.backgroundPolls = 0 }
+        #expect(clock.waits == [0.5, 0.5])
+    }
+
     @Test func retryAfterParsing() {
         func response(_ headers: [(name: String, value: String)]) -> HTTPResponse {
             HTTPResponse(status: 429, headers: headers)

@@ -98,7 +98,7 @@ def test_smtplib_several_messages_one_session_and_null_sender(gateway):
     ]
     with RecordingSMTP(gateway.host, gateway.port, local_hostname="client.example", timeout=10) as client:
         assert client.sendmail("a@example.com", ["r1@example.com"], bodies[0]) == {}
-        assert client.sendmail("", ["postmaster"], bodies[1]) == {}
+        assert client.sendmail("", ["bounces@example.com"], bodies[1]) == {}
         client.rset()
         assert client.sendmail("b@example.com", ["r2@example.com", "r3@example.com"], bodies[2],
                                mail_options=["BODY=7BIT"]) == {}
@@ -107,7 +107,7 @@ def test_smtplib_several_messages_one_session_and_null_sender(gateway):
     assert [m.eml for m in landed] == [smtplib_stored(b) for b in bodies]
     assert_record(landed[0], mail_from="a@example.com", rcpt_to=["r1@example.com"],
                   parameters={"SIZE": str(len(bodies[0]))})
-    assert_record(landed[1], mail_from="", rcpt_to=["postmaster"])
+    assert_record(landed[1], mail_from="", rcpt_to=["bounces@example.com"])
     assert_record(landed[2], mail_from="b@example.com", rcpt_to=["r2@example.com", "r3@example.com"],
                   parameters={"SIZE": str(len(bodies[2])), "BODY": "7BIT"})
 

@@ -178,7 +178,9 @@ def test_client_that_does_not_read_its_replies(gateway):
 # Addresses and EHLO names
 
 
-def test_quoted_local_part_source_route_and_postmaster(gateway):
+def test_quoted_local_part_source_route_and_postmaster(start_gateway):
+    # This gateway has no mailboxes: <postmaster> goes to --postmaster-address (review finding F9).
+    gateway = start_gateway("--postmaster-address", "hostmaster@example.org")
     with transaction(gateway, '<"john \\"q\\" doe"@example.com>', "<@a.example,@b.example:user@c.example>",
                      "<postmaster>", "<PostMaster>", mail='MAIL FROM:<"sender with space"@example.com>') as smtp:
         check(smtp.cmd("DATA"), 354)
@@ -187,8 +189,17 @@ def test_quoted_local_part_source_route_and_postmaster(gateway):
     (landed,) = gateway.wait_for_messages(1)
     assert landed.envelope["mailFrom"] == '"sender with space"@example.com'
     rcpt = landed.envelope["rcptTo"]
-    assert rcpt[:3] == ['"john \\"q\\" doe"@example.com', "user@c.example", "postmaster"]
-    assert rcpt[3] in ("PostMaster", "postmaster")  # the postmaster mailbox is case-insensitive
+    assert rcpt == ['"john \\"q\\" doe"@example.com', "user@c.example", "hostmaster@example.org",
+                    "hostmaster@example.org"]
+
+
+def test_postmaster_without_a_configured_address_is_refused_not_accepted_and_failed_later(gateway):
+    with gateway.connect() as smtp:
+        smtp.greeting()
+        smtp.ehlo()
+        check(smtp.cmd("MAIL FROM:<a@example.com>"), 250)
+        check(smtp.cmd("RCPT TO:<postmaster>"), 550, "5.1.1")
+        check(smtp.cmd("RCPT TO:<b@example.com>"), 250)
 
 
 def test_ehlo_again_resets_the_transaction(gateway):

@@ -137,6 +137,15 @@ import Testing
         #expect(String(decoding: SMTPReply.startMailInput.wireBytes, as: UTF8.self).hasPrefix("354 Start"))
     }
 
+    @Test func replyText_isBoundedAndASCII() {
+        // Review finding F7: echoed attachment names or ACS messages must not make an over-long reply line.
+        let reply = SMTPReply(554, EnhancedStatusCode(5, 6, 0), "attachment " + String(repeating: "é", count: 10_000))
+        let line = String(decoding: reply.wireBytes, as: UTF8.self)
+        #expect(line.utf8.count <= 512)
+        #expect(line.hasSuffix("...\r\n"))
+        #expect(line.unicodeScalars.allSatisfy { $0.isASCII })
+    }
+
     @Test func replyText_cannotInjectLines() {
         let reply = SMTPReply.localError("bad\r\n250 fake")
         #expect(!String(decoding: reply.wireBytes, as: UTF8.self).dropLast(2).contains("\r\n"))

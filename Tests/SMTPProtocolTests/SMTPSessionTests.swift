@@ -138,6 +138,26 @@ import Testing
         #expect(result.codes == [250, 553, 250, 553, 250, 250, 250])
     }
 
+    // MARK: Postmaster (review finding F9)
+
+    @Test func postmaster_withoutAnAddress_isRefused_andNotAnError() {
+        var limits = SMTPLimits()
+        limits.maxErrors = 0
+        var driver = SessionDriver(limits: limits)
+        let result = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<d@e.f>\r\n")
+        #expect(result.codes == [250, 250, 550, 250])
+        #expect(result.enhancedCodes[2] == "5.1.1")
+        #expect(!result.closed)
+    }
+
+    @Test func postmaster_goesToTheConfiguredAddress() {
+        var limits = SMTPLimits()
+        limits.postmaster = Mailbox(localPart: "hostmaster", domain: "example.org")
+        var driver = SessionDriver(limits: limits)
+        let result = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<PostMaster>\r\nDATA\r\nx\r\n.\r\n")
+        #expect(result.submissions.first?.envelope.forwardPaths == [.mailbox(Mailbox(localPart: "hostmaster", domain: "example.org"))])
+    }
+
     // MARK: Limits
 
     @Test func sizeParameterOverLimit_is552AtMail() {
