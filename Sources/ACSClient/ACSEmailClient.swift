@@ -105,8 +105,13 @@ public final class ACSEmailClient: Sendable {
         let deadline = clock.now + configuration.retry.budget
         perform(request, pathAndQuery: pathAndQuery, attempt: 1, deadline: deadline) { [self] response, attempts in
             switch response {
-            case .failure(let outcome):
-                completion(outcome.with(attempts: attempts))
+            case .failure(let failure) where failure.sawTransportFailure:
+                // An attempt that timed out or lost its connection may have reached ACS and been accepted.
+                // Before telling the client to retry (and so to send again under a new Operation-Id), ask
+                // ACS once whether this operation exists (review finding F14).
+                verify(operationID: operationID, failure: failure.with(attempts: attempts), completion: completion)
+            case .failure(let failure):
+                completion(failure.with(attempts: attempts))
             case .success(let http):
                 guard http.status == 202 else {
                     completion(ACSSendResult(outcome: Self.classify(http), attempts: attempts,
@@ -154,6 +159,7 @@ public final class ACSEmailClient: Sendable {
     /// Performs `request` with retries until success, a permanent answer, or the deadline.
     private func perform(
         _ request: HTTPRequest, pathAndQuery: String, attempt: Int, deadline: Double,
+        sawTransportFailure: Bool = false, credentialsRefreshed: Bool = false,
         completion: @escaping @Sendable (Result<HTTPResponse, ACSSendResultFailure>, Int) -> Void
     ) {
         var attemptRequest = request
@@ -165,7 +171,9 @@ public final class ACSEmailClient: Sendable {
             let signed: HTTPRequest
             switch authenticated {
             case .failure(let error):
-                completion(.failure(ACSSendResultFailure(.notAuthenticated(error))), attempt - 1)
+                completion(
+                    .failure(ACSSendResultFailure(.notAuthenticated(error), sawTransportFailure: sawTransportFailure)),
+                    attempt - 1)
                 return
             case .success(let value):
                 signed = value
@@ -174,6 +182,12 @@ public final class ACSEmailClient: Sendable {
                 let retryAfter: Double?
                 let lastOutcome: ACSSendOutcome
                 switch result {
+                case .success(let response)
+                where response.status == 401 && !credentialsRefreshed && authenticator.credentialsRejected():
+                    // A cached bearer token was refused and dropped: one more attempt with a fresh token.
+                    perform(request, pathAndQuery: pathAndQuery, attempt: attempt + 1, deadline: deadline,
+                            sawTransportFailure: sawTransportFailure, credentialsRefreshed: true, completion: completion)
+                    return
                 case .success(let response) where !configuration.retry.retryableStatuses.contains(response.status):
                     completion(.success(response), attempt)
                     return
@@ -187,19 +201,55 @@ public final class ACSEmailClient: Sendable {
                     retryAfter = nil
                     lastOutcome = .unavailable(status: nil, detail: error.description)
                 }
+                let transportFailed = sawTransportFailure || (try? result.get()) == nil
                 // At least a second between attempts, whatever Retry-After says (0 must not mean a tight loop).
                 let wait = max(
                     configuration.retry.minimumDelay,
                     configuration.retry.delay(afterAttempt: attempt, retryAfter: retryAfter, random: clock.random()))
                 let tooLong = (retryAfter ?? 0) > configuration.retry.maxRetryAfter
                 guard !tooLong, clock.now + wait + 0.5 < deadline else {
-                    completion(.failure(ACSSendResultFailure(lastOutcome)), attempt)
+                    completion(.failure(ACSSendResultFailure(lastOutcome, sawTransportFailure: transportFailed)), attempt)
                     return
                 }
                 clock.schedule(after: wait) { [self] in
                     perform(request, pathAndQuery: pathAndQuery, attempt: attempt + 1, deadline: deadline,
+                            sawTransportFailure: transportFailed, credentialsRefreshed: credentialsRefreshed,
                             completion: completion)
                 }
+            }
+        }
+    }
+
+    /// One status read for an operation whose send may have reached ACS unseen: an existing operation means the
+    /// message was accepted (or failed) after all; anything else keeps the original failure.
+    private func verify(
+        operationID: String, failure: ACSSendResult, completion: @escaping @Sendable (ACSSendResult) -> Void
+    ) {
+        let pathAndQuery = "/emails/operations/\(operationID)?api-version=\(configuration.apiVersion)"
+        let request = HTTPRequest(
+            method: "GET", url: configuration.endpoint.url + pathAndQuery,
+            headers: [("Accept", "application/json"), ("User-Agent", configuration.userAgent)],
+            timeout: min(10, configuration.retry.attemptTimeout), connectTimeout: configuration.retry.connectTimeout)
+        authenticator.authenticate(request, host: configuration.endpoint.authority, pathAndQuery: pathAndQuery) {
+            [transport] authenticated in
+            guard case .success(let signed) = authenticated else {
+                completion(failure)
+                return
+            }
+            transport.perform(signed) { result in
+                guard case .success(let http) = result, http.status == 200,
+                    let operation = Self.operationResult(http.body), let status = operation.status
+                else {
+                    completion(failure)
+                    return
+                }
+                var found = failure
+                found.outcome =
+                    ["failed", "canceled", "cancelled"].contains(status.lowercased())
+                    ? .failed(operationID: operationID, status: status, code: operation.error?.code,
+                              message: operation.error?.message)
+                    : .accepted(operationID: operationID, status: status)
+                completion(found)
             }
         }
     }
@@ -343,6 +393,11 @@ public final class ACSEmailClient: Sendable {
 /// A send that ended without a usable HTTP answer.
 struct ACSSendResultFailure: Error {
     var outcome: ACSSendOutcome
-    init(_ outcome: ACSSendOutcome) { self.outcome = outcome }
+    /// Whether any attempt ended without an HTTP answer (timeout, lost connection): it may have reached ACS.
+    var sawTransportFailure: Bool
+    init(_ outcome: ACSSendOutcome, sawTransportFailure: Bool = false) {
+        self.outcome = outcome
+        self.sawTransportFailure = sawTransportFailure
+    }
     func with(attempts: Int) -> ACSSendResult { ACSSendResult(outcome: outcome, attempts: attempts, requestID: nil) }
 }

@@ -197,6 +197,76 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
         #expect(transport.sends.first?.timeout == 20)
     }
 
+    @Test func timedOutSends_thatACSAcceptedAfterAll_areFoundBeforeGivingUp() {
+        // Review finding F14: without this check the client gets 451 and resends under a new Operation-Id.
+        let timeout: Result<HTTPResponse, HTTPTransportError> = .failure(HTTPTransportError(.timeout, "stalled"))
+        // A budget of one attempt: the send times out, then the check finds the operation.
+        let transport = ScriptedTransport([timeout], thenForever: Self.poll("Running"))
+        let (result, _) = send(transport) {
+            $0.retry.budget = 1
+            $0.backgroundPolls = 0
+        }
+        #expect(result?.outcome == .accepted(operationID: Self.operationID, status: "Running"))
+        #expect(transport.polls.count == 1)
+    }
+
+    @Test func timedOutSends_unknownToACS_stayUnavailable() {
+        let timeout: Result<HTTPResponse, HTTPTransportError> = .failure(HTTPTransportError(.timeout, "stalled"))
+        let transport = ScriptedTransport([timeout], thenForever: Self.status(404, error: "NotFound"))
+        let (result, _) = send(transport) { $0.retry.budget = 1 }
+        guard case .unavailable(nil, _) = result?.outcome else {
+            Issue.record("expected unavailable, got \(String(describing: result))")
+            return
+        }
+        #expect(transport.polls.count == 1)
+    }
+
+    @Test func serverErrorsWithoutTransportFailures_needNoCheck() {
+        let transport = ScriptedTransport([], thenForever: Self.status(503))
+        _ = send(transport) { $0.retry.budget = 10 }
+        #expect(transport.polls.isEmpty)
+    }
+
+    /// An authenticator whose first rejection drops a (pretend) cached token.
+    final class RefreshingAuthenticator: RequestAuthenticator, @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var rejections = 0
+        func authenticate(
+            _ request: HTTPRequest, host: String, pathAndQuery: String,
+            completion: @escaping @Sendable (Result<HTTPRequest, AuthenticationError>) -> Void
+        ) {
+            completion(.success(request))
+        }
+        func credentialsRejected() -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            rejections += 1
+            return true
+        }
+    }
+
+    @Test func a401ForARefreshableCredential_isRetriedOnceWithAFreshToken() {
+        let transport = ScriptedTransport([Self.status(401, error: "Unauthorized"), Self.accepted()])
+        let authenticator = RefreshingAuthenticator()
+        let client = ACSEmailClient(
+            configuration: {
+                var configuration = ACSClientConfiguration(endpoint: ACSEndpoint("https://contoso.communication.azure.com")!)
+                configuration.backgroundPolls = 0
+                return configuration
+            }(), authenticator: authenticator, transport: transport, clock: FakeClock())
+        let box = Mutex<ACSSendResult?>(nil)
+        client.send(body: [], operationID: Self.operationID) { result in box.withLock { $0 = result } }
+        #expect(box.withLock { $0 }?.outcome == .accepted(operationID: Self.operationID, status: "Running"))
+        #expect(authenticator.rejections == 1)
+        // A second 401 is not retried again.
+        let stubborn = ScriptedTransport([], thenForever: Self.status(401, error: "Unauthorized"))
+        let again = ACSEmailClient(
+            configuration: ACSClientConfiguration(endpoint: ACSEndpoint("https://contoso.communication.azure.com")!),
+            authenticator: authenticator, transport: stubborn, clock: FakeClock())
+        again.send(body: [], operationID: Self.operationID) { result in box.withLock { $0 = result } }
+        #expect(stubborn.sends.count == 2)
+    }
+
     @Test func badRequest_isRejectedWithoutRetry() {
         let transport = ScriptedTransport([Self.status(400, error: "InvalidSenderUserName")])
         let (result, _) = send(transport)

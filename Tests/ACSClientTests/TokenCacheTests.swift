@@ -11,6 +11,21 @@ struct TokenCacheTests {
             now: clock.function)
     }
 
+    @Test func aRefusedTokenIsDropped_andTheNextCallFetchesANewOne() throws {
+        // Review finding F12: a token ACS answers 401 to must not stay cached until its refresh time.
+        let clock = TestClock()
+        let transport = FakeTransport([
+            FakeTransport.token("revoked", expiresIn: 3600), FakeTransport.token("fresh", expiresIn: 3600),
+        ])
+        let credential = try credential(transport, clock)
+        #expect(try immediateToken(credential)?.get().token == "revoked")
+        let authenticator = BearerTokenAuthenticator(credential: credential)
+        #expect(authenticator.credentialsRejected())
+        #expect(try immediateToken(credential)?.get().token == "fresh")
+        #expect(transport.requests.count == 2)
+        #expect(!HMACAuthenticator(key: AccessKey(base64: "YWJjZA==")!).credentialsRejected())
+    }
+
     @Test func aValidTokenIsReused() throws {
         let clock = TestClock()
         let transport = FakeTransport([FakeTransport.token("one", expiresIn: 3600)])

@@ -44,5 +44,9 @@ public struct BearerTokenAuthenticator: RequestAuthenticator, CustomStringConver
         }
     }
 
+    /// A 401 for a bearer token usually means the token was revoked or issued for the wrong audience: drop it
+    /// so the next attempt fetches a fresh one (review finding F12).
+    public func credentialsRejected() -> Bool { credential.invalidate(scope: scope) }
+
     public var description: String { "BearerTokenAuthenticator(\(credential), scope: \(scope))" }
 }

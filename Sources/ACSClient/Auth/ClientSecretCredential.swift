@@ -72,6 +72,8 @@ public final class ClientSecretCredential: TokenCredential, CustomStringConverti
         cache.getToken(scope: scope, completion: completion)
     }
 
+    public func invalidate(scope: String) -> Bool { cache.invalidate(scope: scope) }
+
     /// The token request exactly as §4.2 captured it from MSAL (minus its optional `client_info=1`).
     static func tokenRequest(url: String, clientID: String, clientSecret: Secret, scope: String) -> HTTPRequest {
         let body = TokenEndpoint.formEncode([
@@ -131,6 +133,8 @@ public final class WorkloadIdentityCredential: TokenCredential, CustomStringConv
     ) {
         cache.getToken(scope: scope, completion: completion)
     }
+
+    public func invalidate(scope: String) -> Bool { cache.invalidate(scope: scope) }
 
     /// §4.2's request with the certificate/federated variant's `client_assertion` in place of the secret.
     static func tokenRequest(url: String, clientID: String, assertion: String, scope: String) -> HTTPRequest {

@@ -124,5 +124,7 @@ public final class DefaultCredential: TokenCredential, CustomStringConvertible {
         chosen.getToken(scope: scope, completion: completion)
     }
 
+    public func invalidate(scope: String) -> Bool { chosen.invalidate(scope: scope) }
+
     public var description: String { "DefaultCredential(\(summary))" }
 }

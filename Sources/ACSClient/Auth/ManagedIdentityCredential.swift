@@ -116,6 +116,8 @@ public final class ManagedIdentityCredential: TokenCredential, CustomStringConve
         cache.getToken(scope: scope, completion: completion)
     }
 
+    public func invalidate(scope: String) -> Bool { cache.invalidate(scope: scope) }
+
     static func tokenRequest(source: Source, identityHeader: Secret?, clientID: String?, scope: String) -> HTTPRequest {
         let resource = ACSTokenScope.resource(forScope: scope)
         switch source {

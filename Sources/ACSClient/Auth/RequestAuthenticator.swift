@@ -9,6 +9,14 @@ public protocol RequestAuthenticator: Sendable {
     func authenticate(
         _ request: HTTPRequest, host: String, pathAndQuery: String,
         completion: @escaping @Sendable (Result<HTTPRequest, AuthenticationError>) -> Void)
+
+    /// ACS answered 401 to a request this authenticator signed. Returns true when something changed (a cached
+    /// token was dropped) so that one more attempt can succeed; false when retrying cannot help.
+    func credentialsRejected() -> Bool
+}
+
+extension RequestAuthenticator {
+    public func credentialsRejected() -> Bool { false }
 }
 
 /// Why a request could not be authenticated (no token could be obtained, a secret is unreadable…).

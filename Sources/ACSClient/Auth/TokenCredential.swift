@@ -42,6 +42,14 @@ public protocol TokenCredential: Sendable {
     /// Calls `completion` exactly once, on any queue, with a token valid for `scope` or an error whose
     /// message never contains a secret. Never blocks the caller's thread on the network.
     func getToken(scope: String, completion: @escaping @Sendable (Result<AccessToken, AuthenticationError>) -> Void)
+
+    /// Forgets the cached token for `scope` because ACS refused it (401): the next `getToken` fetches a new
+    /// one. Returns whether there was anything to forget.
+    func invalidate(scope: String) -> Bool
+}
+
+extension TokenCredential {
+    public func invalidate(scope: String) -> Bool { false }
 }
 
 /// The token cache shared by every credential: one token per scope, refreshed ahead of expiry, one fetch
@@ -122,6 +130,17 @@ final class TokenCache: @unchecked Sendable {
         entries[scope] = entry
         lock.unlock()
         if startFetching { startFetch(scope) }
+    }
+
+    /// Drops the cached token (ACS refused it), unless a fetch is already replacing it.
+    func invalidate(scope: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard var entry = entries[scope], entry.token != nil, !entry.fetching else { return false }
+        entry.token = nil
+        entry.nextBackgroundAttempt = .distantPast
+        entries[scope] = entry
+        return true
     }
 
     private func startFetch(_ scope: String) {
