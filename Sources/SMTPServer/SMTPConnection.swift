@@ -207,6 +207,9 @@ final class SMTPConnection: @unchecked Sendable {
             return
         }
         if let submission = output.submission {
+            // A client that vanished while its replies were being written has no one to tell the outcome to;
+            // its message is not delivered (review finding F13a).
+            guard !closed else { return }
             submit(submission)
         }
         closeIfIdleDuringShutdown()

@@ -55,8 +55,10 @@ struct DeliveryOptions: ParsableArguments {
         guard ReplyAfter(rawValue: replyAfter) != nil else {
             throw ValidationError("--reply-after must be accepted or final")
         }
-        guard retryBudget > 0, attemptTimeout > 0, pollDeadline > 0 else {
-            throw ValidationError("--retry-budget, --attempt-timeout and --poll-deadline must be positive")
+        guard retryBudget > 0, attemptTimeout > 0, pollDeadline > 0,
+            [retryBudget, attemptTimeout, pollDeadline].allSatisfy({ $0.isFinite && $0 <= 86_400 })
+        else {
+            throw ValidationError("--retry-budget, --attempt-timeout and --poll-deadline must be positive seconds, at most a day")
         }
         guard attemptTimeout <= retryBudget else {
             throw ValidationError("--attempt-timeout (\(attemptTimeout) s) must not exceed --retry-budget (\(retryBudget) s)")

@@ -89,9 +89,11 @@ struct Serve: ParsableCommand {
         guard maxMessageSize > 0, maxRecipients > 0, maxErrors >= 0 else {
             throw ValidationError("--max-message-size and --max-recipients must be positive")
         }
-        for timeout in [commandTimeout, dataTimeout, submissionTimeout] where timeout <= 0 {
-            throw ValidationError("timeouts must be positive (got \(timeout))")
+        for timeout in [commandTimeout, dataTimeout, submissionTimeout, shutdownGrace]
+        where !(timeout > 0 && timeout.isFinite && timeout <= 86_400) {
+            throw ValidationError("timeouts must be positive seconds, at most a day (got \(timeout))")
         }
+        guard minDataRate >= 0, minDataRate.isFinite else { throw ValidationError("--min-data-rate must be >= 0") }
         _ = try serverConfiguration()
         let policy = try translation.policy()
         if delivery.acsConfigured() && !delivery.dryRun && maxRecipients > policy.maxRecipients {

@@ -58,6 +58,37 @@ import Testing
         await Self.stop(server)
     }
 
+    @Test func whileTheSubmitterWorks_theServerStopsReading_soAFloodingClientIsHeldByTheKernel() async throws {
+        // Review finding F8: the reply order alone cannot show back-pressure. Here a client keeps writing
+        // pipelined commands while its message is with a slow submitter; without back-pressure the server
+        // would read (and buffer) everything, with it the kernel's socket buffers fill and send() stalls.
+        let submitter = RecordingSubmitter(delay: 1.5)
+        let (server, address) = try Self.startServer(submitter: submitter)
+        let client = try TestClient(to: address)
+        var small: Int32 = 64 * 1024
+        setsockopt(client.fd, SOL_SOCKET, SO_SNDBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        _ = try client.readReply()
+        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
+        _ = try client.readReplies(4)
+        try client.send("x\r\n.\r\n")
+        try await Task.sleep(for: .milliseconds(100))  // the message is now with the submitter
+        _ = fcntl(client.fd, F_SETFL, fcntl(client.fd, F_GETFL) | O_NONBLOCK)
+        let flood = [UInt8](String(repeating: "NOOP\r\n", count: 64 * 1024 / 6).utf8)
+        var accepted = 0
+        let started = Date()
+        while accepted < 32 << 20, Date().timeIntervalSince(started) < 1.0 {
+            let written = flood.withUnsafeBytes { send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written > 0 {
+                accepted += written
+            } else {
+                usleep(10_000)
+            }
+        }
+        // Measured: 256 KiB with back-pressure (socket buffers), about 20 MiB without it.
+        #expect(accepted < 4 << 20, "the server kept reading during the submission: \(accepted) octets taken")
+        await Self.stop(server)
+    }
+
     @Test func clientOutsideAllowedNetworks_gets554AtConnect() async throws {
         let (server, address) = try Self.startServer { $0.allowedNetworks = [IPNetwork("192.0.2.0/24")!] }
         let client = try TestClient(to: address)
