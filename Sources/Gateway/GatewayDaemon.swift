@@ -72,7 +72,8 @@ public enum GatewayDaemon {
         var watchdogTimer: DispatchSourceTimer?
         if notifier.isEnabled, let interval = notifier.watchdogInterval {
             let timer = DispatchSource.makeTimerSource(queue: queue)
-            let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+            let (seconds, attoseconds) = interval.components
+            let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
             timer.schedule(
                 deadline: .now(), repeating: .nanoseconds(Int(nanoseconds)),
                 leeway: .nanoseconds(Int(nanoseconds / 10)))

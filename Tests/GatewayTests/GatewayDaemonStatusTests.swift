@@ -17,14 +17,16 @@ import Testing
     }
 
     @Test func running() {
-        #expect(GatewayDaemon.statusLine(listening: "127.0.0.1:25", statistics: counters, stopping: false)
-            == "Listening on 127.0.0.1:25; connections: 1 open, 12 served, 2 refused; "
-            + "messages: 9 accepted, 1 deferred, 3 rejected")
+        #expect(
+            GatewayDaemon.statusLine(listening: "127.0.0.1:25", statistics: counters, stopping: false)
+                == "Listening on 127.0.0.1:25; connections: 1 open, 12 served, 2 refused; "
+                + "messages: 9 accepted, 1 deferred, 3 rejected")
     }
 
     @Test func stopping() {
-        #expect(GatewayDaemon.statusLine(listening: "127.0.0.1:25", statistics: counters, stopping: true)
-            == "Stopping: 1 connection still open, finishing their transactions; connections: 1 open, 12 served, "
-            + "2 refused; messages: 9 accepted, 1 deferred, 3 rejected")
+        #expect(
+            GatewayDaemon.statusLine(listening: "127.0.0.1:25", statistics: counters, stopping: true)
+                == "Stopping: 1 connection still open, finishing their transactions; connections: 1 open, 12 served, "
+                + "2 refused; messages: 9 accepted, 1 deferred, 3 rejected")
     }
 }

@@ -117,69 +117,94 @@ import Testing
     }
 
     @Test func notSetOrForAnotherProcess_isNotActivation() throws {
-        #expect(try SocketActivation.listeningSockets(environment: [:], processID: me)
-            == .notActivated(reason: "LISTEN_FDS is not set"))
-        #expect(try SocketActivation.listeningSockets(environment: ["LISTEN_FDS": "1"], processID: me)
-            == .notActivated(reason: "LISTEN_FDS is set but LISTEN_PID is not"))
+        #expect(
+            try SocketActivation.listeningSockets(environment: [:], processID: me)
+                == .notActivated(reason: "LISTEN_FDS is not set"))
+        #expect(
+            try SocketActivation.listeningSockets(environment: ["LISTEN_FDS": "1"], processID: me)
+                == .notActivated(reason: "LISTEN_FDS is set but LISTEN_PID is not"))
         let other = try SocketActivation.listeningSockets(
             environment: ["LISTEN_FDS": "1", "LISTEN_PID": "\(me + 1)"], processID: me)
         #expect(other == .notActivated(reason: "LISTEN_PID=\(me + 1) is another process (this one is \(me))"))
     }
 
     @Test func malformedVariables_areClearErrors() throws {
-        #expect(error { try SocketActivation.listeningSockets(
-            environment: ["LISTEN_FDS": "1", "LISTEN_PID": "me"], processID: me) } == "LISTEN_PID=me is not a process id")
-        #expect(error { try activate(3, count: 0) }
-            == "LISTEN_FDS=0: socket activation for this process but no sockets were passed")
-        #expect(error { try SocketActivation.listeningSockets(
-            environment: ["LISTEN_FDS": "two", "LISTEN_PID": "\(me)"], processID: me) }
-            == "LISTEN_FDS=two is not a number of descriptors")
-        #expect(error { try activate(3, count: 1_000_000_000) }
-            == "LISTEN_FDS=1000000000 is more than this process can have open")
-        #expect(error { try activate(3, count: 2, names: "smtp") }
-            == "LISTEN_FDNAMES=smtp names 1 descriptors but LISTEN_FDS=2")
+        #expect(
+            error {
+                try SocketActivation.listeningSockets(
+                    environment: ["LISTEN_FDS": "1", "LISTEN_PID": "me"], processID: me)
+            } == "LISTEN_PID=me is not a process id")
+        #expect(
+            error { try activate(3, count: 0) }
+                == "LISTEN_FDS=0: socket activation for this process but no sockets were passed")
+        #expect(
+            error {
+                try SocketActivation.listeningSockets(
+                    environment: ["LISTEN_FDS": "two", "LISTEN_PID": "\(me)"], processID: me)
+            }
+                == "LISTEN_FDS=two is not a number of descriptors")
+        #expect(
+            error { try activate(3, count: 1_000_000_000) }
+                == "LISTEN_FDS=1000000000 is more than this process can have open")
+        #expect(
+            error { try activate(3, count: 2, names: "smtp") }
+                == "LISTEN_FDNAMES=smtp names 1 descriptors but LISTEN_FDS=2")
     }
 
     @Test func aFileIsNotASocket() throws {
         let fd = open("/dev/null", O_RDONLY)
         let first = try consecutive([fd])
         defer { closeAll(from: first, count: 1) }
-        #expect(error { try activate(first, count: 1, names: "smtp") }
-            == "inherited descriptor \(first) (smtp) is not a socket")
+        #expect(
+            error { try activate(first, count: 1, names: "smtp") }
+                == "inherited descriptor \(first) (smtp) is not a socket")
     }
 
     @Test func aClosedDescriptor_isReported() throws {
         let first = try consecutive([try tcpSocket(listening: true)])
         closeAll(from: first, count: 1)
-        #expect(error { try activate(first, count: 1) }.hasPrefix("inherited descriptor \(first) (unknown) is not open"))
+        #expect(
+            error { try activate(first, count: 1) }.hasPrefix("inherited descriptor \(first) (unknown) is not open"))
     }
 
     @Test func aDatagramSocket_isNotAStreamSocket() throws {
         let first = try consecutive([socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)])
         defer { closeAll(from: first, count: 1) }
-        #expect(error { try activate(first, count: 1, names: "smtp") }
-            == "inherited descriptor \(first) (smtp) is not a stream socket: the .socket unit needs ListenStream=, not ListenDatagram=")
+        #expect(
+            error { try activate(first, count: 1, names: "smtp") }
+                == "inherited descriptor \(first) (smtp) is not a stream socket: "
+                + "the .socket unit needs ListenStream=, not ListenDatagram="
+        )
     }
 
     @Test func aSocketThatIsNotListening_isRefused() throws {
         let first = try consecutive([try tcpSocket(listening: false)])
         defer { closeAll(from: first, count: 1) }
-        #expect(error { try activate(first, count: 1, names: "smtp") }
-            == "inherited descriptor \(first) (smtp) is not listening: the .socket unit needs Accept=no (the default)")
+        #expect(
+            error { try activate(first, count: 1, names: "smtp") }
+                == "inherited descriptor \(first) (smtp) is not listening: "
+                + "the .socket unit needs Accept=no (the default)"
+        )
     }
 
     @Test func aUnixSocket_isRefused() throws {
         let first = try consecutive([try tcpSocket(listening: true, family: AF_UNIX)])
         defer { closeAll(from: first, count: 1) }
-        #expect(error { try activate(first, count: 1, names: "smtp") }
-            == "inherited descriptor \(first) (smtp) is not an IPv4/IPv6 socket: ListenStream= must be a port or an ADDRESS:PORT")
+        #expect(
+            error { try activate(first, count: 1, names: "smtp") }
+                == "inherited descriptor \(first) (smtp) is not an IPv4/IPv6 socket: "
+                + "ListenStream= must be a port or an ADDRESS:PORT"
+        )
     }
 
     @Test func theSecondOfTwo_isChecked() throws {
         let first = try consecutive([try tcpSocket(listening: true), try tcpSocket(listening: false)])
         defer { closeAll(from: first, count: 2) }
-        #expect(error { try activate(first, count: 2, names: "smtp:other") }
-            == "inherited descriptor \(first + 1) (other) is not listening: the .socket unit needs Accept=no (the default)")
+        #expect(
+            error { try activate(first, count: 2, names: "smtp:other") }
+                == "inherited descriptor \(first + 1) (other) is not listening: "
+                + "the .socket unit needs Accept=no (the default)"
+        )
     }
 }
 

@@ -144,12 +144,15 @@ import Testing
 
     @Test func watchdogInterval_isHalfOfWatchdogUsec_forThisProcessOnly() {
         let me = getpid()
-        #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "200000"], processID: me)
-            == .milliseconds(100))
-        #expect(SystemdNotifier.watchdogInterval(
-            environment: ["WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "\(me)"], processID: me) == .seconds(15))
-        #expect(SystemdNotifier.watchdogInterval(
-            environment: ["WATCHDOG_USEC": "200000", "WATCHDOG_PID": "\(me + 1)"], processID: me) == nil)
+        #expect(
+            SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "200000"], processID: me)
+                == .milliseconds(100))
+        #expect(
+            SystemdNotifier.watchdogInterval(
+                environment: ["WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "\(me)"], processID: me) == .seconds(15))
+        #expect(
+            SystemdNotifier.watchdogInterval(
+                environment: ["WATCHDOG_USEC": "200000", "WATCHDOG_PID": "\(me + 1)"], processID: me) == nil)
         #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "0"], processID: me) == nil)
         #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "soon"], processID: me) == nil)
         #expect(SystemdNotifier.watchdogInterval(environment: [:], processID: me) == nil)

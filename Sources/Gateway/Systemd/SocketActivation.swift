@@ -106,7 +106,8 @@ public enum SocketActivation {
         }
         guard let type = socketOption(fd, SO_TYPE), type == Int32(SOCK_STREAM.rawValue) else {
             throw SocketActivationError(
-                description: "\(which) is not a stream socket: the .socket unit needs ListenStream=, not ListenDatagram=")
+                description:
+                    "\(which) is not a stream socket: the .socket unit needs ListenStream=, not ListenDatagram=")
         }
         guard let family = socketOption(fd, SO_DOMAIN), family == AF_INET || family == AF_INET6 else {
             throw SocketActivationError(
