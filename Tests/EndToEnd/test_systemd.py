@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -342,3 +343,39 @@ def test_systemd_analyze_security_rates_the_service_ok_or_better():
     score, rating = float(match.group(1)), match.group(2)
     print(f"systemd-analyze security: {score} {rating}")
     assert rating in {"PERFECT", "SAFE", "OK"} and score <= 2.0, result.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# MemoryDenyWriteExecute=yes in the unit
+
+
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+
+
+def test_gateway_runs_when_memory_can_never_be_writable_and_executable(tmp_path):
+    """The unit sets MemoryDenyWriteExecute=yes (a seccomp filter). Linux ≥ 6.3 has the same rule as a
+    process attribute, prctl(PR_SET_MDWE), kept across execve: the gateway must start and serve under it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def deny_write_execute():
+        if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+            os._exit(97)  # reported below as a skip
+
+    probe = subprocess.run(["true"], preexec_fn=deny_write_execute)
+    if probe.returncode == 97:
+        pytest.skip("this kernel has no prctl(PR_SET_MDWE) (Linux < 6.3)")
+    # The rule is in force after execve: a writable and executable mapping is refused.
+    wx = subprocess.run([sys.executable, "-c", "import mmap; mmap.mmap(-1, 4096, "
+                         "prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)"],
+                        preexec_fn=deny_write_execute, capture_output=True, text=True)
+    assert wx.returncode != 0 and "PermissionError" in wx.stderr, wx
+    gw = Gateway(tmp_path, name="mdwe")
+    gw.popen_options = {"preexec_fn": deny_write_execute}
+    gw.start()
+    try:
+        send_one(gw)
+        assert len(gw.wait_for_messages(1)) == 1
+    finally:
+        assert gw.stop(5) == 0, gw.stderr()
