@@ -17,6 +17,7 @@ final class SMTPConnection: @unchecked Sendable {
     private let fd: Int32
     private var session: SMTPSession
     private let submitter: MessageSubmitter
+    private let statistics: SMTPServerStatistics
     private let timeouts: SMTPTimeouts
     private var logger: Logger
     private let onClose: @Sendable (SMTPConnection) -> Void
@@ -63,7 +64,7 @@ final class SMTPConnection: @unchecked Sendable {
 
     init(
         fd: Int32, clientAddress: SocketAddress, configuration: SMTPServerConfiguration,
-        submitter: MessageSubmitter, targetQueue: DispatchQueue, logger: Logger,
+        submitter: MessageSubmitter, statistics: SMTPServerStatistics, targetQueue: DispatchQueue, logger: Logger,
         onClose: @escaping @Sendable (SMTPConnection) -> Void
     ) {
         self.id = Identifiers.sessionID()
@@ -72,6 +73,7 @@ final class SMTPConnection: @unchecked Sendable {
         self.queue = DispatchQueue(label: "smtp.connection.\(id)", target: targetQueue)
         self.session = SMTPSession(hostname: configuration.hostname, limits: configuration.limits)
         self.submitter = submitter
+        self.statistics = statistics
         self.timeouts = configuration.timeouts
         var logger = logger
         logger[metadataKey: "smtp.session"] = "\(id)"
@@ -258,6 +260,7 @@ final class SMTPConnection: @unchecked Sendable {
         submissionStartedAt = nil
         guard !closed, !closeAfterFlush, session.phase == .awaitingSubmission else { return }
         if reply.isPositive { messagesAccepted += 1 } else { messagesRejected += 1 }
+        statistics.messageAnswered(reply)
         let level: Logger.Level = reply.isPositive ? .info : (reply.isTransientFailure ? .warning : .notice)
         logger.log(
             level: level, "message",
@@ -381,7 +384,9 @@ final class SMTPConnection: @unchecked Sendable {
                     metadata: ["smtp.message_id": "\(submissionMessageID ?? "?")", "timeout_s": "\(timeouts.submission)"])
                 submissionMessageID = nil
                 closeReason = "submission timeout"
-                handle(session.abort(.submissionTimedOut))
+                let output = session.abort(.submissionTimedOut)
+                if let reply = output.replies.last { statistics.messageAnswered(reply) }
+                handle(output)
             }
         case .closed:
             break

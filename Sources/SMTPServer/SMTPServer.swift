@@ -20,6 +20,9 @@ public final class SMTPServer: @unchecked Sendable {
     private let queue = DispatchQueue(label: "smtp.server")
     private let connectionTargetQueue = DispatchQueue(label: "smtp.connections", attributes: .concurrent)
 
+    /// Connection and message counters since start (for the service manager's status line).
+    public let statistics = SMTPServerStatistics()
+
     private var listeners: [(fd: Int32, source: DispatchSourceRead, address: SocketAddress)] = []
     /// True while accepting is paused because the process ran out of descriptors.
     private var acceptPaused = false
@@ -68,6 +71,13 @@ public final class SMTPServer: @unchecked Sendable {
 
     /// Number of open connections (for status and tests).
     public var connectionCount: Int { queue.sync { connections.count } }
+
+    /// Runs `body` on the server's registry queue, asynchronously. The service manager's watchdog pings
+    /// from here, so a wedged registry queue (nothing accepted any more) stops the pings and systemd
+    /// restarts the daemon (`WatchdogSec=`, systemd.service(5)).
+    public func whenResponsive(_ body: @escaping @Sendable () -> Void) {
+        queue.async(execute: body)
+    }
 
     /// Graceful shutdown: stop accepting, let open transactions finish for up to the grace period, then
     /// close the rest with 421. `completion` runs once every connection is closed.
@@ -185,12 +195,13 @@ public final class SMTPServer: @unchecked Sendable {
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         let connection = SMTPConnection(
             fd: fd, clientAddress: client, configuration: configuration, submitter: submitter,
-            targetQueue: connectionTargetQueue, logger: logger
+            statistics: statistics, targetQueue: connectionTargetQueue, logger: logger
         ) { [weak self] connection in
             self?.connectionClosed(connection)
         }
         connections[ObjectIdentifier(connection)] = connection
         connectionsPerClient[clientKey, default: 0] += 1
+        statistics.connectionAdmitted()
         connection.start()
     }
 
@@ -199,6 +210,7 @@ public final class SMTPServer: @unchecked Sendable {
     private func refuse(fd: Int32, client: SocketAddress, reply: SMTPReply, reason: String) {
         logger.notice("connection refused", metadata: ["smtp.client": "\(client)", "reason": "\(reason)",
                                                         "smtp.reply": "\(reply)"])
+        statistics.connectionRefused()
         let bytes = reply.wireBytes
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         Glibc.shutdown(fd, Int32(SHUT_WR))
@@ -208,6 +220,7 @@ public final class SMTPServer: @unchecked Sendable {
     private func connectionClosed(_ connection: SMTPConnection) {
         queue.async { [self] in
             connections[ObjectIdentifier(connection)] = nil
+            statistics.connectionClosed()
             let key = connection.clientAddress.unmappedIPBytes
             let remaining = connectionsPerClient[key, default: 1] - 1
             connectionsPerClient[key] = remaining > 0 ? remaining : nil

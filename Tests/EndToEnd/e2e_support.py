@@ -71,6 +71,8 @@ class Gateway:
         self.extra_args = list(args or [])
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
+        # Extra subprocess.Popen arguments (pass_fds, preexec_fn), e.g. for socket activation tests.
+        self.popen_options: dict = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -88,7 +90,8 @@ class Gateway:
         for attempt in range(40):
             try:
                 self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._stderr_file,
-                                             stderr=self._stderr_file, cwd=str(self.outbox.parent), env=self.env)
+                                             stderr=self._stderr_file, cwd=str(self.outbox.parent), env=self.env,
+                                             **self.popen_options)
                 break
             except OSError as error:  # ETXTBSY: `swift build` is replacing the binary right now
                 if error.errno != errno.ETXTBSY or attempt == 39:

@@ -211,6 +211,53 @@ import Testing
         #expect(throws: TestClient.Failure.self) { _ = try TestClient(to: address) }
     }
 
+    @Test func statistics_countConnectionsAndRepliesToTheEndOfData() async throws {
+        let (server, address) = try Self.startServer { $0.maxConnectionsPerClient = 1 }
+        let client = try TestClient(to: address)
+        #expect(try client.readReply().code == 220)
+        let refused = try TestClient(to: address)
+        #expect(try refused.readReply().code == 421)
+        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
+        _ = try client.readReplies(4)
+        try client.send("x\r\n.\r\n")
+        #expect(try client.readReply().code == 250)
+        var snapshot = server.statistics.snapshot
+        #expect(snapshot.openConnections == 1)
+        #expect(snapshot.connectionsAdmitted == 1)
+        #expect(snapshot.connectionsRefused == 1)
+        #expect(snapshot.messagesAccepted == 1)
+        #expect(snapshot.messagesDeferred == 0 && snapshot.messagesRejected == 0)
+        try client.send("QUIT\r\n")
+        _ = try client.readReply()
+        for _ in 0..<50 where server.statistics.snapshot.openConnections > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        snapshot = server.statistics.snapshot
+        #expect(snapshot.openConnections == 0)
+        await Self.stop(server)
+    }
+
+    @Test func deferredAndRejectedMessages_areCountedApart() async throws {
+        let deferring = RecordingSubmitter(reply: SMTPReply(451, EnhancedStatusCode(4, 3, 0), "later"))
+        let (server, address) = try Self.startServer(submitter: deferring)
+        let client = try TestClient(to: address)
+        _ = try client.readReply()
+        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\n")
+        #expect(try client.readReplies(5).map(\.code) == [250, 250, 250, 354, 451])
+        #expect(server.statistics.snapshot.messagesDeferred == 1)
+        await Self.stop(server)
+
+        let rejecting = RecordingSubmitter(reply: SMTPReply(554, EnhancedStatusCode(5, 6, 0), "no"))
+        let (server2, address2) = try Self.startServer(submitter: rejecting)
+        let client2 = try TestClient(to: address2)
+        _ = try client2.readReply()
+        try client2.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\n")
+        #expect(try client2.readReplies(5).map(\.code) == [250, 250, 250, 354, 554])
+        #expect(server2.statistics.snapshot.messagesRejected == 1)
+        #expect(server2.statistics.snapshot.messagesAccepted == 0)
+        await Self.stop(server2)
+    }
+
     @Test func listensOnIPv6Loopback() async throws {
         guard let v6 = SocketAddress(ip: "::1", port: 0) else { return }
         let (server, address): (SMTPServer, SocketAddress)
