@@ -12,24 +12,42 @@ import SMTPServer
 /// listens, `STATUS=` with its counters every few seconds, `WATCHDOG=1` when `WatchdogSec=` is set, and
 /// `STOPPING=1` when a signal starts the shutdown. Started by hand, none of that applies and nothing changes.
 public enum GatewayDaemon {
-    /// Raises the soft limit on open descriptors to the hard limit: every SMTP connection, outbox write and
-    /// ACS connection needs one, and the usual soft limit (1024) is below what the connection limits allow.
-    static func raiseDescriptorLimit(logger: Logger) {
+    /// Descriptors kept free beyond the SMTP connections: listeners, outbox writes (two files per writer),
+    /// ACS connections and the resolver, the log, and libdispatch's own (epoll, eventfd, timerfds).
+    public static let reservedDescriptors = 96
+
+    /// Makes sure running out of descriptors is a refusal at connect (421), never a crash: libdispatch aborts
+    /// when it cannot create its internal descriptors (seen with `ulimit -n 24`, review finding F4).
+    /// Raises the soft RLIMIT_NOFILE to the hard limit, clamps `maxConnections` to what then fits, and makes
+    /// libdispatch create its timer descriptors now, while descriptors are plentiful.
+    public static func prepareDescriptors(for configuration: inout SMTPServerConfiguration, logger: Logger) {
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-        let previous = limit.rlim_cur
-        limit.rlim_cur = limit.rlim_max
-        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-            logger.debug("raised the open-file limit", metadata: ["from": "\(previous)", "to": "\(limit.rlim_cur)"])
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            if limit.rlim_cur < limit.rlim_max {
+                let previous = limit.rlim_cur
+                limit.rlim_cur = limit.rlim_max
+                if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+                    logger.debug("raised the open-file limit", metadata: ["from": "\(previous)", "to": "\(limit.rlim_cur)"])
+                } else {
+                    limit.rlim_cur = previous
+                }
+            }
+            let fitting = max(1, Int(clamping: limit.rlim_cur) - reservedDescriptors)
+            if configuration.maxConnections > fitting {
+                logger.warning(
+                    "the open-file limit allows fewer connections than configured; extra clients get 421",
+                    metadata: ["max_connections": "\(fitting)", "configured": "\(configuration.maxConnections)",
+                               "open_file_limit": "\(limit.rlim_cur)"])
+                configuration.maxConnections = fitting
+            }
         }
+        let warmUp = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
+        warmUp.schedule(deadline: .now() + .milliseconds(1))
+        warmUp.setEventHandler { warmUp.cancel() }
+        warmUp.resume()
+        DispatchQueue.global().asyncAfter(wallDeadline: .now() + .milliseconds(1)) {}
     }
 
-    /// Starts `server` and never returns: the process ends through `exit`.
-    ///
-    /// - Parameters:
-    ///   - environment: where `LISTEN_*`, `NOTIFY_SOCKET` and `WATCHDOG_*` are read from.
-    ///   - statusInterval: seconds between `STATUS=` updates while running (a changed line only); during the
-    ///     shutdown it is updated every second, so `systemctl status` shows the drain progressing.
     public static func run(
         server: SMTPServer, logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment, statusInterval: Double = 5
@@ -40,7 +58,6 @@ public enum GatewayDaemon {
         // (and never call signal(SIG_IGN) after creating a source: on Linux that disables it).
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
-        raiseDescriptorLimit(logger: logger)
         let notifier = SystemdNotifier(environment: environment, logger: logger)
         // Signals, status and watchdog timers share one serial queue: the state below needs no lock.
         let queue = DispatchQueue(label: "gateway.lifecycle")

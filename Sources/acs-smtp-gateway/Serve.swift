@@ -164,6 +164,7 @@ struct Serve: ParsableCommand {
         } else {
             submitter = try outboxSubmitter(logger: logger)
         }
+        GatewayDaemon.prepareDescriptors(for: &configuration, logger: logger)
         let server = SMTPServer(configuration: configuration, submitter: submitter, logger: logger)
         GatewayDaemon.run(server: server, logger: logger)
     }

@@ -1,4 +1,8 @@
-"""Running out of file descriptors must neither spin nor flood the log, and service resumes (review F4)."""
+"""A low open-file limit must mean clean refusals at connect, never a crash, a spin or a log flood (review F4).
+
+libdispatch aborts the process when it cannot create its own descriptors, so the gateway keeps a reserve:
+it raises its soft limit to the hard one and clamps --max-connections to what fits; extra clients get 421.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import time
 from e2e_support import free_port, gateway_binary
 
 
-def test_out_of_descriptors_pauses_accepting_then_recovers(tmp_path):
+def test_a_tiny_open_file_limit_refuses_extra_clients_cleanly_and_recovers(tmp_path):
     port = free_port()
     log = tmp_path / "stderr.log"
     with open(log, "wb") as stderr:
@@ -26,16 +30,22 @@ def test_out_of_descriptors_pauses_accepting_then_recovers(tmp_path):
                 break
             except OSError:
                 time.sleep(0.05)
+        time.sleep(0.3)
+        greetings = []
         for _ in range(40):
-            clients.append(socket.create_connection(("127.0.0.1", port), timeout=2))
-        time.sleep(1.5)
-        cpu_ticks_before = int(open(f"/proc/{gateway.pid}/stat").read().split()[13])
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            clients.append(client)
+            greetings.append(client.recv(512)[:9])
+        assert greetings.count(b"220 local") >= 1
+        assert all(g in (b"220 local", b"421 4.7.0") for g in greetings), greetings
+        cpu_before = int(open(f"/proc/{gateway.pid}/stat").read().split()[13])
         time.sleep(1.0)
-        cpu_ticks_after = int(open(f"/proc/{gateway.pid}/stat").read().split()[13])
+        cpu_after = int(open(f"/proc/{gateway.pid}/stat").read().split()[13])
+        assert cpu_after - cpu_before < 50, "the gateway spins"
+        assert gateway.poll() is None, "the gateway died:\n" + log.read_text()
         text = log.read_text()
-        episodes = text.count("out of file descriptors")
-        assert 1 <= episodes <= 40, f"{episodes} log lines about descriptors"
-        assert cpu_ticks_after - cpu_ticks_before < 50, "the listener spins while out of descriptors"
+        assert "open-file limit allows fewer connections than configured" in text
+        assert text.count("\n") < 200, "log flood"
         for client in clients:
             client.close()
         clients = []
@@ -47,4 +57,4 @@ def test_out_of_descriptors_pauses_accepting_then_recovers(tmp_path):
         for client in clients:
             client.close()
         gateway.terminate()
-        assert gateway.wait(timeout=35) == 0
+        assert gateway.wait(timeout=35) == 0, log.read_text()[-2000:]
