@@ -7,7 +7,7 @@ import Glibc
 /// `DispatchSourceRead`/`Write` on one serial queue, its timer callback into one `DispatchSourceTimer`,
 /// and both call `curl_multi_socket_action`. Many requests are in flight at once, connections are
 /// reused (HTTP/2 multiplexed when offered), and no thread is blocked — the shape of
-/// swift-corelibs-foundation's `MultiHandle.swift`, without its `try!`.
+/// swift-corelibs-foundation's `MultiHandle.swift`, minus its forced `try`s.
 ///
 /// This file owns the multi handle (`CurlEasyTransfer` owns each easy handle); every libcurl call
 /// happens on `queue`.
