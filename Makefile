@@ -7,7 +7,7 @@ ARGS ?=
 
 run:
 	.ci/install-packages build
-	swift build -c release
+	swift build -c release --product acs-smtp-gateway
 	.build/release/acs-smtp-gateway serve $(ARGS)
 
 build:
