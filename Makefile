@@ -109,7 +109,8 @@ DEB_COMPRESSION ?= xz
 DEB_FALLBACK_DEPENDS := libcurl4, libssl3, libc6
 
 deb:
-	rm -rf "$(DEB_DIR_ABS)"
+	@# Only what this target makes, so DEB_DIR may name a directory that holds other files.
+	rm -rf "$(DEB_ROOT)" "$(DEB_DIR_ABS)/shlibs" "$(DEB_DIR_ABS)/shlibdeps.log" "$(DEB_FILE)"
 	$(MAKE) --no-print-directory install DESTDIR="$(DEB_ROOT)" PREFIX=/usr
 	install -d -m 0755 "$(DEB_ROOT)/DEBIAN"
 	install -m 0755 etc/debian/postinst etc/debian/prerm etc/debian/postrm "$(DEB_ROOT)/DEBIAN/"
