@@ -3,7 +3,7 @@ SWIFT_FLAGS := -Xswiftc -warnings-as-errors
 # Arguments for `make run`, e.g. make run ARGS="--listen 127.0.0.1:2526 --outbox /tmp/outbox"
 ARGS ?=
 
-.PHONY: run test build unit-test e2e-test bench clean
+.PHONY: run test build unit-test e2e-test bench clean install uninstall deb
 
 run:
 	.ci/install-packages build
@@ -36,3 +36,102 @@ bench:
 
 clean:
 	rm -rf .build
+
+# --------------------------------------------------------------------------------------------------
+# Installation (README.md "Installing"). `make install [DESTDIR=…] [PREFIX=/usr]`, `make uninstall`, `make deb`.
+#
+# PREFIX (default /usr) places the binaries in $(PREFIX)/bin and the units in $(PREFIX)/lib/systemd/system:
+# systemd reads both /usr/lib/systemd/system and /usr/local/lib/systemd/system (systemd.unit(5), "Unit File
+# Load Path"), so a PREFIX=/usr/local install needs no file in /etc/systemd/system, which stays the
+# administrator's (drop-ins, `systemctl edit`). ExecStart= is rewritten to $(PREFIX)/bin.
+# Configuration is always under /etc whatever PREFIX is, because the units name /etc/default/acs-smtp-gateway
+# and /etc/acs-smtp-gateway/connection-string.
+# INSTALL_BINARY=<path to acs-smtp-gateway> skips the release build and installs that binary instead (the tests
+# pass the debug build); the emulator is taken from the same directory unless INSTALL_EMULATOR says otherwise.
+PREFIX ?= /usr
+DESTDIR ?=
+BINDIR := $(PREFIX)/bin
+UNITDIR := $(PREFIX)/lib/systemd/system
+# Its own build directory with the Swift runtime linked in, so the installed binary (and the .deb) runs
+# without the toolchain; `make run` keeps using .build/release as before.
+INSTALL_BUILD := .build/install
+INSTALL_BINARY ?=
+GATEWAY_INSTALL_BIN := $(or $(INSTALL_BINARY),$(INSTALL_BUILD)/release/acs-smtp-gateway)
+INSTALL_EMULATOR ?= $(dir $(GATEWAY_INSTALL_BIN))acs-email-emulator
+
+install:
+ifeq ($(INSTALL_BINARY),)
+	.ci/install-packages build
+	swift build -c release --static-swift-stdlib --scratch-path $(INSTALL_BUILD)
+endif
+	test -x "$(GATEWAY_INSTALL_BIN)" && test -x "$(INSTALL_EMULATOR)"
+	install -D -m 0755 "$(GATEWAY_INSTALL_BIN)" "$(DESTDIR)$(BINDIR)/acs-smtp-gateway"
+	install -D -m 0755 "$(INSTALL_EMULATOR)" "$(DESTDIR)$(BINDIR)/acs-email-emulator"
+	sed 's|^ExecStart=/usr/bin/acs-smtp-gateway |ExecStart=$(BINDIR)/acs-smtp-gateway |' systemd/acs-smtp-gateway.service \
+		| install -D -m 0644 /dev/stdin "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service"
+	grep -q '^ExecStart=$(BINDIR)/acs-smtp-gateway ' "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service"
+	install -D -m 0644 systemd/acs-smtp-gateway.socket "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket"
+	@# The options file is the administrator's once it exists: never overwritten.
+	if [ -e "$(DESTDIR)/etc/default/acs-smtp-gateway" ]; then \
+		echo "keeping existing $(DESTDIR)/etc/default/acs-smtp-gateway"; \
+	else \
+		install -D -m 0644 etc/default/acs-smtp-gateway "$(DESTDIR)/etc/default/acs-smtp-gateway"; \
+	fi
+	@# Holds the connection string (created by the administrator, mode 0600); no secret is ever installed.
+	[ -d "$(DESTDIR)/etc/acs-smtp-gateway" ] || install -d -m 0750 "$(DESTDIR)/etc/acs-smtp-gateway"
+
+# Removes what install added; an edited /etc/default file and anything in /etc/acs-smtp-gateway stay.
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/acs-smtp-gateway" "$(DESTDIR)$(BINDIR)/acs-email-emulator" \
+		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service" "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket"
+	if cmp -s etc/default/acs-smtp-gateway "$(DESTDIR)/etc/default/acs-smtp-gateway"; then \
+		rm -f "$(DESTDIR)/etc/default/acs-smtp-gateway"; \
+	elif [ -e "$(DESTDIR)/etc/default/acs-smtp-gateway" ]; then \
+		echo "keeping edited $(DESTDIR)/etc/default/acs-smtp-gateway"; \
+	fi
+	if [ -d "$(DESTDIR)/etc/acs-smtp-gateway" ]; then \
+		rmdir "$(DESTDIR)/etc/acs-smtp-gateway" 2>/dev/null || echo "keeping non-empty $(DESTDIR)/etc/acs-smtp-gateway"; \
+	fi
+
+# A binary .deb built straight with dpkg-deb from a staged `make install` (no debian/ source tree: the
+# maintainer scripts and control template live in etc/debian/, see etc/debian/control.in).
+VERSION ?= 0.1.0
+GIT_HASH := $(shell git rev-parse --short HEAD 2>/dev/null)
+DEB_VERSION := $(VERSION)$(if $(GIT_HASH),~git$(GIT_HASH))
+DEB_ARCH = $(shell dpkg --print-architecture)
+# Staging and output directory (git-ignored; the tests point it at a temporary directory).
+DEB_DIR ?= .build/deb
+DEB_DIR_ABS := $(abspath $(DEB_DIR))
+DEB_ROOT := $(DEB_DIR_ABS)/root
+DEB_FILE = $(DEB_DIR_ABS)/acs-smtp-gateway_$(DEB_VERSION)_$(DEB_ARCH).deb
+# xz like Debian's archive; the tests pass DEB_COMPRESSION=none for speed.
+DEB_COMPRESSION ?= xz
+DEB_FALLBACK_DEPENDS := libcurl4, libssl3, libc6
+
+deb:
+	@# Only what this target makes, so DEB_DIR may name a directory that holds other files.
+	rm -rf "$(DEB_ROOT)" "$(DEB_DIR_ABS)/shlibs" "$(DEB_DIR_ABS)/shlibdeps.log" "$(DEB_FILE)"
+	$(MAKE) --no-print-directory install DESTDIR="$(DEB_ROOT)" PREFIX=/usr
+	install -d -m 0755 "$(DEB_ROOT)/DEBIAN"
+	install -m 0755 etc/debian/postinst etc/debian/prerm etc/debian/postrm "$(DEB_ROOT)/DEBIAN/"
+	echo /etc/default/acs-smtp-gateway | install -m 0644 /dev/stdin "$(DEB_ROOT)/DEBIAN/conffiles"
+	@if objdump -p "$(DEB_ROOT)/usr/bin/acs-smtp-gateway" 2>/dev/null | grep -q 'NEEDED.*libswiftCore'; then \
+		echo "warning: the binary links the Swift runtime dynamically (INSTALL_BINARY?): the package runs only where the toolchain is" >&2; \
+	fi
+	@# dpkg-shlibdeps (dpkg-dev) wants a debian/control in its working directory; the Swift runtime
+	@# libraries of a toolchain build belong to no package, hence --ignore-missing-info.
+	set -e; \
+	depends="$(DEB_FALLBACK_DEPENDS)"; \
+	if command -v dpkg-shlibdeps >/dev/null; then \
+		mkdir -p "$(DEB_DIR_ABS)/shlibs/debian"; \
+		printf 'Source: acs-smtp-gateway\n\nPackage: acs-smtp-gateway\nArchitecture: any\n' > "$(DEB_DIR_ABS)/shlibs/debian/control"; \
+		depends=$$(cd "$(DEB_DIR_ABS)/shlibs" && dpkg-shlibdeps -O --ignore-missing-info \
+			-e"$(DEB_ROOT)/usr/bin/acs-smtp-gateway" -e"$(DEB_ROOT)/usr/bin/acs-email-emulator" \
+			2>"$(DEB_DIR_ABS)/shlibdeps.log" | sed -n 's/^shlibs:Depends=//p'); \
+	fi; \
+	[ -n "$$depends" ] || depends="$(DEB_FALLBACK_DEPENDS)"; \
+	size=$$(du -sk --apparent-size --exclude=DEBIAN "$(DEB_ROOT)" | cut -f1); \
+	sed -e "s|@VERSION@|$(DEB_VERSION)|" -e "s|@ARCH@|$(DEB_ARCH)|" -e "s|@DEPENDS@|$$depends|" -e "s|@SIZE@|$$size|" \
+		etc/debian/control.in | install -m 0644 /dev/stdin "$(DEB_ROOT)/DEBIAN/control"
+	dpkg-deb --build --root-owner-group -Z$(DEB_COMPRESSION) "$(DEB_ROOT)" "$(DEB_FILE)" >/dev/null
+	@echo "$(DEB_FILE)"
