@@ -27,6 +27,7 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
     private let refuseUntranslatable: Bool
     private let logger: Logger
     private let ioQueues: [DispatchQueue]
+    private let translationQueue = DispatchQueue(label: "outbox.translate", attributes: .concurrent)
     private let nextQueue = Atomic()
 
     /// Opens (creating if needed) the outbox directory and checks it is writable.
@@ -47,8 +48,9 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
     }
 
     public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SMTPReply) -> Void) {
-        let queue = ioQueues[nextQueue.increment() % ioQueues.count]
-        queue.async { [self] in
+        // Parsing and translating is CPU work: it runs on the shared work queue, so a large message does not
+        // hold up the serial I/O queue other messages' fsyncs are waiting on.
+        translationQueue.async { [self] in
             var acsRequest: [UInt8]?
             var acsRejection: String?
             if let translator {
@@ -69,14 +71,18 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
                     acsRejection = rejection.smtpReply
                 }
             }
-            do {
-                try store(message, acsRequest: acsRequest, acsRejection: acsRejection)
-                completion(.messageAccepted("OK \(message.id)"))
-            } catch {
-                logger.error(
-                    "could not write message to the outbox; the client will retry",
-                    metadata: ["smtp.message_id": "\(message.id)", "error": "\(error)", "outbox": "\(directory)"])
-                completion(.localError("could not store the message"))
+            let request = acsRequest
+            let rejection = acsRejection
+            ioQueues[nextQueue.increment() % ioQueues.count].async { [self] in
+                do {
+                    try store(message, acsRequest: request, acsRejection: rejection)
+                    completion(.messageAccepted("OK \(message.id)"))
+                } catch {
+                    logger.error(
+                        "could not write message to the outbox; the client will retry",
+                        metadata: ["smtp.message_id": "\(message.id)", "error": "\(error)", "outbox": "\(directory)"])
+                    completion(.localError("could not store the message"))
+                }
             }
         }
     }
