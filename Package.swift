@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // The emulator's HTTP server (HTTP/1.1 over SwiftNIO, optional TLS): no hand-written HTTP parser.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // The configuration file is YAML read as a node tree (libyaml's marks give every value its line).
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries, quarantined: module map + typed shims, no logic.
@@ -60,6 +62,7 @@ let package = Package(
                 "ACSEmail",
                 "ACSClient",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
 

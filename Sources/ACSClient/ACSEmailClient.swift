@@ -254,6 +254,54 @@ public final class ACSEmailClient: Sendable {
         }
     }
 
+    // MARK: Probing
+
+    /// What a credentials check learned (``probe(completion:)``).
+    public enum ProbeResult: Sendable, Equatable {
+        /// ACS authenticated the request (it answered the made-up operation id with 404, or 200).
+        case credentialsAccepted(status: Int)
+        /// ACS refused the signature or token.
+        case credentialsRefused(status: Int, code: String?, message: String?)
+        /// No token could be obtained for the request.
+        case notAuthenticated(AuthenticationError)
+        /// ACS could not be reached, or answered something else.
+        case unreachable(String)
+    }
+
+    /// Checks endpoint and credentials with a request that sends no mail: reading the status of an operation
+    /// id that cannot exist. ACS authenticates the request first, so 404 means the credentials work and
+    /// 401/403 means they do not. It cannot check a sender address: only a send does that.
+    public func probe(completion: @escaping @Sendable (ProbeResult) -> Void) {
+        let pathAndQuery = "/emails/operations/\(UUID().uuidString.lowercased())?api-version=\(configuration.apiVersion)"
+        let request = HTTPRequest(
+            method: "GET", url: configuration.endpoint.url + pathAndQuery,
+            headers: [("Accept", "application/json"), ("User-Agent", configuration.userAgent)],
+            timeout: configuration.retry.attemptTimeout, connectTimeout: configuration.retry.connectTimeout)
+        authenticator.authenticate(request, host: configuration.endpoint.authority, pathAndQuery: pathAndQuery) {
+            [transport] authenticated in
+            switch authenticated {
+            case .failure(let error):
+                completion(.notAuthenticated(error))
+            case .success(let signed):
+                transport.perform(signed) { result in
+                    switch result {
+                    case .failure(let error):
+                        completion(.unreachable("\(error)"))
+                    case .success(let http) where http.status == 404 || http.status == 200:
+                        completion(.credentialsAccepted(status: http.status))
+                    case .success(let http) where http.status == 401 || http.status == 403:
+                        let detail = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(http.body)))?.error
+                        completion(.credentialsRefused(
+                            status: http.status, code: detail?.code ?? http.header("x-ms-error-code"),
+                            message: detail?.message))
+                    case .success(let http):
+                        completion(.unreachable("ACS answered HTTP \(http.status) to a status read"))
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: Polling
 
     private func poll(

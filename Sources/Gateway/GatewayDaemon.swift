@@ -32,15 +32,8 @@ public enum GatewayDaemon {
                     limit.rlim_cur = previous
                 }
             }
-            let fitting = max(1, Int(clamping: limit.rlim_cur) - reservedDescriptors)
-            if configuration.maxConnections > fitting {
-                logger.warning(
-                    "the open-file limit allows fewer connections than configured; extra clients get 421",
-                    metadata: ["max_connections": "\(fitting)", "configured": "\(configuration.maxConnections)",
-                               "open_file_limit": "\(limit.rlim_cur)"])
-                configuration.maxConnections = fitting
-            }
         }
+        clampConnections(&configuration, logger: logger)
         let warmUp = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
         warmUp.schedule(deadline: .now() + .milliseconds(1))
         warmUp.setEventHandler { warmUp.cancel() }
@@ -48,9 +41,28 @@ public enum GatewayDaemon {
         DispatchQueue.global().asyncAfter(wallDeadline: .now() + .milliseconds(1)) {}
     }
 
+    /// Clamps `maxConnections` to what the open-file limit leaves after ``reservedDescriptors``.
+    static func clampConnections(_ configuration: inout SMTPServerConfiguration, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let fitting = max(1, Int(clamping: limit.rlim_cur) - reservedDescriptors)
+        if configuration.maxConnections > fitting {
+            logger.warning(
+                "the open-file limit allows fewer connections than configured; extra clients get 421",
+                metadata: ["max_connections": "\(fitting)", "configured": "\(configuration.maxConnections)",
+                           "open_file_limit": "\(limit.rlim_cur)"])
+            configuration.maxConnections = fitting
+        }
+    }
+
+    /// Rebuilds the server configuration and submitter from the configuration file, the environment and
+    /// the credentials, for SIGHUP. Throws when the new configuration is not usable; the old one then stays.
+    public typealias Reload = @Sendable () throws -> GatewayAssembly
+
     public static func run(
         server: SMTPServer, logger: Logger,
-        environment: [String: String] = ProcessInfo.processInfo.environment, statusInterval: Double = 5
+        environment: [String: String] = ProcessInfo.processInfo.environment, statusInterval: Double = 5,
+        reload: Reload? = nil
     ) -> Never {
         // A peer that vanishes must not kill the process; sockets use MSG_NOSIGNAL, this covers the rest.
         signal(SIGPIPE, SIG_IGN)
@@ -58,6 +70,7 @@ public enum GatewayDaemon {
         // (and never call signal(SIG_IGN) after creating a source: on Linux that disables it).
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
+        signal(SIGHUP, SIG_IGN)
         let notifier = SystemdNotifier(environment: environment, logger: logger)
         // Signals, status and watchdog timers share one serial queue: the state below needs no lock.
         let queue = DispatchQueue(label: "gateway.lifecycle")
@@ -96,6 +109,44 @@ public enum GatewayDaemon {
             source.resume()
             sources.append(source)
         }
+
+        // SIGHUP: re-read the configuration and credentials; open sessions keep what they started with.
+        let hangUp = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
+        hangUp.setEventHandler {
+            guard !stopping else {
+                logger.notice("SIGHUP while shutting down; not reloading")
+                return
+            }
+            guard let reload else {
+                logger.notice("SIGHUP: nothing to reload")
+                return
+            }
+            notifier.reloading(status: "Reloading the configuration; " + countersText(server.statistics.snapshot))
+            let outcome: String
+            do {
+                var assembly = try reload()
+                let running = server.currentConfiguration
+                if Set(assembly.serverConfiguration.listenAddresses) != Set(running.listenAddresses) && listening != "nothing" {
+                    logger.warning(
+                        "smtp.listen changed; listening addresses change only on restart",
+                        metadata: ["listening": "\(listening)",
+                                   "configured": "\(assembly.serverConfiguration.listenAddresses.map(\.description).joined(separator: ","))"])
+                }
+                clampConnections(&assembly.serverConfiguration, logger: logger)
+                server.reconfigure(assembly.serverConfiguration, submitter: assembly.submitter)
+                logger.notice("configuration reloaded", metadata: ["delivery": "\(assembly.deliverySummary)"])
+                outcome = "Reloaded"
+            } catch {
+                logger.error(
+                    "configuration reload failed; the running configuration stays in force",
+                    metadata: ["error": "\(error)"])
+                outcome = "Reload failed, running configuration kept"
+            }
+            lastStatus = statusLine(listening: listening, statistics: server.statistics.snapshot, stopping: false)
+            notifier.reloaded(status: "\(outcome); " + lastStatus)
+        }
+        hangUp.resume()
+        sources.append(hangUp)
 
         // The watchdog ping goes through the server's own queue: if that queue is stuck, pings stop and
         // systemd restarts the service (systemd.service(5) WatchdogSec=, sd_watchdog_enabled(3)).

@@ -14,8 +14,9 @@ public struct SMTPServerError: Error, CustomStringConvertible {
 /// Concurrency: the registry of connections and listeners lives on `queue`. Connection queues target one
 /// shared concurrent queue, so connections run in parallel on Dispatch's bounded worker pool.
 public final class SMTPServer: @unchecked Sendable {
-    private let configuration: SMTPServerConfiguration
-    private let submitter: MessageSubmitter
+    // Both change on a configuration reload (``reconfigure(_:submitter:)``); read and written on `queue`.
+    private var configuration: SMTPServerConfiguration
+    private var submitter: MessageSubmitter
     private let logger: Logger
     private let queue = DispatchQueue(label: "smtp.server")
     private let connectionTargetQueue = DispatchQueue(label: "smtp.connections", attributes: .concurrent)
@@ -68,6 +69,24 @@ public final class SMTPServer: @unchecked Sendable {
             return address
         }
     }
+
+    /// Applies a reloaded configuration (SIGHUP): connections accepted from now on get `configuration` and
+    /// `submitter`; open ones keep what they started with until they close, so nothing in flight changes
+    /// under a client's feet. The listening sockets stay as they are (changing them needs a restart), and
+    /// so does the shutdown grace period once a shutdown has begun.
+    public func reconfigure(_ newConfiguration: SMTPServerConfiguration, submitter newSubmitter: MessageSubmitter) {
+        queue.sync {
+            var merged = newConfiguration
+            merged.listenAddresses = configuration.listenAddresses
+            merged.listenBacklog = configuration.listenBacklog
+            if shuttingDown { merged.timeouts.shutdownGracePeriod = configuration.timeouts.shutdownGracePeriod }
+            configuration = merged
+            submitter = newSubmitter
+        }
+    }
+
+    /// The configuration new connections get (for tests and the reload log).
+    public var currentConfiguration: SMTPServerConfiguration { queue.sync { configuration } }
 
     /// Number of open connections (for status and tests).
     public var connectionCount: Int { queue.sync { connections.count } }

@@ -1,6 +1,7 @@
 import ACSEmail
 import ArgumentParser
 import Foundation
+import Gateway
 import MailParser
 
 /// `convert`: the translation as a command-line tool — a message in, the ACS request JSON out.
@@ -14,8 +15,10 @@ struct Convert: ParsableCommand {
             run). Exits 1 when a message is refused, with the SMTP reply the gateway would give.
             """)
 
+    @OptionGroup var file: ConfigFileOption
+
     @OptionGroup(title: "Translation to ACS")
-    var translation: TranslationOptions
+    var translation: TranslationFlags
 
     @Option(help: "Envelope sender (MAIL FROM); default: none.")
     var mailFrom: String?
@@ -36,8 +39,23 @@ struct Convert: ParsableCommand {
     var files: [String] = []
 
     func run() throws {
-        var policy = try translation.policy()
-        if !translation.hasSenderPolicy { policy.verifiedDomains = ["*"] }
+        // The same translation settings as `serve` (file < environment < flags); the server's own keys are
+        // read and checked too, but only the translation ones matter here.
+        let environment = ProcessInfo.processInfo.environment
+        var overrides = FlagOverrides()
+        translation.addOverrides(to: &overrides)
+        let settings: GatewaySettings
+        do {
+            settings = try ConfigurationLoader.load(
+                file: file.resolvedPath(environment: environment), environment: environment,
+                flags: overrides.entries, crossKeyChecks: false
+            ).settings
+        } catch {
+            reportConfigurationError(error)
+            throw ExitCode(78)
+        }
+        var policy = settings.translationPolicy
+        if !settings.hasSenderPolicy { policy.verifiedDomains = ["*"] }
         let parser = MailParser()
         let encoder = ACSJSONEncoder(apiVersion: policy.apiVersion, prettyPrinted: true)
         var refused = 0

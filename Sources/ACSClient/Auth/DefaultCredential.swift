@@ -36,7 +36,8 @@ public final class DefaultCredential: TokenCredential, CustomStringConvertible {
     ///   - clientSecretFile: a file holding the client secret, consulted after `$CREDENTIALS_DIRECTORY`.
     ///   - secrets: where secrets and `AZURE_*` settings are read from.
     public init(
-        explicit: Choice? = nil, clientSecretFile: String? = nil, secrets: SecretSource = SecretSource(),
+        explicit: Choice? = nil, clientSecretFile: String? = nil, tenantID: String? = nil, clientID: String? = nil,
+        federatedTokenFile: String? = nil, secrets: SecretSource = SecretSource(),
         transport: HTTPTransport, now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
         let authority = secrets.setting("AZURE_AUTHORITY_HOST") ?? AuthorityHost.publicCloud
@@ -67,6 +68,8 @@ public final class DefaultCredential: TokenCredential, CustomStringConvertible {
 
         // Identifiers are not secret, but systemd credentials are a convenient place for them too.
         func identifier(_ name: SecretName) throws -> String? {
+            if name == .tenantID, let tenantID, !tenantID.isEmpty { return tenantID }
+            if name == .clientID, let clientID, !clientID.isEmpty { return clientID }
             guard let loaded = try secrets.load(name) else { return nil }
             warnings += loaded.warnings
             return loaded.secret.value.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -90,7 +93,7 @@ public final class DefaultCredential: TokenCredential, CustomStringConvertible {
             let choice = Choice.clientSecret(tenantID: tenant, clientID: client, secret: secret.secret)
             chosen = try make(choice)
             summary = "\(choice), secret from \(secret.origin), authority \(authority)"
-        } else if let tokenFile = secrets.setting("AZURE_FEDERATED_TOKEN_FILE") {
+        } else if let tokenFile = federatedTokenFile ?? secrets.setting("AZURE_FEDERATED_TOKEN_FILE") {
             guard let tenant else {
                 throw CredentialConfigurationError(
                     "workload identity: AZURE_FEDERATED_TOKEN_FILE is set but AZURE_TENANT_ID is missing "

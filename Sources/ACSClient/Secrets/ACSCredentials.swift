@@ -2,6 +2,18 @@ import Foundation
 
 /// How the gateway is told to authenticate to ACS (command-line flags name files and ids, never secrets).
 public struct ACSCredentialOptions: Sendable {
+    /// Which authentication to use (`acs.auth`); ``Method/automatic`` picks from what is configured.
+    public enum Method: String, Sendable, Hashable, CaseIterable {
+        /// The first of: a connection string, an endpoint with an access key, an Entra ID credential from
+        /// the environment (client secret, workload identity, managed identity).
+        case automatic = "auto"
+        case connectionString = "connection-string"
+        case accessKey = "access-key"
+        case clientSecret = "client-secret"
+        case workloadIdentity = "workload-identity"
+        case managedIdentity = "managed-identity"
+    }
+
     /// `--acs-endpoint`; when nil, `ACS_ENDPOINT` from the environment.
     public var endpoint: String?
     /// `--acs-connection-string-file`.
@@ -14,6 +26,13 @@ public struct ACSCredentialOptions: Sendable {
     public var entraCredential: DefaultCredential.Choice?
     /// Lets a bearer token go to a plain-http endpoint (a local emulator). Never for production.
     public var allowInsecureHTTPForTesting: Bool
+    /// The chosen method (`acs.auth`).
+    public var method: Method = .automatic
+    /// Entra ID identifiers (`acs.tenant_id`, `acs.client_id`); without them `AZURE_TENANT_ID`/`AZURE_CLIENT_ID`.
+    public var tenantID: String?
+    public var clientID: String?
+    /// The workload identity token file (`acs.federated_token_file`); without it `AZURE_FEDERATED_TOKEN_FILE`.
+    public var federatedTokenFile: String?
 
     public init(
         endpoint: String? = nil, connectionStringFile: String? = nil, accessKeyFile: String? = nil,
@@ -80,9 +99,16 @@ public struct ACSCredentials: Sendable, CustomStringConvertible {
             return endpoint
         }
 
-        if options.entraCredential == nil,
-            let loaded = try secrets.load(.connectionString, file: options.connectionStringFile)
-        {
+        let method = options.entraCredential == nil ? options.method : .clientSecret
+        let connectionString = [.automatic, .connectionString].contains(method)
+            ? try secrets.load(.connectionString, file: options.connectionStringFile) : nil
+        if method == .connectionString && connectionString == nil {
+            throw CredentialConfigurationError(
+                "acs.auth is connection-string, but there is no connection string in "
+                    + "$CREDENTIALS_DIRECTORY/\(SecretName.connectionString.credentialName), "
+                    + "acs.connection_string_file (--acs-connection-string-file) or ACS_CONNECTION_STRING")
+        }
+        if let loaded = connectionString {
             let connectionString: ConnectionString
             do {
                 connectionString = try ConnectionString(parsing: loaded.secret.value)
@@ -107,7 +133,15 @@ public struct ACSCredentials: Sendable, CustomStringConvertible {
                     + "--acs-connection-string-file or ACS_CONNECTION_STRING")
         }
 
-        if options.entraCredential == nil, let loaded = try secrets.load(.accessKey, file: options.accessKeyFile) {
+        let accessKey = [.automatic, .accessKey].contains(method)
+            ? try secrets.load(.accessKey, file: options.accessKeyFile) : nil
+        if method == .accessKey && accessKey == nil {
+            throw CredentialConfigurationError(
+                "acs.auth is access-key, but there is no access key in "
+                    + "$CREDENTIALS_DIRECTORY/\(SecretName.accessKey.credentialName), "
+                    + "acs.access_key_file (--acs-access-key-file) or ACS_ACCESS_KEY")
+        }
+        if let loaded = accessKey {
             guard let key = AccessKey(base64: loaded.secret.value) else {
                 throw CredentialConfigurationError("ACS access key from \(loaded.origin) is not valid base64")
             }
@@ -124,12 +158,55 @@ public struct ACSCredentials: Sendable, CustomStringConvertible {
                     + "(an access key or connection string works with a local http emulator)")
         }
         let credential = try DefaultCredential(
-            explicit: options.entraCredential, clientSecretFile: options.clientSecretFile, secrets: secrets,
-            transport: transport, now: now)
+            explicit: try options.entraCredential ?? explicitEntraChoice(options, method: method, secrets: secrets),
+            clientSecretFile: options.clientSecretFile, tenantID: options.tenantID, clientID: options.clientID,
+            federatedTokenFile: options.federatedTokenFile, secrets: secrets, transport: transport, now: now)
         return ACSCredentials(
             endpoint: endpoint,
             authenticator: BearerTokenAuthenticator(
                 credential: credential, allowInsecureHTTPForTesting: options.allowInsecureHTTPForTesting),
             method: .entraID(credential.summary), warnings: credential.warnings)
+    }
+
+    /// The Entra credential `acs.auth` names, with everything it needs, or nil for automatic choice.
+    private static func explicitEntraChoice(
+        _ options: ACSCredentialOptions, method: ACSCredentialOptions.Method, secrets: SecretSource
+    ) throws -> DefaultCredential.Choice? {
+        func identifier(_ value: String?, _ name: SecretName, key: String) throws -> String? {
+            if let value, !value.isEmpty { return value }
+            return try secrets.load(name)?.secret.value.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func required(_ value: String?, _ name: SecretName, key: String) throws -> String {
+            guard let found = try identifier(value, name, key: key) else {
+                throw CredentialConfigurationError(
+                    "acs.auth is \(method.rawValue), but \(key) is not set (nor \(name.environmentVariable) or "
+                        + "$CREDENTIALS_DIRECTORY/\(name.credentialName))")
+            }
+            return found
+        }
+        switch method {
+        case .automatic, .connectionString, .accessKey:
+            return nil
+        case .clientSecret:
+            guard let secret = try secrets.load(.clientSecret, file: options.clientSecretFile) else {
+                throw CredentialConfigurationError(
+                    "acs.auth is client-secret, but there is no client secret in "
+                        + "$CREDENTIALS_DIRECTORY/\(SecretName.clientSecret.credentialName), "
+                        + "acs.client_secret_file (--azure-client-secret-file) or AZURE_CLIENT_SECRET")
+            }
+            return .clientSecret(
+                tenantID: try required(options.tenantID, .tenantID, key: "acs.tenant_id"),
+                clientID: try required(options.clientID, .clientID, key: "acs.client_id"), secret: secret.secret)
+        case .workloadIdentity:
+            guard let tokenFile = options.federatedTokenFile ?? secrets.setting("AZURE_FEDERATED_TOKEN_FILE") else {
+                throw CredentialConfigurationError(
+                    "acs.auth is workload-identity, but acs.federated_token_file (or AZURE_FEDERATED_TOKEN_FILE) is not set")
+            }
+            return .workloadIdentity(
+                tenantID: try required(options.tenantID, .tenantID, key: "acs.tenant_id"),
+                clientID: try required(options.clientID, .clientID, key: "acs.client_id"), tokenFile: tokenFile)
+        case .managedIdentity:
+            return .managedIdentity(clientID: try identifier(options.clientID, .clientID, key: "acs.client_id"))
+        }
     }
 }

@@ -13,7 +13,13 @@ public struct LineLogHandler: LogHandler {
         case json
     }
 
-    public var logLevel: Logger.Level
+    /// The level: set on this handler, else the shared control's (changed by a configuration reload).
+    public var logLevel: Logger.Level {
+        get { ownLevel ?? levelControl?.level ?? .info }
+        set { ownLevel = newValue }
+    }
+    private var ownLevel: Logger.Level?
+    private let levelControl: LogLevelControl?
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     private let label: String
@@ -26,7 +32,20 @@ public struct LineLogHandler: LogHandler {
     ) {
         self.label = label
         self.format = format
-        self.logLevel = level
+        self.ownLevel = level
+        self.levelControl = nil
+        self.write = write
+    }
+
+    /// A handler whose level follows `levelControl`, so a reload can change it for every logger at once.
+    public init(
+        label: String, format: Format, levelControl: LogLevelControl,
+        write: @escaping @Sendable (String) -> Void = LineLogHandler.standardError
+    ) {
+        self.label = label
+        self.format = format
+        self.ownLevel = nil
+        self.levelControl = levelControl
         self.write = write
     }
 
@@ -143,5 +162,18 @@ public struct LineLogHandler: LogHandler {
             }
             offset += written
         }
+    }
+}
+
+/// The log level shared by every handler of the process, changed by a configuration reload (SIGHUP).
+public final class LogLevelControl: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Logger.Level
+
+    public init(_ level: Logger.Level) { current = level }
+
+    public var level: Logger.Level {
+        get { lock.withLock { current } }
+        set { lock.withLock { current = newValue } }
     }
 }

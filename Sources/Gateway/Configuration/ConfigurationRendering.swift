@@ -1,0 +1,63 @@
+/// Writes an effective configuration back as YAML, every key with where its value came from. The output is
+/// itself a valid configuration file (it loads to the same settings); nothing in it is secret, because the
+/// settings hold only the names of secret files, and a password in a proxy URL is shown as `***`.
+public enum ConfigurationRendering {
+    public static func yaml(_ loaded: LoadedConfiguration) -> String {
+        var lines: [String] = []
+        let width = ConfigurationSchema.keys.map { "  \($0.name): ".count + ($0.isList ? 16 : 10) }.max() ?? 40
+        for section in ConfigurationSchema.sections {
+            lines.append("\(section):")
+            let keys = ConfigurationSchema.keys.filter { $0.section == section }
+            let rendered = keys.map { key -> (String, String) in
+                let values = key.render(loaded.settings)
+                let value: String
+                if key.isList {
+                    value = values.isEmpty ? "[]" : "[" + values.map(scalar).joined(separator: ", ") + "]"
+                } else {
+                    value = values.first.map(scalar) ?? ""
+                }
+                return ("  \(key.name):" + (value.isEmpty ? "" : " \(value)"), "\(loaded.origin(of: key))")
+            }
+            for (text, origin) in rendered {
+                lines.append(text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) + "  # \(origin)")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A YAML scalar: plain when that reads back unchanged, double-quoted otherwise.
+    static func scalar(_ text: String) -> String {
+        let plainSafe = text.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)
+                || "._/@:+-*".unicodeScalars.contains(scalar))
+        }
+        let special = ["", "~", "null"]
+        if plainSafe, let first = text.unicodeScalars.first, !"-:@*".unicodeScalars.contains(first),
+            !special.contains(text.lowercased()), !text.hasSuffix(":")
+        {
+            return text
+        }
+        var quoted = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": quoted += "\\\""
+            case "\\": quoted += "\\\\"
+            case "\n": quoted += "\\n"
+            case "\t": quoted += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    quoted += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
+                } else {
+                    quoted.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return quoted + "\""
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        String(repeating: "0", count: max(0, width - count)) + self
+    }
+}

@@ -1,0 +1,131 @@
+import ACSClient
+import ACSEmail
+import Logging
+import SMTPProtocol
+import SMTPServer
+
+/// Everything the daemon is configured with, typed, after the layers were merged
+/// (built-in defaults < configuration file < `ACSGW_…` environment < command-line flags).
+///
+/// Each stored property is one key of ``ConfigurationSchema``; the defaults written here are the built-in
+/// defaults, and `etc/acs-smtp-gateway/gateway.conf` documents the same values (a test checks they agree).
+/// Secrets are not here: only the files and identifiers that lead to them.
+public struct GatewaySettings: Sendable {
+    // MARK: smtp — listeners and access
+    public var listen: [SocketAddress] = SMTPServerConfiguration().listenAddresses
+    /// Networks admitted besides loopback (always admitted).
+    public var allowNetworks: [IPNetwork] = []
+    public var hostname: String = SMTPServerConfiguration().hostname
+    public var maxConnections: Int = SMTPServerConfiguration().maxConnections
+    public var maxConnectionsPerClient: Int = SMTPServerConfiguration().maxConnectionsPerClient
+
+    // MARK: limits, timeouts
+    public var limits = SMTPLimits()
+    public var timeouts = SMTPTimeouts()
+
+    // MARK: senders, translation (and acs.api_version)
+    public var translation = TranslationPolicy()
+    /// `translation.disable_engagement_tracking`; mapped to `userEngagementTrackingDisabled`.
+    public var disableEngagementTracking = false
+
+    // MARK: acs
+    public var acs = ACSSettings()
+
+    // MARK: outbox, logging, admin
+    /// Where accepted messages are written: the delivery target without ACS, a copy of what was sent with it.
+    public var outboxDirectory: String?
+    public var logLevel: Logger.Level = .info
+    public var logFormat: LineLogHandler.Format = .logfmt
+    /// The loopback address of the admin listener (metrics, health); nil keeps it off.
+    public var adminListen: SocketAddress?
+
+    public init() {}
+
+    /// Whether the operator said which senders ACS may use.
+    public var hasSenderPolicy: Bool { translation.senderAddress != nil || !translation.verifiedDomains.isEmpty }
+
+    /// The SMTP server's configuration (loopback is always admitted).
+    public var serverConfiguration: SMTPServerConfiguration {
+        var configuration = SMTPServerConfiguration()
+        configuration.listenAddresses = listen
+        configuration.allowedNetworks = IPNetwork.loopback + allowNetworks
+        configuration.hostname = hostname
+        configuration.limits = limits
+        configuration.timeouts = timeouts
+        configuration.maxConnections = maxConnections
+        configuration.maxConnectionsPerClient = maxConnectionsPerClient
+        return configuration
+    }
+
+    /// The translation policy as used for delivery.
+    public var translationPolicy: TranslationPolicy {
+        var policy = translation
+        policy.userEngagementTrackingDisabled = disableEngagementTracking ? true : nil
+        return policy
+    }
+}
+
+/// The `acs` section: where and how to reach ACS. Secrets come from `$CREDENTIALS_DIRECTORY`, the named
+/// files or the environment, never from the configuration file.
+public struct ACSSettings: Sendable {
+    public var endpoint: String?
+    public var auth: ACSCredentialOptions.Method = .automatic
+    public var connectionStringFile: String?
+    public var accessKeyFile: String?
+    public var clientSecretFile: String?
+    public var tenantID: String?
+    public var clientID: String?
+    public var federatedTokenFile: String?
+    public var caFile: String?
+    public var proxy: String?
+    public var replyAfter: ReplyAfter = .accepted
+    public var retryBudget: Double = RetryPolicy().budget
+    public var attemptTimeout: Double = RetryPolicy().attemptTimeout
+    public var pollDeadline: Double = 120
+    public var dryRun = false
+    public var allowInsecureHTTPForTesting = false
+
+    public init() {}
+
+    public var credentialOptions: ACSCredentialOptions {
+        var options = ACSCredentialOptions(
+            endpoint: endpoint, connectionStringFile: connectionStringFile, accessKeyFile: accessKeyFile,
+            clientSecretFile: clientSecretFile, allowInsecureHTTPForTesting: allowInsecureHTTPForTesting)
+        options.method = auth
+        options.tenantID = tenantID
+        options.clientID = clientID
+        options.federatedTokenFile = federatedTokenFile
+        return options
+    }
+
+    /// The poll deadline when replies wait for the final status, else 0.
+    public var pollDeadlineIfFinal: Double { replyAfter == .final ? pollDeadline : 0 }
+
+    public func clientConfiguration(endpoint: ACSEndpoint, apiVersion: String) -> ACSClientConfiguration {
+        var configuration = ACSClientConfiguration(endpoint: endpoint)
+        configuration.apiVersion = apiVersion
+        configuration.replyAfter = replyAfter
+        configuration.retry.budget = retryBudget
+        configuration.retry.attemptTimeout = attemptTimeout
+        configuration.pollDeadline = pollDeadline
+        return configuration
+    }
+
+    /// Whether the operator configured ACS at all (then any error in it is fatal, never a silent outbox):
+    /// an endpoint or credential file in the configuration, an explicit auth method, or ACS settings in the
+    /// environment or systemd credentials.
+    public func isConfigured(environment: [String: String]) -> Bool {
+        if endpoint != nil || connectionStringFile != nil || accessKeyFile != nil || auth != .automatic { return true }
+        if environment["ACS_CONNECTION_STRING"] != nil || environment["ACS_ENDPOINT"] != nil { return true }
+        if let directory = environment["CREDENTIALS_DIRECTORY"] {
+            return ["acs-connection-string", "acs-access-key"].contains { name in
+                access("\(directory)/\(name)", F_OK) == 0
+            }
+        }
+        return false
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,86 @@
+import ACSClient
+import Logging
+import SMTPServer
+
+/// What a configuration turns into: the SMTP server's configuration and the submitter that delivers
+/// accepted messages (ACS, or the outbox). Built at start-up and again on every SIGHUP reload, so both
+/// paths resolve credentials and apply the same rules.
+public struct GatewayAssembly: Sendable {
+    public var serverConfiguration: SMTPServerConfiguration
+    public var submitter: MessageSubmitter
+    /// One line for the log: where messages go.
+    public var deliverySummary: String
+
+    /// Builds the submitter. With ACS configured (and no dry run), credentials are resolved now, so a
+    /// mistake stops the daemon (or the reload) with a clear message instead of failing every message later.
+    public static func assemble(
+        _ settings: GatewaySettings, environment: [String: String], logger: Logger
+    ) throws -> GatewayAssembly {
+        var configuration = settings.serverConfiguration
+        if settings.acs.isConfigured(environment: environment) && !settings.acs.dryRun {
+            let submitter = try acsSubmitter(settings, environment: environment, logger: logger)
+            // An ACS call in flight at shutdown must be allowed to finish: cutting it off with 421 while ACS
+            // may still accept the message would make the client send it again.
+            // The same holds for the submission timeout: a 451 sent while ACS may still accept the message
+            // would make the client send it twice (review finding F5). Token fetches take at most 10 s more.
+            let needed = settings.acs.retryBudget + settings.acs.pollDeadlineIfFinal + 15
+            if configuration.timeouts.shutdownGracePeriod < needed {
+                configuration.timeouts.shutdownGracePeriod = needed
+                logger.notice("shutdown grace raised to cover an ACS call in flight", metadata: ["grace_s": "\(needed)"])
+            }
+            if configuration.timeouts.submission < needed {
+                configuration.timeouts.submission = needed
+                logger.notice("submission timeout raised to cover an ACS call", metadata: ["timeout_s": "\(needed)"])
+            }
+            return GatewayAssembly(
+                serverConfiguration: configuration, submitter: submitter.submitter, deliverySummary: submitter.summary)
+        }
+        let outbox = try outboxSubmitter(settings, logger: logger)
+        return GatewayAssembly(serverConfiguration: configuration, submitter: outbox.submitter, deliverySummary: outbox.summary)
+    }
+
+    private static func acsSubmitter(
+        _ settings: GatewaySettings, environment: [String: String], logger: Logger
+    ) throws -> (submitter: MessageSubmitter, summary: String) {
+        let policy = settings.translationPolicy
+        let transport = try CurlMultiTransport(options: .init(caFile: settings.acs.caFile, proxy: settings.acs.proxy))
+        let credentials = try ACSCredentials.resolve(
+            settings.acs.credentialOptions, secrets: SecretSource(environment: environment), transport: transport)
+        for warning in credentials.warnings { logger.warning("\(warning)") }
+        let client = ACSEmailClient(
+            configuration: settings.acs.clientConfiguration(
+                endpoint: credentials.endpoint, apiVersion: policy.apiVersion.rawValue),
+            authenticator: credentials.authenticator, transport: transport)
+        let copy = try settings.outboxDirectory.map { try OutboxSubmitter(directory: $0, logger: logger) }
+        logger.notice(
+            "delivering through ACS",
+            metadata: [
+                "acs.endpoint": "\(credentials.endpoint)", "acs.auth": "\(credentials.method)",
+                "acs.reply_after": "\(settings.acs.replyAfter)", "outbox_copy": "\(settings.outboxDirectory ?? "none")",
+            ])
+        let submitter = ACSSubmitter(
+            client: client, translator: MessageTranslator(policy: policy), outboxCopy: copy, logger: logger)
+        return (submitter, "ACS \(credentials.endpoint) (\(credentials.method))")
+    }
+
+    /// The outbox: a strict dry run with a sender policy, capture-everything without one.
+    private static func outboxSubmitter(
+        _ settings: GatewaySettings, logger: Logger
+    ) throws -> (submitter: MessageSubmitter, summary: String) {
+        let directory = settings.outboxDirectory ?? "./outbox"
+        var policy = settings.translationPolicy
+        if !settings.hasSenderPolicy {
+            // A dry run: show the request each message would produce, with its own sender.
+            policy.verifiedDomains = ["*"]
+            logger.notice(
+                "no senders.sender_address or senders.verified_domains: the outbox keeps every message and each one's own sender")
+        }
+        let submitter = try OutboxSubmitter(
+            directory: directory, translator: MessageTranslator(policy: policy),
+            refuseUntranslatable: settings.hasSenderPolicy, logger: logger)
+        logger.notice(
+            settings.acs.dryRun ? "dry run: delivering to the outbox" : "delivering to the outbox (no ACS configured)",
+            metadata: ["outbox": "\(directory)"])
+        return (submitter, "outbox \(directory)")
+    }
+}

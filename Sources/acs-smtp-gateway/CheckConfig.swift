@@ -1,0 +1,106 @@
+import ACSClient
+import ArgumentParser
+import Dispatch
+import Foundation
+import Gateway
+import Logging
+
+/// `check-config`: loads the configuration exactly as `serve` would, prints the effective result, and
+/// resolves the credentials (offline by default; `--online` also asks ACS whether they work).
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Check the configuration and print the effective settings (secrets shown as ***).",
+        discussion: """
+            Reads the configuration file, the ACSGW_* environment and the flags exactly as `serve` does, prints \
+            every key with its value and where it came from, then checks the credentials: that each secret can \
+            be read and parsed (its value is never printed). With --online it also sends ACS one request that \
+            sends no mail, to check the endpoint and credentials. Exits 0 when everything holds, 78 on a \
+            configuration error, 1 when the credentials or the online check fail.
+            """)
+
+    @Flag(help: "Also check the endpoint and credentials against ACS (one request that sends no mail).")
+    var online = false
+
+    @Flag(help: "Print only problems, nothing when all is well.")
+    var quiet = false
+
+    @OptionGroup var options: GatewayConfigurationOptions
+
+    func run() throws {
+        let environment = ProcessInfo.processInfo.environment
+        let loaded = try options.load(environment: environment)
+        let settings = loaded.settings
+        if !quiet {
+            print("# acs-smtp-gateway effective configuration")
+            print("# file: \(loaded.file ?? "none (built-in defaults, environment and flags only)")")
+            print(ConfigurationRendering.yaml(loaded), terminator: "")
+        }
+
+        guard settings.acs.isConfigured(environment: environment) else {
+            if !quiet { print("# delivery: outbox \(settings.outboxDirectory ?? "./outbox") (no ACS configured)") }
+            if online { printError("check-config --online: no ACS is configured, nothing to check") }
+            return
+        }
+        let transport: CurlMultiTransport
+        let credentials: ACSCredentials
+        do {
+            transport = try CurlMultiTransport(options: .init(caFile: settings.acs.caFile, proxy: settings.acs.proxy))
+            credentials = try ACSCredentials.resolve(
+                settings.acs.credentialOptions, secrets: SecretSource(environment: environment), transport: transport)
+        } catch {
+            printError("credentials: \(error)")
+            throw ExitCode(1)
+        }
+        if !quiet {
+            print("# delivery: \(settings.acs.dryRun ? "outbox (dry run); ACS would be " : "")ACS \(credentials.endpoint)")
+            print("# credentials: \(credentials.method); secret ***")
+            for warning in credentials.warnings { print("# warning: \(warning)") }
+        }
+        guard online else {
+            if !quiet { print("# not contacted ACS (use --online to check the credentials against it)") }
+            return
+        }
+
+        let client = ACSEmailClient(
+            configuration: settings.acs.clientConfiguration(
+                endpoint: credentials.endpoint, apiVersion: settings.translation.apiVersion.rawValue),
+            authenticator: credentials.authenticator, transport: transport)
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        client.probe { result in
+            box.result = result
+            done.signal()
+        }
+        done.wait()
+        switch box.result {
+        case .credentialsAccepted(let status):
+            print("online: ACS \(credentials.endpoint) accepted the credentials (HTTP \(status) for a made-up operation id)")
+            print(
+                "online: senders not checked: ACS has no request that verifies a MailFrom address without sending "
+                    + "mail; `acs-smtp-gateway send-test --to ADDRESS` sends one real message through the gateway")
+        case .credentialsRefused(let status, let code, let message):
+            printError(
+                "online: ACS refused the credentials: HTTP \(status) \(code ?? "") \(message ?? ""); likely cause: "
+                    + ACSReplyMapping.likelyCause(status: status, code: code, message: message))
+            throw ExitCode(1)
+        case .notAuthenticated(let error):
+            printError("online: could not get a token for ACS: \(error.message)")
+            throw ExitCode(1)
+        case .unreachable(let detail):
+            printError("online: could not check ACS \(credentials.endpoint): \(detail)")
+            throw ExitCode(1)
+        case nil:
+            printError("online: no answer")
+            throw ExitCode(1)
+        }
+    }
+
+    private func printError(_ text: String) {
+        FileHandle.standardError.write(Data(("acs-smtp-gateway: " + text + "\n").utf8))
+    }
+}
+
+private final class ResultBox: @unchecked Sendable {
+    var result: ACSEmailClient.ProbeResult?
+}
