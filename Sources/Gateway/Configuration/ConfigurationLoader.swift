@@ -200,6 +200,7 @@ public enum ConfigurationLoader {
                         continue
                     }
                     var items: [String] = []
+                    let problemsBefore = problems.count
                     for item in sequence {
                         guard let scalar = item.scalar, !scalar.isNull else {
                             problems.append("\(path):\(line(item)): \(key.path): expected \(key.expected); each item a single value")
@@ -207,6 +208,7 @@ public enum ConfigurationLoader {
                         }
                         items.append(scalar.string.trimmingCharacters(in: .whitespaces))
                     }
+                    if problems.count > problemsBefore { continue }
                     if items.isEmpty {
                         assignments.append(Assignment(key: key, values: [], origin: .file(path: path, line: line(keyNode))))
                         // An explicit empty list is "none", which for every list key is also the default
