@@ -50,7 +50,11 @@ public struct ConnectionString: Sendable, Equatable, CustomStringConvertible {
             throw ParseError(description: "connection string has no accesskey=")
         }
         guard let endpoint = ACSEndpoint(endpointText) else {
-            throw ParseError(description: "endpoint '\(endpointText)' is not an http(s) URL with a host")
+            // The value is not shown: in a connection string put together by hand the key can stand where the
+            // endpoint belongs (values swapped), and this message goes to the log.
+            throw ParseError(
+                description: "endpoint= is not an http(s) URL with a host and no path "
+                    + "(https://NAME.communication.azure.com; its value is not shown, it may be the key)")
         }
         guard let key = AccessKey(base64: keyText) else {
             throw ParseError(description: "accesskey is not valid base64")

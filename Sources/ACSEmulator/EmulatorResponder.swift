@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// Answers every HTTP request: the two ACS routes (acs-email-api.md §1.3, §8) and the admin routes.
 ///
@@ -193,8 +194,10 @@ struct EmulatorResponder: HTTPResponder {
     /// Stalls for `delayMs`, then returns the error to answer with, or nil to carry on normally.
     private func apply(_ fault: Fault) async -> ACSErrorResponse? {
         if let delay = fault.delayMs, delay > 0 {
-            // Ignoring cancellation: at shutdown the stalled request simply ends sooner.
-            try? await Task.sleep(for: .milliseconds(delay))
+            // At shutdown the stall ends sooner and the request is answered as usual. Hummingbird's graceful
+            // shutdown waits for open requests without cancelling them, so the sleep must watch for it itself:
+            // a bare sleep held SIGTERM for up to the whole delay (10 minutes at most).
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(delay)) }
         }
         guard let status = fault.status else { return nil }
         var error = ACSErrorResponse(

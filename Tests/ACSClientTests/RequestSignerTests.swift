@@ -130,6 +130,8 @@ import Testing
         ("endpoint=https://x.example", "no accesskey"),
         ("endpoint=ftp://x.example;accesskey=\(key)", "not an http(s) URL"),
         ("endpoint=https://x.example/path;accesskey=\(key)", "not an http(s) URL"),
+        // Values swapped: the key stands where the endpoint belongs, and must not be echoed.
+        ("accesskey=https://x.example;endpoint=\(key)", "not an http(s) URL"),
         ("endpoint=https://x.example;accesskey=!!!", "not valid base64"),
         ("endpoint=https://x.example;accesskey", "without '='"),
         ("", "no endpoint"),
