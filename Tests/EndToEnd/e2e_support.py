@@ -82,8 +82,10 @@ class Gateway:
 
     @property
     def command(self) -> list[str]:
+        # With --config the file decides the log level (flags would override it).
+        level = [] if "--config" in self.extra_args else ["--log-level", "info"]
         return [str(self.binary), "serve", "--listen", self.listen, "--outbox", str(self.outbox),
-                "--log-level", "info", *self.extra_args]
+                *level, *self.extra_args]
 
     def start(self, ready_timeout: float = 15.0) -> "Gateway":
         self._stderr_file = open(self.stderr_path, "wb")

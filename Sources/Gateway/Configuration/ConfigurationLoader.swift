@@ -68,7 +68,9 @@ public enum ConfigurationLoader {
         var problems: [String] = []
         if let file {
             do throws(ConfigurationError) {
-                assignments += try fileAssignments(path: file)
+                let (fromFile, fileProblems) = try fileAssignments(path: file)
+                assignments += fromFile
+                problems += fileProblems
             } catch {
                 problems += error.problems
             }
@@ -126,7 +128,8 @@ public enum ConfigurationLoader {
         }
     }
 
-    static func fileAssignments(path: String) throws(ConfigurationError) -> [Assignment] {
+    /// The file's assignments and its structural problems (unknown keys…); unreadable or unparsable files throw.
+    static func fileAssignments(path: String) throws(ConfigurationError) -> ([Assignment], [String]) {
         let text: String
         do {
             let attributes = try FileManager.default.attributesOfItem(atPath: path)
@@ -146,8 +149,8 @@ public enum ConfigurationLoader {
         return try assignments(yaml: text, path: path)
     }
 
-    /// The assignments a YAML document makes, each with its line.
-    static func assignments(yaml text: String, path: String) throws(ConfigurationError) -> [Assignment] {
+    /// The assignments a YAML document makes, each with its line, and the problems of its structure.
+    static func assignments(yaml text: String, path: String) throws(ConfigurationError) -> ([Assignment], [String]) {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -156,7 +159,7 @@ public enum ConfigurationLoader {
         } catch {
             throw ConfigurationError(["\(path): \(error)"])
         }
-        guard let root else { return [] }  // empty, or only comments
+        guard let root else { return ([], []) }  // empty, or only comments
         guard let sections = root.mapping else {
             throw ConfigurationError([
                 "\(path):\(line(root)): expected sections (\(ConfigurationSchema.sections.map { "\($0):" }.joined(separator: ", "))) "
@@ -226,8 +229,7 @@ public enum ConfigurationLoader {
                 }
             }
         }
-        guard problems.isEmpty else { throw ConfigurationError(problems) }
-        return assignments
+        return (assignments, problems)
     }
 
     static func environmentAssignments(_ environment: [String: String]) -> ([Assignment], [String]) {
