@@ -48,9 +48,12 @@ public enum GatewayDaemon {
         DispatchQueue.global().asyncAfter(wallDeadline: .now() + .milliseconds(1)) {}
     }
 
+    /// - Parameter admin: the optional admin listener (`/metrics`, `/healthz`, `/readyz`): started before the
+    ///   SMTP listener, ready once it listens, not ready from the first shutdown signal on.
     public static func run(
         server: SMTPServer, logger: Logger,
-        environment: [String: String] = ProcessInfo.processInfo.environment, statusInterval: Double = 5
+        environment: [String: String] = ProcessInfo.processInfo.environment, statusInterval: Double = 5,
+        admin: AdminServer? = nil
     ) -> Never {
         // A peer that vanishes must not kill the process; sockets use MSG_NOSIGNAL, this covers the rest.
         signal(SIGPIPE, SIG_IGN)
@@ -82,6 +85,7 @@ public enum GatewayDaemon {
                     return
                 }
                 stopping = true
+                admin?.readiness.markStopping()
                 logger.notice("\(name) received; shutting down")
                 // sd_notify(3) STOPPING=1: systemd shows the unit as deactivating while the drain runs.
                 lastStatus = statusLine(listening: listening, statistics: server.statistics.snapshot, stopping: true)
@@ -115,6 +119,7 @@ public enum GatewayDaemon {
 
         let addresses: [SocketAddress]
         do {
+            try admin?.start()
             addresses = try startListening(server: server, environment: environment, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
@@ -123,6 +128,7 @@ public enum GatewayDaemon {
         }
         let listed = addresses.map(\.description).joined(separator: ",")
         logger.notice("ready", metadata: ["listen": "\(listed)"])
+        admin?.readiness.markReady()
         queue.sync {
             listening = listed
             lastStatus = statusLine(listening: listening, statistics: server.statistics.snapshot, stopping: false)

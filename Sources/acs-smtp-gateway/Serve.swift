@@ -67,6 +67,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Log line format on standard error: logfmt or json (each line starts with its syslog priority).")
     var logFormat: String = LineLogHandler.Format.logfmt.rawValue
 
+    @Option(help: "Serve /metrics, /healthz and /readyz on this loopback HOST:PORT (off by default).")
+    var adminListen: String?
+
     @OptionGroup(title: "Translation to ACS")
     var translation: TranslationOptions
 
@@ -95,6 +98,9 @@ struct Serve: ParsableCommand {
         }
         guard minDataRate >= 0, minDataRate.isFinite else { throw ValidationError("--min-data-rate must be >= 0") }
         _ = try serverConfiguration()
+        if let adminListen {
+            do { _ = try AdminServer.listenAddress(adminListen) } catch { throw ValidationError("\(error)") }
+        }
         let policy = try translation.policy()
         if delivery.acsConfigured() && !delivery.dryRun && maxRecipients > policy.maxRecipients {
             // More would be accepted over SMTP and then refused whole by ACS (review finding F9).
@@ -144,6 +150,8 @@ struct Serve: ParsableCommand {
             LineLogHandler(label: label, format: format, level: level)
         }
         let logger = Logger(label: "acs-smtp-gateway")
+        // Before the SMTP server and the ACS client exist: they take their metric handles when created.
+        let metricsRegistry = adminListen.map { _ in GatewayMetrics.bootstrap() }
         var configuration = try serverConfiguration()
         let submitter: MessageSubmitter
         if delivery.acsConfigured() && !delivery.dryRun {
@@ -166,7 +174,13 @@ struct Serve: ParsableCommand {
         }
         GatewayDaemon.prepareDescriptors(for: &configuration, logger: logger)
         let server = SMTPServer(configuration: configuration, submitter: submitter, logger: logger)
-        GatewayDaemon.run(server: server, logger: logger)
+        var admin: AdminServer?
+        if let adminListen, let metricsRegistry {
+            admin = try AdminServer(
+                address: AdminServer.listenAddress(adminListen), registry: metricsRegistry,
+                liveness: { server.whenResponsive($0) }, logger: logger)
+        }
+        GatewayDaemon.run(server: server, logger: logger, admin: admin)
     }
 
     /// ACS delivery: credentials resolved at start-up, so a mistake stops the daemon with a clear message
