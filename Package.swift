@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(
             name: "ACSClientTests",
             dependencies: [
-                "ACSClient", .product(name: "Prometheus", package: "swift-prometheus"),
+                "ACSClient", .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             exclude: ["Fixtures"]

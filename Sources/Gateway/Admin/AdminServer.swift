@@ -115,7 +115,7 @@ public final class AdminServer: @unchecked Sendable {
                 throw AdminServerError(description: "admin listener: \(error)")
             }
             let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-            source.setEventHandler { [unowned self] in acceptConnections(on: fd) }
+            source.setEventHandler { [weak self] in self?.acceptConnections(on: fd) }
             source.setCancelHandler { close(fd) }
             listener = (fd, source)
             source.resume()
@@ -193,7 +193,9 @@ public final class AdminServer: @unchecked Sendable {
 /// serial queue (asserted at entry points), hence `@unchecked Sendable`.
 final class AdminConnection: @unchecked Sendable {
     private let fd: Int32
-    private unowned let server: AdminServer
+    /// Strong: the server keeps its connections until they close, and a closing connection reports to it even
+    /// after the server's owner let go of it.
+    private let server: AdminServer
     private let queue: DispatchQueue
     private let readSource: DispatchSourceRead
     private let writeSource: DispatchSourceWrite
