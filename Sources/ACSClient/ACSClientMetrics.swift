@@ -6,9 +6,9 @@ import CoreMetrics
 ///
 /// | name | type | labels |
 /// |---|---|---|
-/// | `acsgw_acs_requests_total` | counter | `operation` (`send`, `status`), `status` (`202`, `429`, … or `transport_error`) |
+/// | `acsgw_acs_requests_total` | counter | `operation` (`send`, `status`), `status` (`202`, …, `transport_error`) |
 /// | `acsgw_acs_request_duration_seconds` | histogram | `operation`; one HTTP attempt, signing excluded |
-/// | `acsgw_acs_retries_total` | counter | `operation`, `reason` (`throttled`, `server_error`, `transport_error`, `credentials`) |
+/// | `acsgw_acs_retries_total` | counter | `operation`, `reason` (see ``RetryReason``) |
 /// | `acsgw_acs_throttle_waits_total` | counter | — ; waits after a 429 before the next attempt |
 /// | `acsgw_acs_throttle_wait_seconds_total` | counter | — ; seconds spent in those waits |
 public final class ACSClientMetrics: Sendable {

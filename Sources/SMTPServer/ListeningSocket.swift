@@ -61,7 +61,9 @@ public enum ListeningSocket {
         }
         if fd < 0 {
             let error = errno
-            if error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED { return .nothingPending }
+            if error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED {
+                return .nothingPending
+            }
             return .failed(error)
         }
         // accept4() is not exported by Swift's Glibc module; set the flags separately.

@@ -259,7 +259,8 @@ final class SMTPConnection: @unchecked Sendable {
             logger.log(
                 level: result.reply.isPositive ? .warning : .notice,
                 "delivery answered after the client was told to retry",
-                metadata: Self.auditMetadata(message, result.reply, result.annotations, duration: Self.now() - message.startedAt))
+                metadata: Self.auditMetadata(
+                    message, result.reply, result.annotations, duration: Self.now() - message.startedAt))
             return
         }
         pending = nil

@@ -9,9 +9,9 @@ import SMTPProtocol
 /// | name | type | labels |
 /// |---|---|---|
 /// | `acsgw_smtp_connections_opened_total` | counter | — |
-/// | `acsgw_smtp_connections_refused_total` | counter | `reason`: `access_denied`, `connection_limit`, `client_limit`, `shutting_down` |
+/// | `acsgw_smtp_connections_refused_total` | counter | `reason` (see ``RefusalReason``) |
 /// | `acsgw_smtp_connections_open` | gauge | — |
-/// | `acsgw_smtp_messages_total` | counter | `outcome` (`accepted`, `deferred`, `rejected`), `reply_class` (`2xx`, `4xx`, `5xx`), `reason` (``SubmissionReason``) |
+/// | `acsgw_smtp_messages_total` | counter | `outcome`, `reply_class` (`2xx`…), `reason` (``SubmissionReason``) |
 /// | `acsgw_smtp_transaction_duration_seconds` | histogram | `outcome`; end of DATA/BDAT LAST → reply |
 /// | `acsgw_smtp_submissions_in_flight` | gauge | — |
 ///

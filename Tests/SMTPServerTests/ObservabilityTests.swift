@@ -65,6 +65,26 @@ final class AnnotatingSubmitter: MessageSubmitter, @unchecked Sendable {
     }
 }
 
+/// Holds the submission until the test releases it.
+final class GatedSubmitter: MessageSubmitter, @unchecked Sendable {
+    private let lock = NSLock()
+    private var held: (@Sendable (SubmissionResult) -> Void)?
+
+    var isHolding: Bool { lock.withLock { held != nil } }
+
+    func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
+        lock.withLock { held = completion }
+    }
+
+    func release(_ result: SubmissionResult) {
+        let completion = lock.withLock {
+            defer { held = nil }
+            return held
+        }
+        completion?(result)
+    }
+}
+
 /// The audit line and the metrics of the SMTP server, over real loopback sockets with a private Prometheus
 /// registry (no global bootstrap, so suites cannot disturb each other).
 @Suite(.serialized) struct ObservabilityTests {
@@ -74,7 +94,8 @@ final class AnnotatingSubmitter: MessageSubmitter, @unchecked Sendable {
             reason: .acsAccepted, acsOperationID: "op-1", acsStatus: "Running", acsRequestID: "req-9", acsAttempts: 1))
 
     static let message =
-        "Subject: Quarterly\r\n report\r\nmessage-id:\r\n  <folded.1@client.example>\r\nX-Other: y\r\n\r\nbody-secret\r\n"
+        "Subject: Quarterly\r\n report\r\nmessage-id:\r\n  <folded.1@client.example>\r\nX-Other: y\r\n\r\n"
+        + "body-secret\r\n"
 
     private struct Running {
         var server: SMTPServer
@@ -181,13 +202,15 @@ final class AnnotatingSubmitter: MessageSubmitter, @unchecked Sendable {
     }
 
     @Test func whileTheSubmitterWorks_theInFlightGaugeIsOne() async throws {
-        let running = try start(AnnotatingSubmitter(Self.accepted, delay: 0.5))
+        let submitter = GatedSubmitter()
+        let running = try start(submitter)
         let client = try TestClient(to: running.address)
         _ = try client.readReply()
         try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\n")
         _ = try client.readReplies(4)
-        try await Task.sleep(for: .milliseconds(200))
+        for _ in 0..<200 where !submitter.isHolding { try await Task.sleep(for: .milliseconds(10)) }
         #expect(samples(running.registry)["acsgw_smtp_submissions_in_flight"] == 1)
+        submitter.release(Self.accepted)
         #expect(try client.readReply().code == 250)
         #expect(samples(running.registry)["acsgw_smtp_submissions_in_flight"] == 0)
         await stop(running)
@@ -219,13 +242,14 @@ final class AnnotatingSubmitter: MessageSubmitter, @unchecked Sendable {
         #expect(line.metadata["reason"] == "submission_timeout")
         #expect(line.metadata["mail.message_id"] == "<slow@x>")
         let values = samples(running.registry)
-        #expect(
-            values[#"acsgw_smtp_messages_total{outcome="deferred",reply_class="4xx",reason="submission_timeout"}"#] == 1)
+        let series = #"acsgw_smtp_messages_total{outcome="deferred",reply_class="4xx",reason="submission_timeout"}"#
+        #expect(values[series] == 1)
         #expect(values["acsgw_smtp_submissions_in_flight"] == 0)
-        for _ in 0..<100 where !running.log.events.contains(where: { $0.message.hasPrefix("delivery answered after") }) {
+        let isLate = { (event: CapturedLog.Event) in event.message.hasPrefix("delivery answered after") }
+        for _ in 0..<300 where !running.log.events.contains(where: isLate) {
             try await Task.sleep(for: .milliseconds(10))
         }
-        let late = try #require(running.log.events.first { $0.message.hasPrefix("delivery answered after") })
+        let late = try #require(running.log.events.first(where: isLate))
         #expect(late.level == .warning)  // 2xx after a 451: the client may send it again
         #expect(late.metadata["smtp.message_id"] == line.metadata["smtp.message_id"])
         #expect(running.log.auditLines.count == 1)

@@ -107,7 +107,9 @@ public final class AdminServer: @unchecked Sendable {
     @discardableResult
     public func start() throws -> SocketAddress {
         try queue.sync {
-            guard listener == nil, !stopped else { throw AdminServerError(description: "admin listener already started") }
+            guard listener == nil, !stopped else {
+                throw AdminServerError(description: "admin listener already started")
+            }
             let (fd, bound): (Int32, SocketAddress)
             do {
                 (fd, bound) = try ListeningSocket.bind(address, backlog: 16)
@@ -145,7 +147,8 @@ public final class AdminServer: @unchecked Sendable {
                 return
             case .failed(let error):
                 // Out of descriptors: the SMTP side matters more; drop this one and wait for the next event.
-                logger.warning("admin listener: accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
+                logger.warning(
+                    "admin listener: accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
                 return
             case .connection(let fd, _):
                 guard connections.count < limits.maxConnections else {
@@ -175,7 +178,8 @@ public final class AdminServer: @unchecked Sendable {
         case .respond(let response):
             respond(response)
         case .metrics:
-            respond(AdminHTTP.Response(status: 200, contentType: AdminHTTP.metricsContentType, body: registry.emitToBuffer()))
+            let text = registry.emitToBuffer()
+            respond(AdminHTTP.Response(status: 200, contentType: AdminHTTP.metricsContentType, body: text))
         case .readiness:
             let state = readiness.state
             respond(AdminHTTP.Response(status: state == .ready ? 200 : 503, body: "\(state.rawValue)\n"))

@@ -121,7 +121,8 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
         case .throttled(let retryAfter):
             metadata["acs.retry_budget_s"] = "\(budget)"
             metadata["acs.retry_after_s"] = "\(retryAfter.map { "\($0)" } ?? "-")"
-            logger.warning("ACS still throttling when the retry budget ran out; the client will retry", metadata: metadata)
+            logger.warning(
+                "ACS still throttling when the retry budget ran out; the client will retry", metadata: metadata)
         case .unavailable(let status, let detail):
             metadata["acs.retry_budget_s"] = "\(budget)"
             metadata["acs.http_status"] = "\(status.map { "\($0)" } ?? "-")"
