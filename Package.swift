@@ -13,6 +13,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // Metrics API for the libraries; the Prometheus backend is bootstrapped by the daemon only when the admin
+        // listener serves /metrics. swift-prometheus needs swift-atomics and CoreMetrics only (no SwiftNIO).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // The emulator's HTTP server (HTTP/1.1 over SwiftNIO, optional TLS): no hand-written HTTP parser.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         // The configuration file is YAML read as a node tree (libyaml's marks give every value its line).
@@ -42,6 +46,7 @@ let package = Package(
             dependencies: [
                 "SMTPProtocol",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
 
@@ -52,9 +57,12 @@ let package = Package(
         .target(name: "ACSEmail", dependencies: ["MailParser"]),
 
         // Talks to ACS: request signing (HMAC-SHA256 over libcrypto) and HTTP over libcurl's multi interface.
-        .target(name: "ACSClient", dependencies: ["CCurl", "COpenSSL"]),
+        .target(
+            name: "ACSClient",
+            dependencies: ["CCurl", "COpenSSL", .product(name: "CoreMetrics", package: "swift-metrics")]
+        ),
 
-        // Wiring: configuration, submitters (outbox), logging.
+        // Wiring: configuration, submitters (outbox), logging, metrics and the admin listener.
         .target(
             name: "Gateway",
             dependencies: [
@@ -65,6 +73,8 @@ let package = Package(
                 "ACSClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 
@@ -106,11 +116,31 @@ let package = Package(
         ),
 
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
-        .testTarget(name: "SMTPServerTests", dependencies: ["SMTPServer", "SMTPProtocol"]),
         .testTarget(
-            name: "GatewayTests", dependencies: ["Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail", "ACSClient"]),
+            name: "SMTPServerTests",
+            dependencies: [
+                "SMTPServer", "SMTPProtocol", .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail", "ACSClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CCurl", "COpenSSL"]),
-        .testTarget(name: "ACSClientTests", dependencies: ["ACSClient"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "ACSClientTests",
+            dependencies: [
+                "ACSClient", .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            exclude: ["Fixtures"]
+        ),
         // Fixtures are read (and golden files re-recorded) in place through #filePath, not bundled.
         .testTarget(name: "MailParserTests", dependencies: ["MailParser"], exclude: ["Fixtures"]),
         .testTarget(name: "ACSEmailTests", dependencies: ["ACSEmail", "MailParser"], exclude: ["Fixtures"]),

@@ -73,15 +73,17 @@ public final class ACSEmailClient: Sendable {
     private let authenticator: RequestAuthenticator
     private let transport: HTTPTransport
     private let clock: ACSClock
+    private let metrics: ACSClientMetrics
 
     public init(
         configuration: ACSClientConfiguration, authenticator: RequestAuthenticator, transport: HTTPTransport,
-        clock: ACSClock = DispatchClock()
+        clock: ACSClock = DispatchClock(), metrics: ACSClientMetrics = ACSClientMetrics()
     ) {
         self.configuration = configuration
         self.authenticator = authenticator
         self.transport = transport
         self.clock = clock
+        self.metrics = metrics
     }
 
     /// Sends `body` (the exact JSON request) as operation `operationID` (a UUID; reused by every retry).
@@ -178,13 +180,14 @@ public final class ACSEmailClient: Sendable {
             case .success(let value):
                 signed = value
             }
-            transport.perform(signed) { [self] result in
+            perform(signed) { [self] result in
                 let retryAfter: Double?
                 let lastOutcome: ACSSendOutcome
                 switch result {
                 case .success(let response)
                 where response.status == 401 && !credentialsRefreshed && authenticator.credentialsRejected():
                     // A cached bearer token was refused and dropped: one more attempt with a fresh token.
+                    metrics.retrying(Self.operation(of: request), reason: .credentials, wait: 0)
                     perform(request, pathAndQuery: pathAndQuery, attempt: attempt + 1, deadline: deadline,
                             sawTransportFailure: sawTransportFailure, credentialsRefreshed: true, completion: completion)
                     return
@@ -211,6 +214,12 @@ public final class ACSEmailClient: Sendable {
                     completion(.failure(ACSSendResultFailure(lastOutcome, sawTransportFailure: transportFailed)), attempt)
                     return
                 }
+                let reason: ACSClientMetrics.RetryReason =
+                    switch result {
+                    case .success(let response): response.status == 429 ? .throttled : .serverError
+                    case .failure: .transportError
+                    }
+                metrics.retrying(Self.operation(of: request), reason: reason, wait: wait)
                 clock.schedule(after: wait) { [self] in
                     perform(request, pathAndQuery: pathAndQuery, attempt: attempt + 1, deadline: deadline,
                             sawTransportFailure: transportFailed, credentialsRefreshed: credentialsRefreshed,
@@ -231,12 +240,12 @@ public final class ACSEmailClient: Sendable {
             headers: [("Accept", "application/json"), ("User-Agent", configuration.userAgent)],
             timeout: min(10, configuration.retry.attemptTimeout), connectTimeout: configuration.retry.connectTimeout)
         authenticator.authenticate(request, host: configuration.endpoint.authority, pathAndQuery: pathAndQuery) {
-            [transport] authenticated in
+            [self] authenticated in
             guard case .success(let signed) = authenticated else {
                 completion(failure)
                 return
             }
-            transport.perform(signed) { result in
+            perform(signed) { result in
                 guard case .success(let http) = result, http.status == 200,
                     let operation = Self.operationResult(http.body), let status = operation.status
                 else {
@@ -300,6 +309,22 @@ public final class ACSEmailClient: Sendable {
                 }
             }
         }
+    }
+
+    /// One HTTP attempt through the transport, counted and timed in the metrics.
+    private func perform(
+        _ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void
+    ) {
+        let started = clock.now
+        transport.perform(request) { [self] result in
+            metrics.requestCompleted(
+                Self.operation(of: request), status: try? result.get().status, seconds: clock.now - started)
+            completion(result)
+        }
+    }
+
+    private static func operation(of request: HTTPRequest) -> ACSClientMetrics.Operation {
+        request.method == "POST" ? .send : .status
     }
 
     // MARK: Polling

@@ -59,10 +59,14 @@ public enum GatewayDaemon {
     /// the credentials, for SIGHUP. Throws when the new configuration is not usable; the old one then stays.
     public typealias Reload = @Sendable () throws -> GatewayAssembly
 
+    /// - Parameters:
+    ///   - admin: the optional admin listener (`/metrics`, `/healthz`, `/readyz`): started before the SMTP
+    ///     listener, ready once it listens, not ready from the first shutdown signal on.
+    ///   - reload: rebuilds the configuration on SIGHUP; without it SIGHUP is logged and ignored.
     public static func run(
         server: SMTPServer, logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment, statusInterval: Double = 5,
-        reload: Reload? = nil
+        admin: AdminServer? = nil, reload: Reload? = nil
     ) -> Never {
         // A peer that vanishes must not kill the process; sockets use MSG_NOSIGNAL, this covers the rest.
         signal(SIGPIPE, SIG_IGN)
@@ -95,6 +99,7 @@ public enum GatewayDaemon {
                     return
                 }
                 stopping = true
+                admin?.readiness.markStopping()
                 logger.notice("\(name) received; shutting down")
                 // sd_notify(3) STOPPING=1: systemd shows the unit as deactivating while the drain runs.
                 lastStatus = statusLine(listening: listening, statistics: server.statistics.snapshot, stopping: true)
@@ -166,6 +171,7 @@ public enum GatewayDaemon {
 
         let addresses: [SocketAddress]
         do {
+            try admin?.start()
             addresses = try startListening(server: server, environment: environment, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
@@ -174,6 +180,7 @@ public enum GatewayDaemon {
         }
         let listed = addresses.map(\.description).joined(separator: ",")
         logger.notice("ready", metadata: ["listen": "\(listed)"])
+        admin?.readiness.markReady()
         queue.sync {
             listening = listed
             lastStatus = statusLine(listening: listening, statistics: server.statistics.snapshot, stopping: false)

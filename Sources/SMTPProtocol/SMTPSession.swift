@@ -16,8 +16,18 @@ public struct SMTPSession: Sendable {
         public var submission: Submission?
         /// Close the connection after writing `bytes`.
         public var close = false
+        /// Messages whose data arrived in full but were refused at its end (size, line length, bare LF), in
+        /// order, for the audit log and metrics: they never reach the submitter.
+        public var refusedMessages: [RefusedMessage] = []
 
         public init() {}
+    }
+
+    /// A message refused at the end of its data, with the envelope it had and why.
+    public struct RefusedMessage: Sendable, Equatable {
+        public var envelope: Envelope
+        public var outcome: SMTPServerStateMachine.MessageDataOutcome
+        public var reply: SMTPReply
     }
 
     /// A complete message and its envelope.
@@ -127,12 +137,17 @@ public struct SMTPSession: Sendable {
                     mode = .messageData(decoder)
                     break loop
                 }
+                let envelope = machine.currentEnvelope
                 let action = machine.messageDataEnded(decoder.outcome)
                 if case .submit(let envelope) = action {
                     mode = .awaitingSubmission
                     output.submission = Submission(envelope: envelope, message: decoder.message, transfer: "DATA")
                 } else {
                     mode = .commands
+                    if let envelope, case .reply(let reply) = action {
+                        output.refusedMessages.append(
+                            RefusedMessage(envelope: envelope, outcome: decoder.outcome, reply: reply))
+                    }
                     apply(action, to: &output)
                 }
             case .chunk(let remaining, let keep):
@@ -263,6 +278,7 @@ extension SMTPSession.Output {
         bytes.append(contentsOf: other.bytes)
         replies.append(contentsOf: other.replies)
         if let submission = other.submission { self.submission = submission }
+        refusedMessages.append(contentsOf: other.refusedMessages)
         close = close || other.close
     }
 }

@@ -4,10 +4,109 @@ import SMTPProtocol
 /// The seam between the SMTP server and whatever delivers messages (the outbox, ACS).
 ///
 /// The server calls `submit` once per complete message and does not read further input from that
-/// client until `completion` is called with the reply to send. `completion` may be called on any
-/// thread, exactly once. Submitters must not block the calling queue: do the work elsewhere.
+/// client until `completion` is called with the outcome. `completion` may be called on any thread,
+/// exactly once. Submitters must not block the calling queue: do the work elsewhere.
+///
+/// The outcome is more than the reply: the connection, which knows the session, the envelope, the size
+/// and the timing, writes the one audit line per message and counts it in the metrics, and the submitter
+/// adds what only it knows (the ACS operation and status, a bounded reason).
 public protocol MessageSubmitter: Sendable {
-    func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SMTPReply) -> Void)
+    func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void)
+}
+
+/// What became of one submitted message: the reply the client gets, and facts for the audit line and metrics.
+public struct SubmissionResult: Sendable, Hashable {
+    public var reply: SMTPReply
+    public var annotations: SubmissionAnnotations
+
+    public init(reply: SMTPReply, annotations: SubmissionAnnotations) {
+        self.reply = reply
+        self.annotations = annotations
+    }
+
+    /// A reply with only a reason (no ACS facts): the outbox, tests.
+    public init(_ reply: SMTPReply, reason: SubmissionReason) {
+        self.init(reply: reply, annotations: SubmissionAnnotations(reason: reason))
+    }
+}
+
+/// Facts a submitter knows about a message's outcome, for the audit line (never secrets, never content).
+public struct SubmissionAnnotations: Sendable, Hashable {
+    /// Why the message got its reply, as a metric label (bounded).
+    public var reason: SubmissionReason
+    /// The ACS operation id, when ACS was asked.
+    public var acsOperationID: String?
+    /// The operation's status as ACS last reported it (`Running`, `Succeeded`, `Failed`, `Canceled`).
+    public var acsStatus: String?
+    /// ACS's error code when it refused or failed the message (`InvalidEmailAddress`, `TooManyRequests`…).
+    public var acsErrorCode: String?
+    /// The `x-ms-request-id` of ACS's last answer, for support cases.
+    public var acsRequestID: String?
+    /// HTTP attempts made for the send.
+    public var acsAttempts: Int?
+    /// The translation rule that refuses the message for ACS (`senderNotMappable`…), also when the outbox
+    /// stores it anyway.
+    public var translationRejection: String?
+
+    public init(
+        reason: SubmissionReason, acsOperationID: String? = nil, acsStatus: String? = nil,
+        acsErrorCode: String? = nil, acsRequestID: String? = nil, acsAttempts: Int? = nil,
+        translationRejection: String? = nil
+    ) {
+        self.reason = reason
+        self.acsOperationID = acsOperationID
+        self.acsStatus = acsStatus
+        self.acsErrorCode = acsErrorCode
+        self.acsRequestID = acsRequestID
+        self.acsAttempts = acsAttempts
+        self.translationRejection = translationRejection
+    }
+}
+
+/// Why a message got its reply: a short token from a fixed vocabulary, logged as `reason` and used as the
+/// `reason` label of `acsgw_smtp_messages_total`. Only string literals make one, so label values stay bounded
+/// (design.md principle 6: an extensible struct, not a closed enum, so submitters can add their own).
+public struct SubmissionReason: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+
+    public init(_ rawValue: StaticString) {
+        self.rawValue = rawValue.description
+    }
+
+    public var description: String { rawValue }
+
+    /// The submitter gave no reason.
+    public static let unspecified = SubmissionReason("unspecified")
+    /// Written to the outbox.
+    public static let stored = SubmissionReason("stored")
+    /// The outbox could not be written (451).
+    public static let storageFailed = SubmissionReason("storage_failed")
+    /// The translation to ACS refused the message (sender policy, limits).
+    public static let translationRefused = SubmissionReason("translation_refused")
+    /// ACS accepted the message (202, or polled to Succeeded).
+    public static let acsAccepted = SubmissionReason("acs_accepted")
+    /// ACS's operation ended Failed or Canceled.
+    public static let acsFailed = SubmissionReason("acs_failed")
+    /// ACS refused the request (4xx with an ACS error).
+    public static let acsRejected = SubmissionReason("acs_rejected")
+    /// ACS refused the gateway's credentials (401/403).
+    public static let acsAuthentication = SubmissionReason("acs_authentication")
+    /// No credentials could be obtained (token endpoint, unreadable secret).
+    public static let acsNoCredentials = SubmissionReason("acs_no_credentials")
+    /// Still throttled (429) when the retry budget ran out.
+    public static let acsThrottled = SubmissionReason("acs_throttled")
+    /// 5xx, timeouts or network failures until the retry budget ran out.
+    public static let acsUnavailable = SubmissionReason("acs_unavailable")
+    /// The submitter did not answer within the submission timeout (set by the connection).
+    public static let submissionTimeout = SubmissionReason("submission_timeout")
+    /// The shutdown deadline came while the message was being delivered (set by the connection).
+    public static let shutdown = SubmissionReason("shutdown")
+    /// The message was larger than the size limit (refused at the end of DATA).
+    public static let tooLarge = SubmissionReason("too_large")
+    /// A text line was longer than the limit (refused at the end of DATA).
+    public static let lineTooLong = SubmissionReason("line_too_long")
+    /// A bare LF with `--bare-lf reject` (refused at the end of DATA).
+    public static let bareLineFeed = SubmissionReason("bare_lf")
 }
 
 /// A message as received over SMTP, with its envelope and where it came from.

@@ -18,6 +18,7 @@ final class SMTPConnection: @unchecked Sendable {
     private var session: SMTPSession
     private let submitter: MessageSubmitter
     private let statistics: SMTPServerStatistics
+    private let metrics: SMTPServerMetrics
     private let timeouts: SMTPTimeouts
     private var logger: Logger
     private let onClose: @Sendable (SMTPConnection) -> Void
@@ -44,8 +45,8 @@ final class SMTPConnection: @unchecked Sendable {
     private var lastReadAt: Double
     private var dataStartedAt: Double?
     private var dataOctets = 0
-    private var submissionStartedAt: Double?
-    private var submissionMessageID: String?
+    /// The message with the submitter, if any: what its audit line needs once it is answered.
+    private var pending: PendingSubmission?
 
     // Statistics for the closing log line.
     private var octetsIn = 0
@@ -64,7 +65,8 @@ final class SMTPConnection: @unchecked Sendable {
 
     init(
         fd: Int32, clientAddress: SocketAddress, configuration: SMTPServerConfiguration,
-        submitter: MessageSubmitter, statistics: SMTPServerStatistics, targetQueue: DispatchQueue, logger: Logger,
+        submitter: MessageSubmitter, statistics: SMTPServerStatistics, metrics: SMTPServerMetrics,
+        targetQueue: DispatchQueue, logger: Logger,
         onClose: @escaping @Sendable (SMTPConnection) -> Void
     ) {
         self.id = Identifiers.sessionID()
@@ -74,6 +76,7 @@ final class SMTPConnection: @unchecked Sendable {
         self.session = SMTPSession(hostname: configuration.hostname, limits: configuration.limits)
         self.submitter = submitter
         self.statistics = statistics
+        self.metrics = metrics
         self.timeouts = configuration.timeouts
         var logger = logger
         logger[metadataKey: "smtp.session"] = "\(id)"
@@ -95,16 +98,9 @@ final class SMTPConnection: @unchecked Sendable {
             readSource.setEventHandler { [unowned self] in handleReadable() }
             writeSource.setEventHandler { [unowned self] in handleWritable() }
             timer.setEventHandler { [unowned self] in checkTimeouts() }
-            // The fd is closed once all three sources are cancelled: Dispatch requires that a descriptor
-            // outlive the sources monitoring it.
-            let group = DispatchGroup()
-            for source in [readSource, writeSource, timer] as [DispatchSourceProtocol] {
-                group.enter()
-                source.setCancelHandler { group.leave() }
-            }
-            group.notify(queue: queue) { [self] in
-                Glibc.close(fd)
-                onClose(self)
+            // The fd is closed once all three sources are cancelled.
+            ListeningSocket.closeWhenCancelled(fd, sources: [readSource, writeSource, timer], queue: queue) {
+                [self] in onClose(self)
             }
             let interval = Self.timerInterval(for: timeouts)
             timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(50))
@@ -128,17 +124,19 @@ final class SMTPConnection: @unchecked Sendable {
     func forceClose() {
         queue.async { [self] in
             guard !closed, !closeAfterFlush else { return }
-            if let id = submissionMessageID {
+            closeReason = "shutdown"
+            let output = session.abort(.shuttingDown)
+            if let message = pending {
                 logger.warning(
                     "shutdown deadline reached while a message was being delivered; the client is told to retry",
-                    metadata: ["smtp.message_id": "\(id)"])
+                    metadata: ["smtp.message_id": "\(message.id)"])
+                // The client is told 421 now; a late answer from the submitter must find nothing pending
+                // (review finding F2).
+                pending = nil
+                metrics.submissionEnded()
+                audit(message, reply: output.replies.last ?? .shuttingDown, annotations: .init(reason: .shutdown))
             }
-            closeReason = "shutdown"
-            // The client is told 421 now; a late answer from the submitter must find nothing pending
-            // (review finding F2).
-            submissionMessageID = nil
-            submissionStartedAt = nil
-            handle(session.abort(.shuttingDown))
+            handle(output)
         }
     }
 
@@ -196,6 +194,7 @@ final class SMTPConnection: @unchecked Sendable {
                 logger.debug("protocol error reply", metadata: ["smtp.reply": "\(reply)"])
             }
         }
+        for refused in output.refusedMessages { auditRefused(refused) }
         trackDataPhase()
         if !output.bytes.isEmpty { enqueue(output.bytes) }
         if output.close {
@@ -232,51 +231,116 @@ final class SMTPConnection: @unchecked Sendable {
     private func submit(_ submission: SMTPSession.Submission) {
         suspendReading()  // back-pressure: nothing more is read until the submitter answers
         let messageID = Identifiers.messageID()
-        let started = Self.now()
-        submissionStartedAt = started
-        submissionMessageID = messageID
+        let headers = HeaderScan.fields(
+            logger.logLevel <= .debug ? ["message-id", "subject"] : ["message-id"], in: submission.message)
+        let message = PendingSubmission(
+            id: messageID, envelope: submission.envelope, size: submission.message.count,
+            transfer: submission.transfer, startedAt: Self.now(), messageIDHeader: headers["message-id"],
+            subject: headers["subject"])
+        pending = message
+        metrics.submissionStarted()
         let info = SessionInfo(
             sessionID: id, clientAddress: clientAddress, heloName: heloName,
             transfer: submission.transfer)
-        let message = ReceivedMessage(
+        let received = ReceivedMessage(
             id: messageID, receivedAt: Date(), envelope: submission.envelope, data: submission.message, session: info)
-        let envelope = submission.envelope
-        let size = submission.message.count
-        submitter.submit(message) { [weak self] reply in
-            guard let self else { return }
-            self.queue.async {
-                self.submissionCompleted(
-                    reply, messageID: messageID, envelope: envelope, size: size, started: started)
-            }
+        // A strong reference: the outcome is audited even when the client has gone meanwhile. The submitter
+        // answers exactly once, so the connection is released then.
+        submitter.submit(received) { result in
+            self.queue.async { self.submissionCompleted(result, for: message) }
         }
     }
 
-    private func submissionCompleted(
-        _ reply: SMTPReply, messageID: String, envelope: Envelope, size: Int, started: Double
-    ) {
+    private func submissionCompleted(_ result: SubmissionResult, for message: PendingSubmission) {
         dispatchPrecondition(condition: .onQueue(queue))
-        guard submissionMessageID == messageID else { return }  // answered already (timeout or shutdown)
-        submissionMessageID = nil
-        submissionStartedAt = nil
-        guard !closed, !closeAfterFlush, session.phase == .awaitingSubmission else { return }
-        if reply.isPositive { messagesAccepted += 1 } else { messagesRejected += 1 }
-        statistics.messageAnswered(reply)
-        let level: Logger.Level = reply.isPositive ? .info : (reply.isTransientFailure ? .warning : .notice)
-        logger.log(
-            level: level, "message",
-            metadata: [
-                "smtp.message_id": "\(messageID)",
-                "smtp.mail_from": "\(envelope.reversePath)",
-                "smtp.rcpt_count": "\(envelope.forwardPaths.count)",
-                "smtp.size": "\(size)",
-                "smtp.reply": "\(reply)",
-                "duration_ms": "\(Int((Self.now() - started) * 1000))",
-            ])
-        let output = session.submissionCompleted(reply)
+        guard pending?.id == message.id else {
+            // Answered already (submission timeout or shutdown): the client was told to retry, but the
+            // submitter's late outcome is what happened to the message — a 2xx here means it may arrive twice.
+            logger.log(
+                level: result.reply.isPositive ? .warning : .notice,
+                "delivery answered after the client was told to retry",
+                metadata: Self.auditMetadata(
+                    message, result.reply, result.annotations, duration: Self.now() - message.startedAt))
+            return
+        }
+        pending = nil
+        metrics.submissionEnded()
+        let answering = !closed && !closeAfterFlush && session.phase == .awaitingSubmission
+        audit(message, reply: result.reply, annotations: result.annotations, replySent: answering)
+        guard answering else { return }
+        let output = session.submissionCompleted(result.reply)
         resumeReading()
         handle(output)
         // Input pipelined behind the message may already be buffered in the socket.
         if !closed && !readSuspended { handleReadable() }
+    }
+
+    // MARK: Audit
+
+    /// What the audit line of a message with the submitter needs.
+    struct PendingSubmission: Sendable {
+        var id: String
+        var envelope: Envelope
+        var size: Int
+        var transfer: String
+        /// Monotonic seconds at the end of DATA / BDAT LAST.
+        var startedAt: Double
+        var messageIDHeader: String?
+        /// Only scanned when the logger's level is debug or trace: subjects are content.
+        var subject: String?
+    }
+
+    /// The one audit line per message (`msg=message`), with its counters and metrics. Level info for 2xx,
+    /// notice otherwise. Never the body, never AUTH data; the subject only at debug level.
+    private func audit(
+        _ message: PendingSubmission, reply: SMTPReply, annotations: SubmissionAnnotations, replySent: Bool = true
+    ) {
+        let duration = Self.now() - message.startedAt
+        if reply.isPositive { messagesAccepted += 1 } else { messagesRejected += 1 }
+        statistics.messageAnswered(reply)
+        metrics.messageAnswered(reply, reason: annotations.reason, seconds: duration)
+        var metadata = Self.auditMetadata(message, reply, annotations, duration: duration)
+        if !replySent { metadata["smtp.reply_sent"] = "false" }  // the client had gone
+        logger.log(level: reply.isPositive ? .info : .notice, "message", metadata: metadata)
+    }
+
+    /// A message refused at the end of its data (size, line length, bare LF): audited like the others.
+    private func auditRefused(_ refused: SMTPSession.RefusedMessage) {
+        let reason: SubmissionReason =
+            switch refused.outcome {
+            case .exceededSizeLimit: .tooLarge
+            case .exceededLineLength: .lineTooLong
+            case .bareLineFeed: .bareLineFeed
+            case .complete: .unspecified
+            }
+        let message = PendingSubmission(
+            id: Identifiers.messageID(), envelope: refused.envelope, size: dataOctets,
+            transfer: "DATA", startedAt: Self.now())
+        audit(message, reply: refused.reply, annotations: SubmissionAnnotations(reason: reason))
+    }
+
+    static func auditMetadata(
+        _ message: PendingSubmission, _ reply: SMTPReply, _ annotations: SubmissionAnnotations, duration: Double
+    ) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "smtp.message_id": "\(message.id)",
+            "smtp.mail_from": "\(message.envelope.reversePath)",
+            "smtp.rcpt_count": "\(message.envelope.forwardPaths.count)",
+            "smtp.size": "\(message.size)",
+            "smtp.transfer": "\(message.transfer)",
+            "smtp.reply": "\(reply)",
+            "reason": "\(annotations.reason)",
+            "duration_ms": "\(Int((duration * 1000).rounded()))",
+        ]
+        if let header = message.messageIDHeader { metadata["mail.message_id"] = "\(header)" }
+        if let subject = message.subject { metadata["mail.subject"] = "\(subject)" }
+        if let value = annotations.acsOperationID { metadata["acs.operation_id"] = "\(value)" }
+        if let value = annotations.acsStatus { metadata["acs.status"] = "\(value)" }
+        if let value = annotations.acsErrorCode { metadata["acs.error_code"] = "\(value)" }
+        if let value = annotations.acsRequestID { metadata["acs.request_id"] = "\(value)" }
+        if let value = annotations.acsAttempts { metadata["acs.attempts"] = "\(value)" }
+        if let value = annotations.translationRejection { metadata["acs.rejection"] = "\(value)" }
+        return metadata
     }
 
     private func closeIfIdleDuringShutdown() {
@@ -378,14 +442,17 @@ final class SMTPConnection: @unchecked Sendable {
                 handle(session.abort(.dataTimeout))
             }
         case .awaitingSubmission:
-            if let started = submissionStartedAt, now - started >= timeouts.submission {
+            if let message = pending, now - message.startedAt >= timeouts.submission {
                 logger.error(
                     "delivery did not answer in time; the client is told to retry",
-                    metadata: ["smtp.message_id": "\(submissionMessageID ?? "?")", "timeout_s": "\(timeouts.submission)"])
-                submissionMessageID = nil
+                    metadata: ["smtp.message_id": "\(message.id)", "timeout_s": "\(timeouts.submission)"])
+                pending = nil
+                metrics.submissionEnded()
                 closeReason = "submission timeout"
                 let output = session.abort(.submissionTimedOut)
-                if let reply = output.replies.last { statistics.messageAnswered(reply) }
+                audit(
+                    message, reply: output.replies.last ?? .submissionTimedOut,
+                    annotations: SubmissionAnnotations(reason: .submissionTimeout))
                 handle(output)
             }
         case .closed:

@@ -23,6 +23,8 @@ public final class SMTPServer: @unchecked Sendable {
 
     /// Connection and message counters since start (for the service manager's status line).
     public let statistics = SMTPServerStatistics()
+    /// The same events, and latencies, for the metrics backend (Prometheus when the admin listener is on).
+    private let metrics: SMTPServerMetrics
 
     private var listeners: [(fd: Int32, source: DispatchSourceRead, address: SocketAddress)] = []
     /// True while accepting is paused because the process ran out of descriptors.
@@ -33,10 +35,14 @@ public final class SMTPServer: @unchecked Sendable {
     private var shutdownCompletion: (@Sendable () -> Void)?
     private var shutdownTimer: DispatchSourceTimer?
 
-    public init(configuration: SMTPServerConfiguration, submitter: MessageSubmitter, logger: Logger) {
+    public init(
+        configuration: SMTPServerConfiguration, submitter: MessageSubmitter, logger: Logger,
+        metrics: SMTPServerMetrics = SMTPServerMetrics()
+    ) {
         self.configuration = configuration
         self.submitter = submitter
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// Binds every listen address and starts accepting. Returns the bound addresses (with the real port
@@ -47,7 +53,7 @@ public final class SMTPServer: @unchecked Sendable {
             var bound: [(Int32, SocketAddress)] = []
             do {
                 for address in configuration.listenAddresses {
-                    bound.append(try Self.bindListeningSocket(address, backlog: configuration.listenBacklog))
+                    bound.append(try ListeningSocket.bind(address, backlog: configuration.listenBacklog))
                 }
             } catch {
                 for (fd, _) in bound { close(fd) }
@@ -61,7 +67,7 @@ public final class SMTPServer: @unchecked Sendable {
     /// Starts accepting on an already-listening socket (inherited from systemd socket activation).
     public func adopt(listeningSocket fd: Int32) throws -> SocketAddress {
         try queue.sync {
-            guard let address = Self.localAddress(of: fd) else {
+            guard let address = ListeningSocket.localAddress(of: fd) else {
                 throw SMTPServerError(description: "inherited descriptor \(fd) is not an IPv4/IPv6 socket")
             }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -146,31 +152,21 @@ public final class SMTPServer: @unchecked Sendable {
         dispatchPrecondition(condition: .onQueue(queue))
         // Accept everything pending, bounded so one busy listener cannot starve the registry queue.
         for _ in 0..<256 {
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let fd = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    accept(listenFD, $0, &length)
-                }
-            }
-            if fd < 0 {
-                let error = errno
-                if error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED { return }
+            switch ListeningSocket.accept(on: listenFD) {
+            case .nothingPending:
+                return
+            case .failed(let error):
                 if error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM {
                     pauseAccepting(reason: String(cString: strerror(error)))
                 } else {
                     logger.error("accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
                 }
                 return
-            }
-            // accept4() is not exported by Swift's Glibc module; set the flags separately.
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            guard let client = SocketAddress(storage: storage) else {
+            case .connection(let fd, nil):
                 close(fd)
-                continue
+            case .connection(let fd, let client?):
+                admit(fd: fd, client: client)
             }
-            admit(fd: fd, client: client)
         }
     }
 
@@ -193,43 +189,44 @@ public final class SMTPServer: @unchecked Sendable {
 
     private func admit(fd: Int32, client: SocketAddress) {
         if shuttingDown {
-            refuse(fd: fd, client: client, reply: .shuttingDown, reason: "shutting down")
+            refuse(fd: fd, client: client, reply: .shuttingDown, reason: .shuttingDown)
             return
         }
         guard configuration.allowedNetworks.contains(where: { $0.contains(client) }) else {
-            refuse(fd: fd, client: client, reply: .accessDenied, reason: "address not in allowed networks")
+            refuse(fd: fd, client: client, reply: .accessDenied, reason: .accessDenied)
             return
         }
         guard connections.count < configuration.maxConnections else {
-            refuse(fd: fd, client: client, reply: .tooManyConnections, reason: "connection limit reached")
+            refuse(fd: fd, client: client, reply: .tooManyConnections, reason: .connectionLimit)
             return
         }
         let clientKey = client.unmappedIPBytes
         guard connectionsPerClient[clientKey, default: 0] < configuration.maxConnectionsPerClient else {
-            refuse(fd: fd, client: client, reply: .tooManyConnectionsFromClient,
-                   reason: "per-client connection limit reached")
+            refuse(fd: fd, client: client, reply: .tooManyConnectionsFromClient, reason: .clientLimit)
             return
         }
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         let connection = SMTPConnection(
             fd: fd, clientAddress: client, configuration: configuration, submitter: submitter,
-            statistics: statistics, targetQueue: connectionTargetQueue, logger: logger
+            statistics: statistics, metrics: metrics, targetQueue: connectionTargetQueue, logger: logger
         ) { [weak self] connection in
             self?.connectionClosed(connection)
         }
         connections[ObjectIdentifier(connection)] = connection
         connectionsPerClient[clientKey, default: 0] += 1
         statistics.connectionAdmitted()
+        metrics.connectionOpened()
         connection.start()
     }
 
     /// Answers a refused client with one reply and closes. The socket is non-blocking and the reply
     /// fits any send buffer, so this never waits.
-    private func refuse(fd: Int32, client: SocketAddress, reply: SMTPReply, reason: String) {
-        logger.notice("connection refused", metadata: ["smtp.client": "\(client)", "reason": "\(reason)",
+    private func refuse(fd: Int32, client: SocketAddress, reply: SMTPReply, reason: SMTPServerMetrics.RefusalReason) {
+        logger.notice("connection refused", metadata: ["smtp.client": "\(client)", "reason": "\(reason.text)",
                                                         "smtp.reply": "\(reply)"])
         statistics.connectionRefused()
+        metrics.connectionRefused(reason)
         let bytes = reply.wireBytes
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         Glibc.shutdown(fd, Int32(SHUT_WR))
@@ -240,6 +237,7 @@ public final class SMTPServer: @unchecked Sendable {
         queue.async { [self] in
             connections[ObjectIdentifier(connection)] = nil
             statistics.connectionClosed()
+            metrics.connectionClosed()
             let key = connection.clientAddress.unmappedIPBytes
             let remaining = connectionsPerClient[key, default: 1] - 1
             connectionsPerClient[key] = remaining > 0 ? remaining : nil
@@ -254,41 +252,5 @@ public final class SMTPServer: @unchecked Sendable {
         shutdownTimer?.cancel()
         logger.info("all connections closed")
         completion()
-    }
-
-    // MARK: Sockets
-
-    private static func bindListeningSocket(_ address: SocketAddress, backlog: Int32) throws -> (Int32, SocketAddress) {
-        let family = address.isIPv6 ? AF_INET6 : AF_INET
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SMTPServerError(description: "socket(): \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if address.isIPv6 {
-            // An IPv6 listen address means IPv6 only; list 0.0.0.0 separately for IPv4. This keeps the
-            // two address families' access rules explicit.
-            _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
-        }
-        let bindResult = address.withSockAddr { bind(fd, $0, $1) }
-        guard bindResult == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw SMTPServerError(description: "cannot listen on \(address): \(message)")
-        }
-        guard listen(fd, backlog) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw SMTPServerError(description: "listen() on \(address): \(message)")
-        }
-        return (fd, localAddress(of: fd) ?? address)
-    }
-
-    private static func localAddress(of fd: Int32) -> SocketAddress? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return result == 0 ? SocketAddress(storage: storage) : nil
     }
 }

@@ -5,7 +5,8 @@ import SMTPProtocol
 /// (`STATUS=` of sd_notify(3)) and by tests. Thread-safe: connections update it from their own queues.
 public final class SMTPServerStatistics: @unchecked Sendable {
     /// The counters at one instant. "Messages" are ends of data answered by the submitter (or by the
-    /// submission timeout), classified by the reply the client got.
+    /// submission timeout, the shutdown deadline, or a refusal at the end of DATA such as 552), classified by
+    /// the reply the client got.
     public struct Snapshot: Hashable, Sendable {
         /// Connections open now.
         public var openConnections = 0

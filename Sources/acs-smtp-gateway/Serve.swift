@@ -25,6 +25,9 @@ struct Serve: ParsableCommand {
         }
         let logger = Logger(label: "acs-smtp-gateway")
         logger.info("configuration loaded", metadata: ["config_file": "\(loaded.file ?? "none")"])
+        // Before the SMTP server and the ACS client exist: they take their metric handles when created.
+        // Once per process (swift-metrics), so a reload keeps the registry and the admin listener.
+        let metricsRegistry = settings.adminListen.map { _ in GatewayMetrics.bootstrap() }
 
         var assembly: GatewayAssembly
         do {
@@ -36,11 +39,16 @@ struct Serve: ParsableCommand {
         GatewayDaemon.prepareDescriptors(for: &assembly.serverConfiguration, logger: logger)
         let server = SMTPServer(
             configuration: assembly.serverConfiguration, submitter: assembly.submitter, logger: logger)
+        var admin: AdminServer?
+        if let address = settings.adminListen, let metricsRegistry {
+            admin = try AdminServer(
+                address: address, registry: metricsRegistry, liveness: { server.whenResponsive($0) }, logger: logger)
+        }
 
         // SIGHUP: the same file, environment and flags, read again; credentials resolved again.
         let file = loaded.file
         let flags = options.overrides
-        GatewayDaemon.run(server: server, logger: logger, environment: environment) {
+        GatewayDaemon.run(server: server, logger: logger, environment: environment, admin: admin) {
             let reloaded: LoadedConfiguration
             do {
                 reloaded = try ConfigurationLoader.load(file: file, environment: environment, flags: flags)
@@ -50,6 +58,9 @@ struct Serve: ParsableCommand {
             let new = reloaded.settings
             if new.logFormat != settings.logFormat {
                 logger.warning("logging.format changes only on restart")
+            }
+            if new.adminListen != settings.adminListen {
+                logger.warning("admin.listen changes only on restart")
             }
             let assembly = try GatewayAssembly.assemble(new, environment: environment, logger: logger)
             levelControl.level = new.logLevel

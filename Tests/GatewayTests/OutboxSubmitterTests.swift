@@ -28,7 +28,7 @@ import Testing
 
     private func submit(_ submitter: OutboxSubmitter, _ message: ReceivedMessage) async -> SMTPReply {
         await withCheckedContinuation { continuation in
-            submitter.submit(message) { continuation.resume(returning: $0) }
+            submitter.submit(message) { continuation.resume(returning: $0.reply) }
         }
     }
 
@@ -100,7 +100,7 @@ import Testing
 
     private func submit(_ submitter: OutboxSubmitter, _ message: ReceivedMessage) async -> SMTPReply {
         await withCheckedContinuation { continuation in
-            submitter.submit(message) { continuation.resume(returning: $0) }
+            submitter.submit(message) { continuation.resume(returning: $0.reply) }
         }
     }
 

@@ -210,7 +210,7 @@ import Testing
 
 /// Answers every message with 250 without keeping it.
 private struct NullSubmitter: MessageSubmitter {
-    func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SMTPReply) -> Void) {
-        completion(.ok)
+    func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
+        completion(SubmissionResult(.ok, reason: .unspecified))
     }
 }

@@ -115,11 +115,13 @@ final class RecordingSubmitter: MessageSubmitter, @unchecked Sendable {
         return stored
     }
 
-    func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SMTPReply) -> Void) {
+    func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         lock.lock()
         stored.append(message)
         lock.unlock()
         let reply = self.reply
-        DispatchQueue.global().asyncAfter(deadline: .now() + delay) { completion(reply) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + delay) {
+            completion(SubmissionResult(reply, reason: .unspecified))
+        }
     }
 }

@@ -6,7 +6,8 @@ import SMTPProtocol
 import SMTPServer
 
 /// Delivers each message through ACS: translate, send (retries inside the client), answer the SMTP client
-/// with the reply that tells the truth about what ACS did (``ACSReplyMapping``), and write one audit line.
+/// with the reply that tells the truth about what ACS did (``ACSReplyMapping``), with the operation's facts
+/// for the connection's audit line.
 ///
 /// The `Operation-Id` is the message id: unique per accepted SMTP transaction and reused on every retry of
 /// it, so a retry after a lost answer cannot send twice. With an outbox copy, each message ACS accepted is
@@ -26,25 +27,27 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
         self.logger = logger
     }
 
-    public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SMTPReply) -> Void) {
+    public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         workQueue.async { [self] in
             let translated: TranslatedEmail
             switch translator.translate(message, logger: logger) {
             case .failure(let rejection):
-                logger.notice(
-                    "message refused before sending to ACS",
-                    metadata: ["smtp.message_id": "\(message.id)", "acs.rejection": "\(rejection.reason)"])
-                completion(SMTPReply(rejection))
+                // Nothing goes to ACS; the connection's audit line names the rule (acs.rejection).
+                completion(
+                    SubmissionResult(
+                        reply: SMTPReply(rejection),
+                        annotations: SubmissionAnnotations(
+                            reason: .translationRefused, translationRejection: rejection.reason.rawValue)))
                 return
             case .success(let value):
                 translated = value
             }
             let budget = client.configuration.retry.budget  // for the log only
             client.send(body: translated.requestBody, operationID: message.id) { [self] result in
-                let reply = ACSReplyMapping.reply(for: result.outcome)
-                logOutcome(result, reply: reply, message: message, budget: budget)
-                guard reply.isPositive, let outboxCopy else {
-                    completion(reply)
+                let outcome = Self.result(for: result, operationID: message.id)
+                logProblem(result, reply: outcome.reply, message: message, budget: budget)
+                guard outcome.reply.isPositive, let outboxCopy else {
+                    completion(outcome)
                     return
                 }
                 outboxCopy.storeCopy(message, acsRequest: translated.requestBody) { [logger] stored in
@@ -52,9 +55,10 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
                         logger.error("message sent through ACS, but its outbox copy could not be written",
                                      metadata: ["smtp.message_id": "\(message.id)"])
                     }
-                    completion(reply)  // the message was sent: the copy's failure does not change that
+                    completion(outcome)  // the message was sent: the copy's failure does not change that
                 }
             } finalStatus: { [logger] status in
+                // Learnt after the reply (reply-after accepted): a line of its own, after the audit line.
                 let level: Logger.Level = status.status.lowercased() == "succeeded" ? .info : .warning
                 logger.log(
                     level: level, "ACS final status",
@@ -66,16 +70,47 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
         }
     }
 
-    private func logOutcome(_ result: ACSSendResult, reply: SMTPReply, message: ReceivedMessage, budget: Double) {
+    /// The reply (``ACSReplyMapping``) and the audit facts for one send's outcome.
+    static func result(for result: ACSSendResult, operationID: String) -> SubmissionResult {
+        var annotations = SubmissionAnnotations(
+            reason: .unspecified, acsOperationID: result.attempts > 0 ? operationID : nil,
+            acsRequestID: result.requestID, acsAttempts: result.attempts)
+        switch result.outcome {
+        case .accepted(let id, let status):
+            annotations.reason = .acsAccepted
+            annotations.acsOperationID = id
+            annotations.acsStatus = status
+        case .failed(let id, let status, let code, _):
+            annotations.reason = .acsFailed
+            annotations.acsOperationID = id
+            annotations.acsStatus = status
+            annotations.acsErrorCode = code
+        case .rejected(_, let code, _):
+            annotations.reason = .acsRejected
+            annotations.acsErrorCode = code
+        case .authenticationFailed(_, let code, _):
+            annotations.reason = .acsAuthentication
+            annotations.acsErrorCode = code
+        case .throttled:
+            annotations.reason = .acsThrottled
+        case .unavailable:
+            annotations.reason = .acsUnavailable
+        case .notAuthenticated:
+            annotations.reason = .acsNoCredentials
+        }
+        return SubmissionResult(reply: ACSReplyMapping.reply(for: result.outcome), annotations: annotations)
+    }
+
+    /// The audit line (written by the connection) says what happened; this adds, for the operator, what the
+    /// reply cannot: why credentials failed, and what ACS last said before a deferral.
+    private func logProblem(_ result: ACSSendResult, reply: SMTPReply, message: ReceivedMessage, budget: Double) {
         var metadata: Logger.Metadata = [
-            "smtp.message_id": "\(message.id)", "acs.operation_id": "\(message.id)",
-            "acs.attempts": "\(result.attempts)", "acs.request_id": "\(result.requestID ?? "-")",
-            "smtp.reply": "\(reply)",
+            "smtp.message_id": "\(message.id)", "acs.attempts": "\(result.attempts)",
+            "acs.request_id": "\(result.requestID ?? "-")",
         ]
         switch result.outcome {
-        case .accepted(_, let status):
-            metadata["acs.status"] = "\(status)"
-            logger.info("ACS accepted the message", metadata: metadata)
+        case .accepted, .failed, .rejected:
+            return
         case .authenticationFailed(let status, let code, let detail):
             metadata["acs.http_status"] = "\(status)"
             metadata["likely_cause"] = "\(ACSReplyMapping.likelyCause(status: status, code: code, message: detail))"
@@ -83,11 +118,16 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
         case .notAuthenticated(let error):
             metadata["error"] = "\(error.message)"
             logger.error("could not authenticate to ACS", metadata: metadata)
-        case .throttled, .unavailable:
+        case .throttled(let retryAfter):
             metadata["acs.retry_budget_s"] = "\(budget)"
-            logger.warning("ACS delivery deferred; the client will retry", metadata: metadata)
-        case .failed, .rejected:
-            logger.notice("ACS refused the message", metadata: metadata)
+            metadata["acs.retry_after_s"] = "\(retryAfter.map { "\($0)" } ?? "-")"
+            logger.warning(
+                "ACS still throttling when the retry budget ran out; the client will retry", metadata: metadata)
+        case .unavailable(let status, let detail):
+            metadata["acs.retry_budget_s"] = "\(budget)"
+            metadata["acs.http_status"] = "\(status.map { "\($0)" } ?? "-")"
+            metadata["error"] = "\(detail)"
+            logger.warning("ACS unavailable when the retry budget ran out; the client will retry", metadata: metadata)
         }
     }
 }

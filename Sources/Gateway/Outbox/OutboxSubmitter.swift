@@ -1,3 +1,4 @@
+import ACSEmail
 import Dispatch
 import Foundation
 import Glibc
@@ -47,41 +48,44 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
         }
     }
 
-    public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SMTPReply) -> Void) {
+    public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         // Parsing and translating is CPU work: it runs on the shared work queue, so a large message does not
         // hold up the serial I/O queue other messages' fsyncs are waiting on.
         translationQueue.async { [self] in
             var acsRequest: [UInt8]?
-            var acsRejection: String?
+            var acsRejection: TranslationRejection?
             if let translator {
                 switch translator.translate(message, logger: logger) {
                 case .success(let translated):
                     acsRequest = translated.requestBody
                 case .failure(let rejection):
-                    logger.notice(
-                        refuseUntranslatable
-                            ? "message refused by the translation to ACS"
-                            : "message stored, but ACS delivery would refuse it",
-                        metadata: ["smtp.message_id": "\(message.id)", "acs.rejection": "\(rejection.reason)",
-                                   "smtp.reply": "\(rejection.smtpReply)"])
+                    // The connection's audit line names the rule (acs.rejection), stored or refused.
                     if refuseUntranslatable {
-                        completion(SMTPReply(rejection))
+                        completion(
+                            SubmissionResult(
+                                reply: SMTPReply(rejection),
+                                annotations: SubmissionAnnotations(
+                                    reason: .translationRefused, translationRejection: rejection.reason.rawValue)))
                         return
                     }
-                    acsRejection = rejection.smtpReply
+                    acsRejection = rejection
                 }
             }
             let request = acsRequest
             let rejection = acsRejection
             ioQueues[nextQueue.increment() % ioQueues.count].async { [self] in
                 do {
-                    try store(message, acsRequest: request, acsRejection: rejection)
-                    completion(.messageAccepted("OK \(message.id)"))
+                    try store(message, acsRequest: request, acsRejection: rejection?.smtpReply)
+                    completion(
+                        SubmissionResult(
+                            reply: .messageAccepted("OK \(message.id)"),
+                            annotations: SubmissionAnnotations(
+                                reason: .stored, translationRejection: rejection?.reason.rawValue)))
                 } catch {
                     logger.error(
                         "could not write message to the outbox; the client will retry",
                         metadata: ["smtp.message_id": "\(message.id)", "error": "\(error)", "outbox": "\(directory)"])
-                    completion(.localError("could not store the message"))
+                    completion(SubmissionResult(.localError("could not store the message"), reason: .storageFailed))
                 }
             }
         }

@@ -1,0 +1,374 @@
+import Dispatch
+import Foundation
+import Glibc
+import Logging
+import Prometheus
+import SMTPServer
+
+/// Why the admin listener cannot be configured or started.
+public struct AdminServerError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Whether the gateway should get traffic: `/readyz` answers 200 only while ``State/ready``.
+public final class ServiceReadiness: @unchecked Sendable {
+    public enum State: String, Sendable {
+        /// Not listening yet.
+        case starting
+        /// Listening for SMTP.
+        case ready
+        /// A shutdown began: no new connections are accepted.
+        case stopping
+    }
+
+    private let lock = NSLock()
+    private var current = State.starting
+
+    public init() {}
+
+    public var state: State { lock.withLock { current } }
+
+    /// The SMTP listener is up.
+    public func markReady() { lock.withLock { if current == .starting { current = .ready } } }
+
+    /// The shutdown started; this is final.
+    public func markStopping() { lock.withLock { current = .stopping } }
+}
+
+/// The optional admin HTTP listener: `GET /metrics` (Prometheus text), `GET /healthz` (200 while the SMTP
+/// server's queue answers), `GET /readyz` (200 once listening and until the shutdown starts, else 503).
+///
+/// Loopback only — the routes have no authentication — and strict, since anything local may connect: one
+/// request per connection, a request head of at most 8 KiB read within a few seconds (else 431 or 408),
+/// GET and HEAD only (405), unknown paths 404, `Connection: close` after each response, and a bounded number
+/// of connections at once. It runs on Dispatch like the SMTP listener (one serial queue, read/write sources,
+/// no thread per connection) and shares its socket helpers; the gateway links no SwiftNIO.
+public final class AdminServer: @unchecked Sendable {
+    /// Every limit with its default and reason (design.md principle 4).
+    public struct Limits: Sendable {
+        /// Request line and header fields, in octets: a scrape request is a few hundred.
+        public var maxHeadOctets = 8 * 1024
+        /// Seconds from accept to a complete request head (slow clients are answered 408 and closed).
+        public var readTimeout = 5.0
+        /// Seconds to write a response (a client that does not read is cut off).
+        public var writeTimeout = 5.0
+        /// Seconds `/healthz` waits for the SMTP server's queue before answering 503.
+        public var livenessTimeout = 2.0
+        /// Admin connections at once; more are answered 503 and closed.
+        public var maxConnections = 16
+
+        public init() {}
+    }
+
+    public let address: SocketAddress
+    public let readiness: ServiceReadiness
+    let limits: Limits
+    private let registry: PrometheusCollectorRegistry
+    private let liveness: @Sendable (@escaping @Sendable () -> Void) -> Void
+    private let logger: Logger
+    private let queue = DispatchQueue(label: "gateway.admin")
+
+    private var listener: (fd: Int32, source: DispatchSourceRead)?
+    private var connections: [ObjectIdentifier: AdminConnection] = [:]
+    private var stopped = false
+
+    /// Parses `--admin-listen` (`HOST:PORT`, `[::1]:PORT`, `localhost:PORT`) and refuses anything but a
+    /// loopback address: `/metrics` and the probes have no authentication.
+    public static func listenAddress(_ text: String) throws -> SocketAddress {
+        guard let address = SocketAddress(hostAndPort: text) else {
+            throw AdminServerError(description: "--admin-listen \(text): expected IP:PORT or [IPv6]:PORT")
+        }
+        guard IPNetwork.loopback.contains(where: { $0.contains(address) }) else {
+            throw AdminServerError(
+                description: "--admin-listen \(text): the admin listener serves loopback addresses only "
+                    + "(127.0.0.0/8 or [::1]), because /metrics, /healthz and /readyz have no authentication")
+        }
+        return address
+    }
+
+    /// - Parameters:
+    ///   - liveness: calls its argument once the process's queues are running (the SMTP server's
+    ///     `whenResponsive`); `/healthz` answers 503 when that takes longer than `limits.livenessTimeout`.
+    public init(
+        address: SocketAddress, registry: PrometheusCollectorRegistry, readiness: ServiceReadiness = ServiceReadiness(),
+        liveness: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void, limits: Limits = Limits(),
+        logger: Logger
+    ) throws {
+        _ = try Self.listenAddress(address.description)
+        self.address = address
+        self.registry = registry
+        self.readiness = readiness
+        self.liveness = liveness
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// Binds and starts serving. Returns the bound address (the real port when port 0 was asked for).
+    @discardableResult
+    public func start() throws -> SocketAddress {
+        try queue.sync {
+            guard listener == nil, !stopped else {
+                throw AdminServerError(description: "admin listener already started")
+            }
+            let (fd, bound): (Int32, SocketAddress)
+            do {
+                (fd, bound) = try ListeningSocket.bind(address, backlog: 16)
+            } catch {
+                throw AdminServerError(description: "admin listener: \(error)")
+            }
+            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            source.setEventHandler { [weak self] in self?.acceptConnections(on: fd) }
+            source.setCancelHandler { close(fd) }
+            listener = (fd, source)
+            source.resume()
+            logger.notice("admin listener serving /metrics, /healthz and /readyz", metadata: ["address": "\(bound)"])
+            return bound
+        }
+    }
+
+    /// Stops accepting and closes open admin connections.
+    public func stop() {
+        queue.sync {
+            stopped = true
+            listener?.source.cancel()
+            listener = nil
+            for connection in connections.values { connection.close() }
+        }
+    }
+
+    /// Open admin connections (for tests).
+    var connectionCount: Int { queue.sync { connections.count } }
+
+    private func acceptConnections(on listenFD: Int32) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        for _ in 0..<64 {
+            switch ListeningSocket.accept(on: listenFD) {
+            case .nothingPending:
+                return
+            case .failed(let error):
+                // Out of descriptors: the SMTP side matters more; drop this one and wait for the next event.
+                logger.warning(
+                    "admin listener: accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
+                return
+            case .connection(let fd, _):
+                guard connections.count < limits.maxConnections else {
+                    let bytes = AdminHTTP.busy.bytes(includeBody: true)
+                    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    close(fd)
+                    continue
+                }
+                let connection = AdminConnection(fd: fd, server: self, queue: queue)
+                connections[ObjectIdentifier(connection)] = connection
+                connection.start()
+            }
+        }
+    }
+
+    // MARK: Called by connections, on `queue`
+
+    func connectionClosed(_ connection: AdminConnection) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        connections[ObjectIdentifier(connection)] = nil
+    }
+
+    /// Answers a complete request head through `respond`, possibly later (`/healthz`).
+    func handle(_ head: AdminHTTP.RequestHead, respond: @escaping (AdminHTTP.Response) -> Void) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        switch AdminHTTP.route(head) {
+        case .respond(let response):
+            respond(response)
+        case .metrics:
+            let text = registry.emitToBuffer()
+            respond(AdminHTTP.Response(status: 200, contentType: AdminHTTP.metricsContentType, body: text))
+        case .readiness:
+            let state = readiness.state
+            respond(AdminHTTP.Response(status: state == .ready ? 200 : 503, body: "\(state.rawValue)\n"))
+        case .health:
+            let answer = OneAnswer(respond)
+            queue.asyncAfter(deadline: .now() + limits.livenessTimeout) {
+                answer(AdminHTTP.Response(status: 503, body: "unresponsive: the SMTP server's queue did not answer\n"))
+            }
+            liveness { [queue] in queue.async { answer(AdminHTTP.Response(status: 200, body: "ok\n")) } }
+        }
+    }
+}
+
+/// One admin connection: read a request head, answer, close. Every property is touched only on the server's
+/// serial queue (asserted at entry points), hence `@unchecked Sendable`.
+final class AdminConnection: @unchecked Sendable {
+    private let fd: Int32
+    /// Strong: the server keeps its connections until they close, and a closing connection reports to it even
+    /// after the server's owner let go of it.
+    private let server: AdminServer
+    private let queue: DispatchQueue
+    private let readSource: DispatchSourceRead
+    private let writeSource: DispatchSourceWrite
+    private let timer: DispatchSourceTimer
+    private var buffer: [UInt8] = []
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    private var phase = Phase.reading
+    private var writeSuspended = true
+    private var readSuspended = false
+
+    private enum Phase {
+        /// Reading the request head (until the read timeout).
+        case reading
+        /// A complete head is being answered (`/healthz` waits for the SMTP server).
+        case answering
+        /// Writing the response (until the write timeout).
+        case writing
+        /// Response sent and our side shut down: reading and discarding until the client closes, so that
+        /// unread request bytes cannot turn the close into a reset that loses the response.
+        case draining
+        case closed
+    }
+
+    init(fd: Int32, server: AdminServer, queue: DispatchQueue) {
+        self.fd = fd
+        self.server = server
+        self.queue = queue
+        readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+        timer = DispatchSource.makeTimerSource(queue: queue)
+    }
+
+    func start() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        readSource.setEventHandler { [unowned self] in readable() }
+        writeSource.setEventHandler { [unowned self] in flush() }
+        timer.setEventHandler { [unowned self] in timedOut() }
+        ListeningSocket.closeWhenCancelled(fd, sources: [readSource, writeSource, timer], queue: queue) { [self] in
+            server.connectionClosed(self)
+        }
+        timer.schedule(deadline: .now() + server.limits.readTimeout)
+        timer.resume()
+        readSource.resume()
+    }
+
+    private func readable() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while phase == .reading || phase == .draining {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                guard phase == .reading else { continue }  // draining: discard
+                buffer += chunk[0..<count]
+                switch AdminHTTP.parseHead(buffer, maxHeadOctets: server.limits.maxHeadOctets) {
+                case .incomplete:
+                    continue
+                case .invalid(let response):
+                    respond(response, includeBody: true)
+                case .complete(let head):
+                    phase = .answering
+                    suspendReading()  // one request per connection: nothing more is read until the answer is sent
+                    server.handle(head) { [weak self] response in
+                        self?.respond(response, includeBody: head.method != "HEAD")
+                    }
+                }
+                return
+            } else if count == 0 {
+                close()  // the client closed (before a complete head, or after our answer)
+                return
+            } else {
+                if errno == EINTR { continue }
+                if errno != EAGAIN && errno != EWOULDBLOCK { close() }
+                return
+            }
+        }
+    }
+
+    private func respond(_ response: AdminHTTP.Response, includeBody: Bool) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard phase == .reading || phase == .answering else { return }
+        phase = .writing
+        suspendReading()
+        output = response.bytes(includeBody: includeBody)
+        outputOffset = 0
+        timer.schedule(deadline: .now() + server.limits.writeTimeout)
+        flush()
+    }
+
+    private func flush() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard phase == .writing else { return }
+        while outputOffset < output.count {
+            let written = output.withUnsafeBytes {
+                send(fd, $0.baseAddress! + outputOffset, $0.count - outputOffset, Int32(MSG_NOSIGNAL))
+            }
+            if written > 0 {
+                outputOffset += written
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if writeSuspended {
+                    writeSuspended = false
+                    writeSource.resume()
+                }
+                return
+            } else {
+                close()
+                return
+            }
+        }
+        if !writeSuspended {
+            writeSuspended = true
+            writeSource.suspend()
+        }
+        // Sent: our side is done. Read and discard whatever the client still sends until it closes (or a
+        // short deadline), so a close with unread data does not reset the connection before it read the answer.
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        phase = .draining
+        buffer = []
+        timer.schedule(deadline: .now() + 1)
+        resumeReading()
+    }
+
+    private func timedOut() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        switch phase {
+        case .reading: respond(AdminHTTP.timeout, includeBody: true)
+        case .answering: break  // the /healthz deadline answers first
+        case .writing, .draining, .closed: close()
+        }
+    }
+
+    private func suspendReading() {
+        guard !readSuspended else { return }
+        readSuspended = true
+        readSource.suspend()
+    }
+
+    private func resumeReading() {
+        guard readSuspended else { return }
+        readSuspended = false
+        readSource.resume()
+    }
+
+    func close() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard phase != .closed else { return }
+        phase = .closed
+        // A suspended source never delivers its cancel handler: resume first.
+        if readSuspended { readSource.resume() }
+        if writeSuspended { writeSource.resume() }
+        readSuspended = false
+        writeSuspended = false
+        readSource.cancel()
+        writeSource.cancel()
+        timer.cancel()
+    }
+}
+
+/// A response callback that runs at most once (`/healthz`: the liveness answer or its deadline, whichever
+/// comes first). Touched only on the admin queue.
+private final class OneAnswer: @unchecked Sendable {
+    private var respond: ((AdminHTTP.Response) -> Void)?
+    init(_ respond: @escaping (AdminHTTP.Response) -> Void) { self.respond = respond }
+
+    func callAsFunction(_ response: AdminHTTP.Response) {
+        guard let respond else { return }
+        self.respond = nil
+        respond(response)
+    }
+}
