@@ -157,7 +157,7 @@ def test_sigterm_while_acs_is_answering_gives_the_real_reply_and_exits_0(deliver
     order = [index_of(lines, r'msg="SIGTERM received; shutting down"'),
              index_of(lines, r'msg="shutting down: no new connections; open transactions may finish" '
                              r'connections=1 grace_s=75\.0'),
-             index_of(lines, r'msg="ACS accepted the message" .*acs\.operation_id=%s' % operation_id),
+             index_of(lines, r'msg=message .*acs\.operation_id=%s .*reason=acs_accepted' % operation_id),
              index_of(lines, r'msg=message .*smtp\.reply="250 2\.0\.0 OK queued as %s"' % operation_id),
              index_of(lines, r'msg="all connections closed"'),
              index_of(lines, r"msg=stopped")]
@@ -206,7 +206,7 @@ def test_session_still_open_at_the_raised_deadline_gets_421_and_the_stalled_call
     order = [index_of(lines, r'msg="SIGTERM received; shutting down"'),
              index_of(lines, r'msg="shutting down: no new connections; open transactions may finish" '
                              r'connections=2 grace_s=16\.0'),
-             index_of(lines, r'msg="ACS delivery deferred; the client will retry"'),
+             index_of(lines, r'msg="ACS unavailable when the retry budget ran out; the client will retry"'),
              index_of(lines, r'msg="shutdown grace period over; closing remaining connections with 421" '
                              r'connections=1'),
              index_of(lines, r'msg="all connections closed"'),
