@@ -44,8 +44,14 @@ clean:
 # systemd reads both /usr/lib/systemd/system and /usr/local/lib/systemd/system (systemd.unit(5), "Unit File
 # Load Path"), so a PREFIX=/usr/local install needs no file in /etc/systemd/system, which stays the
 # administrator's (drop-ins, `systemctl edit`). ExecStart= is rewritten to $(PREFIX)/bin.
-# Configuration is always under /etc whatever PREFIX is, because the units name /etc/default/acs-smtp-gateway
-# and /etc/acs-smtp-gateway/connection-string.
+# Configuration is always under /etc whatever PREFIX is, because the unit names
+# /etc/acs-smtp-gateway/gateway.conf and /etc/acs-smtp-gateway/connection-string.
+# Modes there: the service runs as an unprivileged DynamicUser and reads gateway.conf itself, so the
+# directory is 0755 and gateway.conf 0644 (it holds no secret: the daemon refuses secret keys in it). The
+# credential files next to it (connection-string, access-key, azure-client-secret) are the administrator's,
+# 0600 root, and only systemd (PID 1, root) reads them, for LoadCredential=. Older installs made the
+# directory 0750, which hid a credential file created with a looser mode; install tightens such a file
+# (chmod go=) before it opens the directory.
 # INSTALL_BINARY=<path to acs-smtp-gateway> skips the release build and installs that binary instead (the tests
 # pass the debug build); the emulator is taken from the same directory unless INSTALL_EMULATOR says otherwise.
 PREFIX ?= /usr
@@ -58,6 +64,9 @@ INSTALL_BUILD := .build/install
 INSTALL_BINARY ?=
 GATEWAY_INSTALL_BIN := $(or $(INSTALL_BINARY),$(INSTALL_BUILD)/release/acs-smtp-gateway)
 INSTALL_EMULATOR ?= $(dir $(GATEWAY_INSTALL_BIN))acs-email-emulator
+GATEWAY_CONF := /etc/acs-smtp-gateway/gateway.conf
+# The secrets the unit and gateway.conf name in /etc/acs-smtp-gateway (never installed, only kept 0600).
+CREDENTIAL_FILES := connection-string access-key azure-client-secret
 
 install:
 ifeq ($(INSTALL_BINARY),)
@@ -71,23 +80,32 @@ endif
 		| install -D -m 0644 /dev/stdin "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service"
 	grep -q '^ExecStart=$(BINDIR)/acs-smtp-gateway ' "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service"
 	install -D -m 0644 systemd/acs-smtp-gateway.socket "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket"
-	@# The options file is the administrator's once it exists: never overwritten.
-	if [ -e "$(DESTDIR)/etc/default/acs-smtp-gateway" ]; then \
-		echo "keeping existing $(DESTDIR)/etc/default/acs-smtp-gateway"; \
+	@# Credential files first, then the directory, so no secret is ever readable through it.
+	@for secret in $(CREDENTIAL_FILES); do \
+		file="$(DESTDIR)/etc/acs-smtp-gateway/$$secret"; \
+		if [ -f "$$file" ] && [ -n "$$(find "$$file" -perm /077)" ]; then \
+			chmod go= "$$file" && echo "made $$file readable by its owner only (it holds a secret)"; \
+		fi; \
+	done
+	install -d -m 0755 "$(DESTDIR)/etc/acs-smtp-gateway"
+	@# The configuration file is the administrator's once it exists: never overwritten.
+	if [ -e "$(DESTDIR)$(GATEWAY_CONF)" ]; then \
+		echo "keeping existing $(DESTDIR)$(GATEWAY_CONF)"; \
 	else \
-		install -D -m 0644 etc/default/acs-smtp-gateway "$(DESTDIR)/etc/default/acs-smtp-gateway"; \
+		install -m 0644 etc/acs-smtp-gateway/gateway.conf "$(DESTDIR)$(GATEWAY_CONF)"; \
 	fi
-	@# Holds the connection string (created by the administrator, mode 0600); no secret is ever installed.
-	[ -d "$(DESTDIR)/etc/acs-smtp-gateway" ] || install -d -m 0750 "$(DESTDIR)/etc/acs-smtp-gateway"
+	@if [ -e "$(DESTDIR)/etc/default/acs-smtp-gateway" ]; then \
+		echo "note: $(DESTDIR)/etc/default/acs-smtp-gateway is no longer read: move its GATEWAY_OPTS into $(GATEWAY_CONF), then delete it"; \
+	fi
 
-# Removes what install added; an edited /etc/default file and anything in /etc/acs-smtp-gateway stay.
+# Removes what install added; an edited gateway.conf and the credential files in /etc/acs-smtp-gateway stay.
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/acs-smtp-gateway" "$(DESTDIR)$(BINDIR)/acs-email-emulator" \
 		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service" "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket"
-	if cmp -s etc/default/acs-smtp-gateway "$(DESTDIR)/etc/default/acs-smtp-gateway"; then \
-		rm -f "$(DESTDIR)/etc/default/acs-smtp-gateway"; \
-	elif [ -e "$(DESTDIR)/etc/default/acs-smtp-gateway" ]; then \
-		echo "keeping edited $(DESTDIR)/etc/default/acs-smtp-gateway"; \
+	if cmp -s etc/acs-smtp-gateway/gateway.conf "$(DESTDIR)$(GATEWAY_CONF)"; then \
+		rm -f "$(DESTDIR)$(GATEWAY_CONF)"; \
+	elif [ -e "$(DESTDIR)$(GATEWAY_CONF)" ]; then \
+		echo "keeping edited $(DESTDIR)$(GATEWAY_CONF)"; \
 	fi
 	if [ -d "$(DESTDIR)/etc/acs-smtp-gateway" ]; then \
 		rmdir "$(DESTDIR)/etc/acs-smtp-gateway" 2>/dev/null || echo "keeping non-empty $(DESTDIR)/etc/acs-smtp-gateway"; \
@@ -106,6 +124,7 @@ DEB_ROOT := $(DEB_DIR_ABS)/root
 DEB_FILE = $(DEB_DIR_ABS)/acs-smtp-gateway_$(DEB_VERSION)_$(DEB_ARCH).deb
 # xz like Debian's archive; the tests pass DEB_COMPRESSION=none for speed.
 DEB_COMPRESSION ?= xz
+# The libraries the binaries link; etc/debian/control.in adds procps (/bin/kill, the unit's ExecReload=).
 DEB_FALLBACK_DEPENDS := libcurl4, libssl3, libc6
 
 deb:
@@ -114,7 +133,7 @@ deb:
 	$(MAKE) --no-print-directory install DESTDIR="$(DEB_ROOT)" PREFIX=/usr
 	install -d -m 0755 "$(DEB_ROOT)/DEBIAN"
 	install -m 0755 etc/debian/postinst etc/debian/prerm etc/debian/postrm "$(DEB_ROOT)/DEBIAN/"
-	echo /etc/default/acs-smtp-gateway | install -m 0644 /dev/stdin "$(DEB_ROOT)/DEBIAN/conffiles"
+	echo $(GATEWAY_CONF) | install -m 0644 /dev/stdin "$(DEB_ROOT)/DEBIAN/conffiles"
 	@if objdump -p "$(DEB_ROOT)/usr/bin/acs-smtp-gateway" 2>/dev/null | grep -q 'NEEDED.*libswiftCore'; then \
 		echo "warning: the binary links the Swift runtime dynamically (INSTALL_BINARY?): the package runs only where the toolchain is" >&2; \
 	fi

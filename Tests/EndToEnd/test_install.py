@@ -1,9 +1,11 @@
 """`make install`, `make uninstall` and `make deb` (Makefile, README.md "Installing").
 
-Each test installs into a temporary DESTDIR and checks the tree exactly: files, modes, the unit's ExecStart=,
-no secret anywhere, the options example, and that an administrator's edits survive a second install and an
-uninstall. The release build is skipped with INSTALL_BINARY/INSTALL_EMULATOR pointing at the binaries the
-rest of the suite uses ($GATEWAY_BIN, $EMULATOR_BIN), so these tests take seconds.
+Each test installs into a temporary DESTDIR and checks the tree exactly: files, modes, the unit's ExecStart=
+and ExecReload=, no secret anywhere, the configuration file (which the installed binary's check-config
+accepts, also as an unprivileged user like the service's DynamicUser), and that an administrator's edits
+survive a second install and an uninstall. The release build is skipped with INSTALL_BINARY/INSTALL_EMULATOR
+pointing at the binaries the rest of the suite uses ($GATEWAY_BIN, $EMULATOR_BIN), so these tests take
+seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,10 @@ from e2e_support import REPO, gateway_binary
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
-EXAMPLE = REPO / "etc" / "default" / "acs-smtp-gateway"
+CONFIG = "/etc/acs-smtp-gateway/gateway.conf"
+EXAMPLE = REPO / CONFIG.lstrip("/")
+CONFIG_DIR = "/etc/acs-smtp-gateway/"
+POSTINST = REPO / "etc/debian/postinst"
 SECRET_PATTERNS = [
     re.compile(rb"accesskey=[A-Za-z0-9+/=]{16,}", re.IGNORECASE),  # a real connection string's key
     re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
@@ -55,9 +61,9 @@ def tree(root: Path) -> dict[str, str]:
 def expected_tree(prefix: str) -> dict[str, str]:
     entries = {
         "/etc/": "0o755",
-        "/etc/default/": "0o755",
-        "/etc/default/acs-smtp-gateway": "0o644",
-        "/etc/acs-smtp-gateway/": "0o750",
+        # 0755: the service's dynamic user reads gateway.conf; the credential files in it are 0600 root.
+        CONFIG_DIR: "0o755",
+        CONFIG: "0o644",
     }
     parts = Path(prefix).parts[1:]
     for depth in range(1, len(parts) + 1):
@@ -76,7 +82,7 @@ def check_installed(root: Path, prefix: str) -> None:
     # everything the Makefile sets explicitly is checked exactly.
     assert tree(root).keys() == expected_tree(prefix).keys()
     actual, wanted = tree(root), expected_tree(prefix)
-    explicit = [name for name in wanted if not name.endswith("/") or name == "/etc/acs-smtp-gateway/"]
+    explicit = [name for name in wanted if not name.endswith("/") or name == CONFIG_DIR]
     assert {name: actual[name] for name in explicit} == {name: wanted[name] for name in explicit}
 
     assert (root / prefix.lstrip("/") / "bin/acs-smtp-gateway").read_bytes() == gateway_binary().read_bytes()
@@ -85,23 +91,23 @@ def check_installed(root: Path, prefix: str) -> None:
     units = root / prefix.lstrip("/") / "lib/systemd/system"
     service = (units / "acs-smtp-gateway.service").read_text()
     exec_start = [line for line in service.splitlines() if line.startswith("ExecStart=")]
-    assert exec_start == [f"ExecStart={prefix}/bin/acs-smtp-gateway serve --log-format logfmt $GATEWAY_OPTS"]
+    assert exec_start == [f"ExecStart={prefix}/bin/acs-smtp-gateway serve --config {CONFIG}"]
+    # Reload is SIGHUP (Type=notify-reload would need systemd 253; Debian 12 has 252).
+    assert [line for line in service.splitlines() if line.startswith(("ExecReload=", "Type="))] \
+        == ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID"]
     # Apart from ExecStart=, the units are the repository's.
     original = (REPO / "systemd/acs-smtp-gateway.service").read_text()
     assert service == original.replace("ExecStart=/usr/bin/acs-smtp-gateway ", f"ExecStart={prefix}/bin/acs-smtp-gateway ")
     assert (units / "acs-smtp-gateway.socket").read_bytes() == (REPO / "systemd/acs-smtp-gateway.socket").read_bytes()
-    # The paths the unit reads are where install put them.
-    assert "EnvironmentFile=-/etc/default/acs-smtp-gateway" in service
+    # The paths the unit reads are where install put them; /etc/default is gone for good.
     assert "LoadCredential=acs-connection-string:/etc/acs-smtp-gateway/connection-string" in service
+    assert not re.search(r"^\s*(EnvironmentFile=|.*\$GATEWAY_OPTS)", service, re.MULTILINE)
 
-    # The options example: installed as shipped, sets GATEWAY_OPTS, holds no secret.
-    options = (root / "etc/default/acs-smtp-gateway").read_text()
-    assert options == EXAMPLE.read_text()
-    assert re.search(r'^GATEWAY_OPTS=""$', options, re.MULTILINE)
-    assert re.search(r"^#GATEWAY_OPTS=\"--sender-address ", options, re.MULTILINE)
+    # The configuration file: installed as shipped, every key commented out (the built-in defaults).
+    assert (root / CONFIG.lstrip("/")).read_text() == EXAMPLE.read_text()
 
-    # No secret anywhere: the credential directory is empty, no file carries a key.
-    assert list((root / "etc/acs-smtp-gateway").iterdir()) == []
+    # No secret anywhere: no credential file is installed, no file carries a key.
+    assert [p.name for p in (root / CONFIG_DIR.strip("/")).iterdir()] == ["gateway.conf"]
     for path in root.rglob("*"):
         if path.is_file() and path.stat().st_size < 1_000_000:
             data = path.read_bytes()
@@ -115,39 +121,132 @@ def test_install_reinstall_and_uninstall(tmp_path, prefix):
     make("install", DESTDIR=str(root), PREFIX=prefix)
     check_installed(root, prefix)
 
-    # The administrator edits the options and adds the credential; a second install keeps both.
-    options = root / "etc/default/acs-smtp-gateway"
-    edited = options.read_text() + 'GATEWAY_OPTS="--sender-address DoNotReply@mail.example.com"\n'
-    options.write_text(edited)
+    # The administrator edits the configuration and adds the credential; a second install keeps both.
+    config = root / CONFIG.lstrip("/")
+    edited = config.read_text().replace("  #sender_address: DoNotReply@mail.example.com\n",
+                                        "  sender_address: DoNotReply@mail.example.com\n")
+    assert edited != config.read_text()
+    config.write_text(edited)
     credential = root / "etc/acs-smtp-gateway/connection-string"
     credential.write_text("endpoint=https://example.communication.azure.com/;accesskey=dGVzdA==\n")
     credential.chmod(0o600)
     result = make("install", DESTDIR=str(root), PREFIX=prefix)
-    assert "keeping existing" in result.stdout
-    assert options.read_text() == edited
-    assert credential.is_file()
+    assert f"keeping existing {root}{CONFIG}" in result.stdout
+    assert "readable by its owner only" not in result.stdout  # a 0600 credential is left alone
+    assert config.read_text() == edited
+    assert stat.S_IMODE(credential.stat().st_mode) == 0o600
 
     # Uninstall removes what install added and nothing of the administrator's.
     result = make("uninstall", DESTDIR=str(root), PREFIX=prefix)
-    assert "keeping edited" in result.stdout
-    files = sorted("/" + str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert files == ["/etc/acs-smtp-gateway/connection-string", "/etc/default/acs-smtp-gateway"]
-    assert options.read_text() == edited
+    assert f"keeping edited {root}{CONFIG}" in result.stdout
+    assert installed_files(root) == ["/etc/acs-smtp-gateway/connection-string", CONFIG]
+    assert config.read_text() == edited
 
-    # Without the credential the directory goes too; the edited options file still stays.
+    # Without the credential the edited configuration still stays, and so does its directory.
     credential.unlink()
-    make("uninstall", DESTDIR=str(root), PREFIX=prefix)
-    files = sorted("/" + str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert files == ["/etc/default/acs-smtp-gateway"]
-    assert not (root / "etc/acs-smtp-gateway").exists()
+    result = make("uninstall", DESTDIR=str(root), PREFIX=prefix)
+    assert "keeping non-empty" in result.stdout
+    assert installed_files(root) == [CONFIG]
 
 
-def test_uninstall_removes_an_unedited_options_file(tmp_path):
+def installed_files(root: Path) -> list[str]:
+    return sorted("/" + str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_uninstall_removes_an_unedited_configuration_file(tmp_path):
     root = tmp_path / "root"
     make("install", DESTDIR=str(root))
     make("uninstall", DESTDIR=str(root))
     assert [p for p in root.rglob("*") if not p.is_dir()] == []
     assert not (root / "etc/acs-smtp-gateway").exists()
+
+
+def test_install_over_an_older_layout(tmp_path):
+    """Before gateway.conf: /etc/acs-smtp-gateway was 0750 (so a credential made with a loose mode was still
+    hidden) and options were GATEWAY_OPTS in /etc/default/acs-smtp-gateway. Install tightens the credential
+    before it opens the directory, and leaves the old options file alone with a note."""
+    root = tmp_path / "root"
+    directory = root / "etc/acs-smtp-gateway"
+    directory.mkdir(parents=True)
+    directory.chmod(0o750)
+    credential = directory / "connection-string"
+    secret = "endpoint=https://example.communication.azure.com/;accesskey=dGVzdA==\n"
+    credential.write_text(secret)
+    credential.chmod(0o644)
+    legacy = root / "etc/default/acs-smtp-gateway"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text('GATEWAY_OPTS="--sender-address DoNotReply@mail.example.com"\n')
+
+    result = make("install", DESTDIR=str(root))
+    assert f"made {credential} readable by its owner only" in result.stdout
+    assert f"note: {legacy} is no longer read: move its GATEWAY_OPTS into {CONFIG}" in result.stdout
+    assert stat.S_IMODE(credential.stat().st_mode) == 0o600 and credential.read_text() == secret
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+    assert (directory / "gateway.conf").read_text() == EXAMPLE.read_text()
+    assert legacy.read_text() == 'GATEWAY_OPTS="--sender-address DoNotReply@mail.example.com"\n'
+
+
+def clean_environment() -> dict[str, str]:
+    """The environment without anything that configures the gateway, so only the file counts."""
+    return {key: value for key, value in os.environ.items()
+            if not key.startswith(("ACSGW_", "ACS_", "AZURE_", "IDENTITY_", "MSI_")) and key != "CREDENTIALS_DIRECTORY"}
+
+
+def test_installed_configuration_passes_check_config(tmp_path):
+    """The installed binary accepts the installed gateway.conf, given the way ExecStart= gives it."""
+    root = tmp_path / "root"
+    make("install", DESTDIR=str(root))
+    binary, config = root / "usr/bin/acs-smtp-gateway", root / CONFIG.lstrip("/")
+    service = (root / "usr/lib/systemd/system/acs-smtp-gateway.service").read_text()
+    exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    command, verb, *arguments = exec_start.removeprefix("ExecStart=").split()
+    assert (command, verb) == ("/usr/bin/acs-smtp-gateway", "serve")
+    arguments = [str(config) if argument == CONFIG else argument for argument in arguments]
+    assert arguments == ["--config", str(config)]
+
+    result = subprocess.run([str(binary), "check-config", *arguments], capture_output=True, text=True,
+                            env=clean_environment(), timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"# file: {config}" in result.stdout
+    assert "# delivery: outbox" in result.stdout  # every key commented out: no ACS until configured
+    quiet = subprocess.run([str(binary), "check-config", "--quiet", *arguments], capture_output=True, text=True,
+                           env=clean_environment(), timeout=60)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run check-config as another user")
+def test_an_unprivileged_service_user_can_read_the_installed_configuration():
+    """The unit's DynamicUser is neither root nor the file's owner: with the modes install sets (directory
+    0755, file 0644) such a user reads gateway.conf; with the directory 0750 of older installs it could not."""
+    # Not under pytest's tmp_path, whose parents are 0700: the user must be able to reach the tree.
+    top = Path(tempfile.mkdtemp(prefix="acsgw-install-"))
+    try:
+        top.chmod(0o755)
+        root = top / "root"
+        make("install", DESTDIR=str(root))
+        for directory in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
+            directory.chmod(directory.stat().st_mode | 0o005)  # parents install -D made with the umask
+        directory = root / "etc/acs-smtp-gateway"
+        directory.chmod(0o755)  # as installed (checked exactly by the tests above)
+        command = [str(root / "usr/bin/acs-smtp-gateway"), "check-config", "--quiet",
+                   "--config", str(directory / "gateway.conf")]
+
+        def as_nobody() -> None:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+
+        def check() -> subprocess.CompletedProcess:
+            return subprocess.run(command, capture_output=True, text=True, env=clean_environment(),
+                                  preexec_fn=as_nobody, cwd="/", timeout=60)
+
+        result = check()
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), result
+        directory.chmod(0o750)
+        result = check()
+        assert result.returncode == 78 and "cannot read the configuration file" in result.stderr, result
+    finally:
+        shutil.rmtree(top)
 
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb is not installed (Debian's dpkg package)")
@@ -170,9 +269,8 @@ def test_deb(tmp_path):
     assert contents == {
         "/": "drwxr-xr-x",
         "/etc": "drwxr-xr-x",
-        "/etc/acs-smtp-gateway": "drwxr-x---",
-        "/etc/default": "drwxr-xr-x",
-        "/etc/default/acs-smtp-gateway": "-rw-r--r--",
+        "/etc/acs-smtp-gateway": "drwxr-xr-x",
+        "/etc/acs-smtp-gateway/gateway.conf": "-rw-r--r--",
         "/usr": "drwxr-xr-x",
         "/usr/bin": "drwxr-xr-x",
         "/usr/bin/acs-email-emulator": "-rwxr-xr-x",
@@ -192,37 +290,89 @@ def test_deb(tmp_path):
     assert field("Architecture") == arch
     assert re.fullmatch(r"0\.1\.0(~git[0-9a-f]+)?", field("Version"))
     depends = [entry.split()[0] for entry in field("Depends").split(",")]
-    for needed in ("libc6", "libcurl4", "libssl3"):
+    for needed in ("libc6", "libcurl4", "libssl3", "procps"):  # procps: /bin/kill for ExecReload=
         assert needed in depends, field("Depends")
     assert int(field("Installed-Size")) > 0
 
     control = tmp_path / "control"
     subprocess.run(["dpkg-deb", "--control", str(deb), str(control)], check=True)
-    assert (control / "conffiles").read_text() == "/etc/default/acs-smtp-gateway\n"
+    assert (control / "conffiles").read_text() == f"{CONFIG}\n"
     for script in ("postinst", "prerm", "postrm"):
         path = control / script
         assert stat.S_IMODE(path.stat().st_mode) == 0o755
         text = path.read_text()
         assert text.startswith("#!/bin/sh\n") and "\nset -e\n" in text
         subprocess.run(["sh", "-n", str(path)], check=True)
-        # Nothing enabled or started, no user created (DynamicUser=yes), the credential never touched.
+        # Nothing enabled or started, no user created (DynamicUser=yes), the credential never read or
+        # written: postinst names it only to make it owner-only (test_postinst_upgrade_from_an_older_layout).
         code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-        for forbidden in ("systemctl enable", "systemctl start", "useradd", "adduser", "connection-string"):
+        for forbidden in ("systemctl enable", "systemctl start", "useradd", "adduser"):
             assert forbidden not in code, f"{script} runs {forbidden!r}"
+        mentions = [line.strip() for line in code.splitlines() if "connection-string" in line]
+        assert mentions == (["for secret in connection-string access-key azure-client-secret; do"]
+                            if script == "postinst" else []), mentions
 
     # The scripts are idempotent: run twice each, against a systemctl that only records its arguments.
-    fake_bin = tmp_path / "fake-bin"
-    fake_bin.mkdir()
-    calls = tmp_path / "systemctl-calls"
-    (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
-    (fake_bin / "systemctl").chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+    # $DPKG_ROOT (as with dpkg --root) keeps postinst away from this host's /etc.
+    recorded = []
     for script, args in (("postinst", ["configure", ""]), ("prerm", ["remove"]), ("postrm", ["remove"])):
         for _ in range(2):
-            subprocess.run(["sh", str(control / script), *args], env=env, check=True, timeout=30)
-    recorded = calls.read_text().splitlines() if calls.exists() else []
+            recorded += run_maintainer_script(tmp_path, control / script, tmp_path / "dpkg-root", *args)[1]
     if Path("/run/systemd/system").is_dir():
         assert recorded == ["daemon-reload"] * 2 + ["stop acs-smtp-gateway.socket acs-smtp-gateway.service"] * 2 \
             + ["daemon-reload"] * 2
     else:
         assert recorded == []  # no systemd running: the scripts leave it alone
+
+
+def run_maintainer_script(tmp_path: Path, script: Path, root: Path,
+                          *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """A maintainer script run as dpkg would with $DPKG_ROOT=root, against a systemctl that only records
+    its arguments; returns the run and the systemctl calls it made."""
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir(exist_ok=True)
+    calls = tmp_path / "systemctl-calls"
+    calls.unlink(missing_ok=True)
+    (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (fake_bin / "systemctl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "DPKG_ROOT": str(root)}
+    result = subprocess.run(["sh", str(script), *args], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result
+    return result, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.parametrize("legacy_options", ['GATEWAY_OPTS=""\n', 'GATEWAY_OPTS="--sender-address a@example.com"\n'])
+def test_postinst_upgrade_from_an_older_layout(tmp_path, legacy_options):
+    """Upgrading the .deb: dpkg keeps the mode of an existing directory, so postinst opens the 0750
+    /etc/acs-smtp-gateway of an older package (credential files made owner-only first). A running service
+    started with GATEWAY_OPTS is not restarted, since the new unit no longer reads them."""
+    root = tmp_path / "root"
+    directory = root / "etc/acs-smtp-gateway"
+    directory.mkdir(parents=True)
+    shutil.copy(EXAMPLE, directory / "gateway.conf")  # as dpkg unpacked it
+    (directory / "gateway.conf").chmod(0o644)
+    directory.chmod(0o750)
+    loose, tight = directory / "connection-string", directory / "azure-client-secret"
+    for path, mode in ((loose, 0o644), (tight, 0o600)):
+        path.write_text("secret\n")
+        path.chmod(mode)
+    (root / "etc/default").mkdir()
+    (root / "etc/default/acs-smtp-gateway").write_text("# comments\n" + legacy_options)
+
+    result, calls = run_maintainer_script(tmp_path, POSTINST, root, "configure", "0.1.0~git0000000")
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+    assert {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in directory.iterdir()} \
+        == {"gateway.conf": "0o644", "connection-string": "0o600", "azure-client-secret": "0o600"}
+    assert loose.read_text() == tight.read_text() == "secret\n"
+    assert f"made {loose} readable by its owner only" in result.stderr
+    assert str(tight) not in result.stderr
+    options_set = "--sender" in legacy_options
+    assert ("is no longer read" in result.stderr) == options_set, result.stderr
+    if Path("/run/systemd/system").is_dir():
+        assert calls == ["daemon-reload"] + ([] if options_set else ["try-restart acs-smtp-gateway.service"])
+    else:
+        assert calls == []
+
+    # Idempotent: a second run changes and says nothing more about the directory.
+    again, _ = run_maintainer_script(tmp_path, POSTINST, root, "configure", "0.1.0~git0000000")
+    assert "readable by its owner only" not in again.stderr and "mode 0755" not in again.stderr

@@ -293,8 +293,9 @@ needs_systemd_analyze = pytest.mark.skipif(
 
 def offline_root(tmp_path: Path) -> Path:
     """A file system root for `systemd-analyze verify --root`: the host's own system units (sysinit.target
-    and friends that every service depends on), our two units, and an executable at the ExecStart= path
-    (verify checks that it exists and is executable; it never runs it)."""
+    and friends that every service depends on), our two units, and executables at the ExecStart= and
+    ExecReload= paths (verify checks that they exist and are executable; it never runs them). /bin is a
+    link to usr/bin as on Debian 12 (merged /usr); /bin/kill is procps's, which the .deb depends on."""
     root = tmp_path / "root"
     system_units = Path("/usr/lib/systemd/system")
     if not system_units.is_dir():
@@ -303,10 +304,12 @@ def offline_root(tmp_path: Path) -> Path:
     (root / "etc/systemd/system").mkdir(parents=True)
     for unit in ("acs-smtp-gateway.service", "acs-smtp-gateway.socket"):
         shutil.copy(UNITS / unit, root / "etc/systemd/system" / unit)
-    binary = root / "usr/bin/acs-smtp-gateway"
-    binary.parent.mkdir(parents=True)
-    binary.write_text("#!/bin/sh\nexit 0\n")
-    binary.chmod(0o755)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    for name in ("acs-smtp-gateway", "kill"):
+        binary = root / "usr/bin" / name
+        binary.write_text("#!/bin/sh\nexit 0\n")
+        binary.chmod(0o755)
     return root
 
 
