@@ -39,6 +39,14 @@ struct CheckConfig: ParsableCommand {
 
         guard settings.acs.isConfigured(environment: environment) else {
             if !quiet { print("# delivery: outbox \(settings.outboxDirectory ?? "./outbox") (no ACS configured)") }
+            // Under systemd the unit hands the connection string over with LoadCredential=, which a shell
+            // does not have: say how to check it instead of leaving "outbox" unexplained.
+            let unitCredential = "/etc/acs-smtp-gateway/connection-string"
+            if environment["CREDENTIALS_DIRECTORY"] == nil, FileManager.default.fileExists(atPath: unitCredential) {
+                print(
+                    "# note: \(unitCredential) exists; the systemd unit passes it as a credential, which this shell "
+                        + "does not have. Check it with: check-config --acs-connection-string-file \(unitCredential)")
+            }
             if online { printError("check-config --online: no ACS is configured, nothing to check") }
             return
         }
