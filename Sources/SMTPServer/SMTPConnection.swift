@@ -20,6 +20,9 @@ final class SMTPConnection: @unchecked Sendable {
     private let statistics: SMTPServerStatistics
     private let metrics: SMTPServerMetrics
     private let timeouts: SMTPTimeouts
+    /// The grace this connection was promised at shutdown: its delivery (an ACS call with the retry budget
+    /// of the configuration it started under) may need all of it, even after a reload lowered the default.
+    var shutdownGracePeriod: Double { timeouts.shutdownGracePeriod }
     private var logger: Logger
     private let onClose: @Sendable (SMTPConnection) -> Void
 

@@ -117,12 +117,17 @@ public final class SMTPServer: @unchecked Sendable {
             }
             acceptPaused = false
             listeners = []
+            // The longest grace any open connection was configured with: a reload may have lowered the
+            // default while a connection still delivers under the old settings (an ACS call with the old
+            // retry budget); cutting it short would answer 421 to a message ACS may still accept.
+            let grace = connections.values.map(\.shutdownGracePeriod)
+                .reduce(configuration.timeouts.shutdownGracePeriod, max)
             logger.info(
                 "shutting down: no new connections; open transactions may finish",
-                metadata: ["connections": "\(connections.count)", "grace_s": "\(configuration.timeouts.shutdownGracePeriod)"])
+                metadata: ["connections": "\(connections.count)", "grace_s": "\(grace)"])
             for connection in connections.values { connection.requestShutdown() }
             let timer = DispatchSource.makeTimerSource(queue: queue)
-            timer.schedule(deadline: .now() + configuration.timeouts.shutdownGracePeriod)
+            timer.schedule(deadline: .now() + grace)
             timer.setEventHandler { [self] in
                 if !connections.isEmpty {
                     logger.warning("shutdown grace period over; closing remaining connections with 421",

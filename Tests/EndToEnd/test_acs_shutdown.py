@@ -249,3 +249,36 @@ def test_the_emulator_ends_a_stall_at_sigterm_and_exits_0_promptly(start_emulato
     assert time.monotonic() - started < 3, "the stall held up the emulator's exit"
     thread.join(5)
     assert outcome.get("status") == 400, outcome
+
+
+def test_a_reload_that_lowers_the_grace_does_not_cut_short_a_call_in_flight(start_gateway, start_emulator,
+                                                                            certificates, tmp_path):
+    # Review finding F1: the call in flight runs under the start-up configuration (ACS, grace raised to
+    # 20 + 15 s). A reload to a dry run brings the default grace down to the configured 1 s; the SIGTERM that
+    # follows must still wait for the stalled call, or its client gets 421 for a message ACS accepts.
+    emulator = start_emulator()
+    config = tmp_path / "gateway.conf"
+    base = (f"senders:\n  sender_address: {SENDER}\ntimeouts:\n  shutdown_grace: 1s\n"
+            f"acs:\n  ca_file: {certificates / 'ca.pem'}\n  retry_budget: 20s\n  attempt_timeout: 10s\n")
+    config.write_text(base)
+    gateway = start_gateway("--config", str(config), check_exit=False,
+                            env={"ACS_CONNECTION_STRING": emulator.connection_string})
+    assert re.search(r'msg="shutdown grace raised to cover an ACS call in flight" grace_s=35\.0', gateway.stderr())
+    client = start_stalled_send(gateway, emulator, delay_ms=4000)
+
+    config.write_text(base + "  dry_run: true\n")
+    gateway.signal(signal.SIGHUP)
+    wait_until(lambda: 'msg="configuration reloaded"' in gateway.stderr(), 5, "the reload")
+    signalled = time.monotonic()
+    gateway.signal(signal.SIGTERM)
+    wait_until(lambda: "shutting down: no new connections" in gateway.stderr(), 2, "the shutdown log line")
+    assert re.search(r'msg="shutting down: no new connections; open transactions may finish" '
+                     r'connections=1 grace_s=35\.0', gateway.stderr()), gateway.stderr()
+
+    client.join(30)
+    assert client.error is None, client.error
+    code, text = client.data_reply
+    assert code == 250, text
+    assert client.data_replied_at - signalled >= 2.5  # the stall was waited out, not cut at the 1 s grace
+    assert gateway.wait_exit(10) == 0
+    assert len(emulator.messages()) == 1
