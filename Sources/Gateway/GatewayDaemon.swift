@@ -79,6 +79,7 @@ public enum GatewayDaemon {
         // Signals, status and watchdog timers share one serial queue: the state below needs no lock.
         let queue = DispatchQueue(label: "gateway.lifecycle")
         var listening = "nothing"
+        var socketActivated = false  // then smtp.listen is not what the daemon listens on
         var stopping = false
         var lastStatus = ""
         let statusTimer = DispatchSource.makeTimerSource(queue: queue)
@@ -131,7 +132,9 @@ public enum GatewayDaemon {
             do {
                 var assembly = try reload()
                 let running = server.currentConfiguration
-                if Set(assembly.serverConfiguration.listenAddresses) != Set(running.listenAddresses) && listening != "nothing" {
+                if !socketActivated,
+                    Set(assembly.serverConfiguration.listenAddresses) != Set(running.listenAddresses)
+                {
                     logger.warning(
                         "smtp.listen changed; listening addresses change only on restart",
                         metadata: ["listening": "\(listening)",
@@ -170,9 +173,10 @@ public enum GatewayDaemon {
         }
 
         let addresses: [SocketAddress]
+        let activated: Bool
         do {
             try admin?.start()
-            addresses = try startListening(server: server, environment: environment, logger: logger)
+            (addresses, activated) = try startListening(server: server, environment: environment, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
             notifier.status("Failed to start: \(error)")
@@ -183,6 +187,7 @@ public enum GatewayDaemon {
         admin?.readiness.markReady()
         queue.sync {
             listening = listed
+            socketActivated = activated
             lastStatus = statusLine(listening: listening, statistics: server.statistics.snapshot, stopping: false)
             notifier.ready(status: lastStatus)
             if notifier.isEnabled {
@@ -198,7 +203,7 @@ public enum GatewayDaemon {
     /// Adopts the sockets systemd passed (sd_listen_fds(3)) or, without them, binds the `--listen` addresses.
     private static func startListening(
         server: SMTPServer, environment: [String: String], logger: Logger
-    ) throws -> [SocketAddress] {
+    ) throws -> (addresses: [SocketAddress], activated: Bool) {
         switch try SocketActivation.listeningSockets(environment: environment) {
         case .inherited(let sockets):
             var addresses: [SocketAddress] = []
@@ -210,10 +215,10 @@ public enum GatewayDaemon {
                 addresses.append(address)
             }
             logger.notice("socket activation: the --listen addresses are not bound")
-            return addresses
+            return (addresses, true)
         case .notActivated(let reason):
             logger.info("no socket activation; binding the --listen addresses", metadata: ["reason": "\(reason)"])
-            return try server.start()
+            return (try server.start(), false)
         }
     }
 

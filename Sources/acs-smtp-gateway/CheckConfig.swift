@@ -47,7 +47,10 @@ struct CheckConfig: ParsableCommand {
                     "# note: \(unitCredential) exists; the systemd unit passes it as a credential, which this shell "
                         + "does not have. Check it with: check-config --acs-connection-string-file \(unitCredential)")
             }
-            if online { printError("check-config --online: no ACS is configured, nothing to check") }
+            if online {
+                printError("check-config --online: no ACS is configured, so there is nothing to check")
+                throw ExitCode(1)
+            }
             return
         }
         let transport: CurlMultiTransport

@@ -19,7 +19,8 @@ struct FlagOverrides {
     private(set) var entries: [(flag: String, values: [String])] = []
     mutating func add(_ flag: String, _ value: String?) { if let value { entries.append((flag, [value])) } }
     mutating func add(_ flag: String, _ values: [String]) { if !values.isEmpty { entries.append((flag, values)) } }
-    mutating func add(_ flag: String, _ set: Bool) { if set { entries.append((flag, ["true"])) } }
+    /// `--flag` / `--no-flag`: either direction overrides the file and the environment.
+    mutating func add(_ flag: String, _ value: Bool?) { if let value { entries.append((flag, [value ? "true" : "false"])) } }
 }
 
 /// `--config FILE`.
@@ -63,8 +64,8 @@ struct TranslationFlags: ParsableArguments {
     @Option(name: .customLong("drop-header"), help: keyHelp("drop-header", "Never forward this header to ACS (repeatable)."))
     var dropHeaders: [String] = []
 
-    @Flag(help: keyHelp("disable-engagement-tracking", "Ask ACS not to track opens and clicks."))
-    var disableEngagementTracking = false
+    @Flag(inversion: .prefixedNo, help: keyHelp("disable-engagement-tracking", "Ask ACS not to track opens and clicks."))
+    var disableEngagementTracking: Bool?
 
     @Option(help: keyHelp("max-request-size", "Largest ACS request in octets of JSON (ACS accepts 10 MB)."))
     var maxRequestSize: String?
@@ -215,11 +216,11 @@ struct DeliveryFlags: ParsableArguments {
     @Option(help: keyHelp("poll-deadline", "With --reply-after final: time to wait for the final status."))
     var pollDeadline: String?
 
-    @Flag(help: keyHelp("dry-run", "Write to the outbox even when ACS credentials are configured."))
-    var dryRun = false
+    @Flag(inversion: .prefixedNo, help: keyHelp("dry-run", "Write to the outbox even when ACS credentials are configured."))
+    var dryRun: Bool?
 
-    @Flag(help: keyHelp("allow-insecure-http-for-testing", "Allow a bearer token over plain http (a local emulator only)."))
-    var allowInsecureHttpForTesting = false
+    @Flag(inversion: .prefixedNo, help: keyHelp("allow-insecure-http-for-testing", "Allow a bearer token over plain http (a local emulator only)."))
+    var allowInsecureHttpForTesting: Bool?
 
     func addOverrides(to overrides: inout FlagOverrides) {
         overrides.add("acs-endpoint", acsEndpoint)

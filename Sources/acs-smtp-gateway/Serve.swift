@@ -29,16 +29,7 @@ struct Serve: ParsableCommand {
         // Once per process (swift-metrics), so a reload keeps the registry and the admin listener.
         let metricsRegistry = settings.adminListen.map { _ in GatewayMetrics.bootstrap() }
 
-        var assembly: GatewayAssembly
-        do {
-            assembly = try GatewayAssembly.assemble(settings, environment: environment, logger: logger)
-        } catch {
-            logger.critical("cannot start: \(error)")
-            throw ExitCode(78)  // EX_CONFIG: systemd shows status=78/CONFIG
-        }
-        GatewayDaemon.prepareDescriptors(for: &assembly.serverConfiguration, logger: logger)
-        let server = SMTPServer(
-            configuration: assembly.serverConfiguration, submitter: assembly.submitter, logger: logger)
+        let server = try Self.makeServer(settings, environment: environment, logger: logger)
         var admin: AdminServer?
         if let address = settings.adminListen, let metricsRegistry {
             admin = try AdminServer(
@@ -66,6 +57,22 @@ struct Serve: ParsableCommand {
             levelControl.level = new.logLevel
             return assembly
         }
+    }
+}
+
+extension Serve {
+    /// The server with the start-up assembly. Only the server keeps the submitter: after a reload replaced
+    /// it, the start-up ACS client and its pooled connection go away once idle (review F9).
+    static func makeServer(_ settings: GatewaySettings, environment: [String: String], logger: Logger) throws -> SMTPServer {
+        var assembly: GatewayAssembly
+        do {
+            assembly = try GatewayAssembly.assemble(settings, environment: environment, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(78)  // EX_CONFIG: systemd shows status=78/CONFIG
+        }
+        GatewayDaemon.prepareDescriptors(for: &assembly.serverConfiguration, logger: logger)
+        return SMTPServer(configuration: assembly.serverConfiguration, submitter: assembly.submitter, logger: logger)
     }
 }
 

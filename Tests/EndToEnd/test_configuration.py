@@ -256,3 +256,45 @@ def test_sighup_reads_the_credentials_again(start_gateway, start_emulator, certi
     assert send()[0] == 250
     assert len(emulator.messages()) == 2
     assert "cm90YXRlZC1rZXk" not in gw.stderr()
+
+
+# --------------------------------------------------------------------------------------------------
+# Review findings
+
+
+def test_a_secret_pasted_as_a_file_name_is_never_printed(gateway_bin, tmp_path):
+    key = "yVWg44XFq0Zr3bT8mN2pLk7sD1fH9jQ4wE6rT0yU2iO5pA8sD3fG7hJ1kL4zX6cV9bN2mQ5wE8rT1yU4iO7pA0sD=="
+    config = tmp_path / "gateway.conf"
+    config.write_text(f'senders:\n  sender_address: {SENDER}\nacs:\n'
+                      f'  connection_string_file: "endpoint=https://contoso.communication.azure.com/;accesskey={key}"\n')
+    for command in (["check-config"], ["serve"]):
+        result = run(gateway_bin, *command, "--config", str(config), timeout=10)
+        assert result.returncode == 78, result
+        assert key[:12] not in result.stdout + result.stderr
+        assert f"{config}:4: acs.connection_string_file: expected a file system path" in result.stderr
+    endpoint = run(gateway_bin, "check-config", "--config", "none", "--sender-address", SENDER,
+                   env={"ACS_ENDPOINT": f"endpoint=https://x/;accesskey={key}"})
+    assert endpoint.returncode == 1 and key[:12] not in endpoint.stdout + endpoint.stderr
+    assert "ACS_ENDPOINT '(a value that looks like a secret, not shown)'" in endpoint.stderr
+
+
+def test_half_done_entra_setup_stops_instead_of_using_the_outbox(gateway_bin, tmp_path):
+    secret = tmp_path / "azure-client-secret"
+    secret.write_text("not-a-real-secret\n")
+    secret.chmod(0o600)
+    config = tmp_path / "gateway.conf"
+    config.write_text(f"senders:\n  sender_address: {SENDER}\nacs:\n  client_secret_file: {secret}\n"
+                      "  tenant_id: 00000000-0000-0000-0000-000000000001\n  client_id: 00000000-0000-0000-0000-000000000002\n")
+    result = run(gateway_bin, "serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}", timeout=10)
+    assert result.returncode == 78, result
+    assert "no ACS endpoint" in result.stderr
+    online = run(gateway_bin, "check-config", "--config", "none", "--online", "--quiet")
+    assert online.returncode == 1 and "no ACS is configured" in online.stderr
+
+
+def test_no_flags_turn_file_booleans_off(gateway_bin, tmp_path):
+    config = tmp_path / "gateway.conf"
+    config.write_text("acs:\n  dry_run: true\n")
+    result = run(gateway_bin, "check-config", "--config", str(config), "--no-dry-run")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^  dry_run: false +# --dry-run$", result.stdout, re.M), result.stdout

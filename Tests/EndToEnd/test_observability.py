@@ -257,7 +257,7 @@ def test_a_non_loopback_admin_address_is_refused_at_start(tmp_path):
             [str(gateway_binary()), "serve", "--listen", f"127.0.0.1:{free_port()}", "--outbox", str(tmp_path),
              "--admin-listen", address], capture_output=True, text=True, timeout=30)
         assert result.returncode == 78, result.stderr  # EX_CONFIG
-        assert (f'--admin-listen: admin.listen: expected a loopback address IP:PORT, e.g. 127.0.0.1:9925 '
+        assert (f'--admin-listen: admin.listen: expected a loopback address IP:PORT, e.g. 127.0.0.1:9464 '
                 f'(the admin listener has no authentication), got "{address}"') in result.stderr
 
 

@@ -1,3 +1,4 @@
+import ACSClient
 import Foundation
 import SMTPServer
 import Testing
@@ -178,7 +179,7 @@ import Testing
         #expect(!found[0].contains("c2VjcmV0"))
         // A secret pasted into an ordinary key is not echoed either.
         let (_, pasted) = try problems(yaml: "acs:\n  endpoint: endpoint=https://x/;accesskey=c2VjcmV0\n")
-        #expect(pasted.count == 1 && pasted[0].contains("(a value that looks secret, not shown)"))
+        #expect(pasted.count == 1 && pasted[0].contains(SecretRedaction.placeholder))
         #expect(!pasted[0].contains("c2VjcmV0"))
     }
 
@@ -283,7 +284,7 @@ import Testing
     }
 
     @Test func theAdminListenerIsLoopbackOnly() throws {
-        let (_, found) = try problems(flags: [("admin-listen", ["0.0.0.0:9925"])])
+        let (_, found) = try problems(flags: [("admin-listen", ["0.0.0.0:9464"])])
         #expect(found.count == 1 && found[0].contains("a loopback address IP:PORT"))
         let loaded = try ConfigurationLoader.load(file: nil, environment: ["ACSGW_ADMIN_LISTEN": "[::1]:9925"])
         #expect(loaded.settings.adminListen?.description == "[::1]:9925")
@@ -354,7 +355,7 @@ import Testing
             let isExample = ["senders.sender_address", "senders.postmaster_address", "acs.endpoint",
                              "acs.connection_string_file", "acs.access_key_file", "acs.client_secret_file",
                              "acs.tenant_id", "acs.client_id", "acs.federated_token_file", "acs.ca_file", "acs.proxy",
-                             "outbox.directory", "admin.listen"].contains(key.path)
+                             "admin.listen"].contains(key.path)
             if isExample { continue }  // optional keys show an example value; their default is "unset"
             #expect(key.values(in: uncommented.settings) == key.values(in: GatewaySettings()),
                     "\(key.path): gateway.conf documents \(key.values(in: uncommented.settings)), the built-in default is \(key.values(in: GatewaySettings()))")
@@ -388,5 +389,95 @@ import Testing
     @Test(arguments: ["", "MiB", "-1M", "1GiB", "1.5M", "99999999999999999999M", "10MB"])
     func invalidSizes(text: String) {
         #expect(ValueParser<Int>.size(1...(1 << 30)).parse(text) == nil)
+    }
+
+    // MARK: Review findings
+
+    @Test func aSecretPastedInPlaceOfAPathIsRefusedAndNotEchoed() throws {
+        let key = "yVWg44XFq0Zr3bT8mN2pLk7sD1fH9jQ4wE6rT0yU2iO5pA8sD3fG7hJ1kL4zX6cV9bN2mQ5wE8rT1yU4iO7pA0sD=="
+        let (path, found) = try problems(
+            yaml: "acs:\n  connection_string_file: \"endpoint=https://x.communication.azure.com/;accesskey=\(key)\"\n")
+        #expect(found == [
+            "\(path!):2: acs.connection_string_file: expected a file system path, got \(SecretRedaction.placeholder); "
+                + "a secret goes in a file named by a *_file key, a systemd credential or the environment"
+        ])
+        let (_, bare) = try problems(environment: ["ACSGW_ACS_ACCESS_KEY_FILE": key])
+        #expect(bare.count == 1 && !bare[0].contains("yVWg44XF"))
+        let (_, endpoint) = try problems(flags: [("acs-endpoint", ["https://user:EndpointPass@x.communication.azure.com/"])])
+        #expect(endpoint.count == 1 && endpoint[0].contains("https://user:***@x.communication.azure.com/"))
+        #expect(!endpoint[0].contains("EndpointPass"))
+    }
+
+    @Test(arguments: [
+        ("yVWg44XFq0Zr3bT8mN2pLk7sD1fH9jQ4wE6rT0yU2iO5pA8sD3fG7hJ1kL4zX6cV9bN2mQ5wE8rT1yU4iO7pA0sD==", true),
+        ("abc8Q~xyzABCDEFGHIJKLmnopqrstu0123456789", true),
+        ("endpoint=https://x/;accesskey=a2V5", true),
+        ("/etc/acs-smtp-gateway/connection-string", false),
+        ("/var/run/secrets/azure/tokens/azure-identity-token", false),
+        ("DoNotReply@mail.example.com", false),
+        ("https://contoso.communication.azure.com", false),
+        ("00000000-0000-0000-0000-000000000000", false),
+        ("connection-string", false),
+        ("/tmp/test_entra_client_secret_from_0/outbox", false),  // a name mentioning a secret is not one
+    ])
+    func secretsAreRecognised(value: String, secret: Bool) {
+        #expect(SecretRedaction.looksSecret(value) == secret)
+    }
+
+    @Test func halfDoneACSSetupsCountAsConfigured() {
+        var acs = ACSSettings()
+        #expect(!acs.isConfigured(environment: [:]))
+        #expect(!acs.isConfigured(environment: ["AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c"]))
+        #expect(acs.isConfigured(environment: ["AZURE_CLIENT_SECRET": "s"]))
+        #expect(acs.isConfigured(environment: ["ACS_ACCESS_KEY": "k"]))
+        acs.tenantID = "t"
+        #expect(acs.isConfigured(environment: [:]))
+        acs = ACSSettings()
+        acs.clientSecretFile = "/etc/acs-smtp-gateway/azure-client-secret"
+        #expect(acs.isConfigured(environment: [:]))
+    }
+
+    @Test func anchorsAndAliasesAreRefusedBeforeParsing() throws {
+        // A 462-octet alias "bomb" took 20 s to compose (review F6); now it is refused at once.
+        var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...8 {
+            bomb += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        bomb += "? *a8\n: 1\n"
+        let started = Date()
+        let (path, found) = try problems(yaml: bomb)
+        #expect(Date().timeIntervalSince(started) < 1)
+        #expect(found == ["\(path!):1: YAML anchors and aliases (&name, *name) are not supported in the configuration "
+            + "file; write the value out (quote it if it starts with * or &)"])
+        let (path2, alias) = try problems(yaml: "senders:\n  verified_domains: [a.example, *h]\n")
+        #expect(alias.first?.hasPrefix("\(path2!):2: YAML anchors and aliases") == true)
+        // Not anchors: a star inside a value, quoted, or in a comment.
+        let fine = try file(
+            "translation:\n  forward_headers: [X-*, \"*\", 'X-&']  # *comment &too\n"
+                + "  subject_placeholder: \"a \\\" *b\"\n# &c\n")
+        let loaded = try ConfigurationLoader.load(file: fine, environment: [:])
+        #expect(loaded.settings.translation.headerAllowList == ["X-*", "*", "X-&"])
+        #expect(loaded.settings.translation.subjectPlaceholder == "a \" *b")
+    }
+
+    @Test func flagsTurnBooleansOffToo() throws {
+        let path = try file("acs:\n  dry_run: true\ntranslation:\n  disable_engagement_tracking: yes\n")
+        let loaded = try ConfigurationLoader.load(
+            file: path, environment: [:], flags: [("dry-run", ["false"]), ("disable-engagement-tracking", ["false"])])
+        #expect(!loaded.settings.acs.dryRun && !loaded.settings.disableEngagementTracking)
+    }
+
+    @Test func multipleDocumentsAndSpecialFilesGetAClearError() throws {
+        let (path, found) = try problems(yaml: "smtp:\n  hostname: a\n---\nlimits:\n  max_errors: 1\n")
+        #expect(found.count == 1 && found[0].hasPrefix("\(path!):3:") && found[0].contains("single document"))
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("fifo-\(UUID().uuidString)").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        do {
+            _ = try ConfigurationLoader.load(file: fifo, environment: [:])
+            Issue.record("a FIFO loaded")
+        } catch {
+            #expect(error.problems == ["\(fifo): not a regular file (a configuration file is read whole, once)"])
+        }
     }
 }

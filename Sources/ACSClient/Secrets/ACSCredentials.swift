@@ -94,7 +94,7 @@ public struct ACSCredentials: Sendable, CustomStringConvertible {
             guard let endpointText else { return nil }
             guard let endpoint = ACSEndpoint(endpointText) else {
                 throw CredentialConfigurationError(
-                    "\(endpointSource) '\(endpointText)' is not an http(s) URL with a host and no path")
+                    "\(endpointSource) '\(SecretRedaction.display(endpointText))' is not an http(s) URL with a host and no path")
             }
             return endpoint
         }

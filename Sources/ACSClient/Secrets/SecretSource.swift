@@ -39,7 +39,7 @@ public enum SecretOrigin: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .systemdCredential(let path): "systemd credential \(path)"
-        case .file(let path): "file \(path)"
+        case .file(let path): "file \(SecretRedaction.display(path))"
         case .environment(let variable): "environment variable \(variable)"
         }
     }

@@ -1,3 +1,4 @@
+import ACSClient
 import Foundation
 import Yams
 
@@ -96,8 +97,14 @@ public enum ConfigurationLoader {
                 problems.append("\(assignment.location)\(key.path): expected \(key.expected), not a list")
                 continue
             } else if let bad = key.assign(&settings, assignment.values) {
-                let shown = ConfigurationRedaction.looksSecret(bad) ? "(a value that looks secret, not shown)" : quoted(bad)
-                problems.append("\(assignment.location)\(key.path): expected \(key.expected), got \(shown)")
+                if SecretRedaction.looksSecret(bad) {
+                    problems.append(
+                        "\(assignment.location)\(key.path): expected \(key.expected), got \(SecretRedaction.placeholder); "
+                            + "a secret goes in a file named by a *_file key, a systemd credential or the environment")
+                } else {
+                    problems.append(
+                        "\(assignment.location)\(key.path): expected \(key.expected), got \(quoted(SecretRedaction.maskingURLPassword(bad)))")
+                }
                 continue
             }
             origins[key.path] = assignment.origin
@@ -133,6 +140,9 @@ public enum ConfigurationLoader {
         let text: String
         do {
             let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            if let type = attributes[.type] as? FileAttributeType, type != .typeRegular {
+                throw ConfigurationError(["\(path): not a regular file (a configuration file is read whole, once)"])
+            }
             if let size = attributes[.size] as? Int, size > maxFileSize {
                 throw ConfigurationError(["\(path): \(size) octets; a configuration file is at most \(maxFileSize)"])
             }
@@ -151,6 +161,15 @@ public enum ConfigurationLoader {
 
     /// The assignments a YAML document makes, each with its line, and the problems of its structure.
     static func assignments(yaml text: String, path: String) throws(ConfigurationError) -> ([Assignment], [String]) {
+        // Anchors and aliases are refused before libyaml sees them: the configuration never needs them, and
+        // an alias "bomb" (a few hundred octets expanding to 10^8 nodes) would cost minutes of CPU, during a
+        // reload on the daemon's lifecycle queue (review F6).
+        if let line = firstAnchorOrAlias(in: text) {
+            throw ConfigurationError([
+                "\(path):\(line): YAML anchors and aliases (&name, *name) are not supported in the configuration "
+                    + "file; write the value out (quote it if it starts with * or &)"
+            ])
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -224,7 +243,7 @@ public enum ConfigurationLoader {
                     }
                 case .mapping:
                     problems.append("\(here)\(key.path): expected \(key.expected), not a mapping (check the indentation)")
-                case .alias:
+                case .alias:  // refused before composing (firstAnchorOrAlias)
                     problems.append("\(here)\(key.path): YAML aliases are not supported")
                 }
             }
@@ -285,9 +304,10 @@ public enum ConfigurationLoader {
 
     static func syntaxError(_ error: YamlError, path: String) -> String {
         switch error {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
-            .composer(_, let problem, let mark, _):
-            return "\(path):\(mark.line):\(mark.column): not valid YAML: \(problem)"
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let while_ = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
+            return "\(path):\(mark.line):\(mark.column): not valid YAML: \(problem)\(while_)"
         case .duplicatedKeysInMapping(let duplicates, let context):
             return "\(path):\(context.mark.line): \(duplicates.joined(separator: ", ")) given twice in the same section"
         case .reader(let problem, _, _, _):
@@ -298,6 +318,45 @@ public enum ConfigurationLoader {
     }
 
     static func line(_ node: Node) -> Int { node.mark?.line ?? 0 }
+
+    /// The line of the first `&anchor` or `*alias` that starts a YAML node (after indentation, `- `, `: `,
+    /// `? `, `[`, `{` or `,`), outside quotes and comments; nil when there is none.
+    static func firstAnchorOrAlias(in text: String) -> Int? {
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var quote: Character?
+            var escaped = false
+            var nodeStart = true  // at the start of the line, after the indentation
+            var previous: Character = " "
+            scan: for character in line {
+                defer { previous = character }
+                if let open = quote {
+                    if escaped {
+                        escaped = false
+                    } else if open == "\"" && character == "\\" {
+                        escaped = true
+                    } else if character == open {
+                        quote = nil
+                    }
+                    continue
+                }
+                if character == "#" && (previous == " " || previous == "\t" || nodeStart) { break scan }
+                switch character {
+                case "\"", "'":
+                    if nodeStart { quote = character }
+                    nodeStart = false
+                case "&", "*":
+                    if nodeStart { return index + 1 }
+                case " ", "\t", "\r":
+                    if "-:?,".contains(previous) { nodeStart = true }
+                case "[", "{", ",":
+                    nodeStart = true
+                default:
+                    nodeStart = false
+                }
+            }
+        }
+        return nil
+    }
 
     static func quoted(_ text: String) -> String {
         "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""

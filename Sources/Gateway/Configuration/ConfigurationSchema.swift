@@ -198,7 +198,7 @@ extension ValueParser where Value == SocketAddress {
 
     /// The admin listener serves metrics without authentication: loopback only.
     static let loopbackSocketAddress = ValueParser(
-        expected: "a loopback address IP:PORT, e.g. 127.0.0.1:9925 (the admin listener has no authentication)",
+        expected: "a loopback address IP:PORT, e.g. 127.0.0.1:9464 (the admin listener has no authentication)",
         parse: { text in
             guard let address = SocketAddress(hostAndPort: text),
                 IPNetwork.loopback.contains(where: { $0.contains(address) })
@@ -250,7 +250,7 @@ extension ValueParser where Value == String {
     /// The ACS resource endpoint: an http(s) URL with a host and no path.
     static let endpointURL = ValueParser(
         expected: "the resource endpoint, https://NAME.communication.azure.com",
-        parse: { ACSEndpoint($0) == nil ? nil : $0 }, render: { $0 })
+        parse: { ACSEndpoint($0) == nil ? nil : $0 }, render: { SecretRedaction.maskingURLPassword($0) })
 
     /// A proxy URL; a password in it is shown as `***`.
     static let proxyURL = ValueParser(
@@ -274,22 +274,11 @@ extension ValueParser where Value == Mailbox {
         render: \.address)
 }
 
-/// Hides secrets that may hide inside otherwise harmless values.
+/// Hides secrets that may hide inside otherwise harmless values (see ``SecretRedaction``).
 public enum ConfigurationRedaction {
     /// `scheme://user:password@host` → `scheme://user:***@host`.
-    public static func proxy(_ url: String) -> String {
-        guard let schemeEnd = url.range(of: "://"), let at = url[schemeEnd.upperBound...].lastIndex(of: "@") else {
-            return url
-        }
-        let userInfo = url[schemeEnd.upperBound..<at]
-        guard let colon = userInfo.firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(url[at...])
-    }
+    public static func proxy(_ url: String) -> String { SecretRedaction.maskingURLPassword(url) }
 
     /// Whether a value looks like a secret (a connection string or key), so errors never echo it.
-    public static func looksSecret(_ value: String) -> Bool {
-        let lowered = value.lowercased()
-        return lowered.contains("accesskey=") || lowered.contains("sharedaccesskey")
-            || lowered.contains("client_secret")
-    }
+    public static func looksSecret(_ value: String) -> Bool { SecretRedaction.looksSecret(value) }
 }

@@ -112,15 +112,23 @@ public struct ACSSettings: Sendable {
     }
 
     /// Whether the operator configured ACS at all (then any error in it is fatal, never a silent outbox):
-    /// an endpoint or credential file in the configuration, an explicit auth method, or ACS settings in the
-    /// environment or systemd credentials.
+    /// any `acs.*` endpoint, credential or Entra ID setting, an explicit auth method, or a credential in the
+    /// environment or the systemd credentials. A half-done setup (an Entra secret without an endpoint) then
+    /// stops with "no ACS endpoint" instead of answering 250 to mail that is never sent (review F3).
+    /// `AZURE_TENANT_ID`/`AZURE_CLIENT_ID` alone do not count: other software on the host sets them.
     public func isConfigured(environment: [String: String]) -> Bool {
-        if endpoint != nil || connectionStringFile != nil || accessKeyFile != nil || auth != .automatic { return true }
-        if environment["ACS_CONNECTION_STRING"] != nil || environment["ACS_ENDPOINT"] != nil { return true }
-        if let directory = environment["CREDENTIALS_DIRECTORY"] {
-            return ["acs-connection-string", "acs-access-key"].contains { name in
-                access("\(directory)/\(name)", F_OK) == 0
-            }
+        let settings: [String?] = [
+            endpoint, connectionStringFile, accessKeyFile, clientSecretFile, tenantID, clientID, federatedTokenFile,
+        ]
+        if auth != .automatic || settings.contains(where: { $0 != nil }) { return true }
+        let variables = [
+            "ACS_CONNECTION_STRING", "ACS_ENDPOINT", "ACS_ACCESS_KEY", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+        ]
+        if variables.contains(where: { !(environment[$0] ?? "").isEmpty }) { return true }
+        if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
+            let credentials = ["acs-connection-string", "acs-access-key", "azure-client-secret", "azure-tenant-id",
+                               "azure-client-id"]
+            return credentials.contains { access("\(directory)/\($0)", F_OK) == 0 }
         }
         return false
     }

@@ -1,3 +1,4 @@
+import ACSClient
 import Foundation
 
 /// Reads one configuration value from text — the same text whether it came from the file, the environment
@@ -20,9 +21,10 @@ extension ValueParser where Value == String {
         ValueParser(expected: expected, parse: { $0.isEmpty ? nil : $0 }, render: { $0 })
     }
 
-    /// An absolute or relative file system path.
+    /// An absolute or relative file system path; never the secret itself pasted in its place.
     static let path = ValueParser(
-        expected: "a file system path", parse: { $0.isEmpty || $0.contains("\0") ? nil : $0 }, render: { $0 })
+        expected: "a file system path",
+        parse: { $0.isEmpty || $0.contains("\0") || SecretRedaction.looksSecret($0) ? nil : $0 }, render: { $0 })
 }
 
 extension ValueParser where Value == Int {
