@@ -41,7 +41,9 @@ public struct SMTPServerStateMachine: Sendable {
         /// The chunk's octets belong to `transaction`'s message.
         case accepted(Greeting, Transaction, octets: Int, last: Bool)
         /// The chunk is discarded; `reply` is sent once its octets are consumed. `greeting` is nil before HELO.
-        case rejected(Greeting?, octets: Int, reply: SMTPReply)
+        /// `refused` is the transaction whose message this chunk took over the size limit: the chunk's end
+        /// ends it, and its message is refused (nil for a chunk that belongs to no transaction).
+        case rejected(Greeting?, octets: Int, reply: SMTPReply, refused: Transaction?)
     }
 
     /// What the session should do next.
@@ -122,13 +124,20 @@ public struct SMTPServerStateMachine: Sendable {
         }
     }
 
+    /// The message refused for size by the BDAT chunk being read: its envelope, and the octets of all its
+    /// chunks, this discarded one included. Read it before `chunkEnded()`, which ends that transaction.
+    public var chunkRefusal: (envelope: Envelope, octets: Int)? {
+        guard case .receivingChunk(.rejected(_, let octets, _, let transaction?)) = state else { return nil }
+        return (transaction.envelope, (transaction.chunkedOctets ?? 0) + octets)
+    }
+
     /// The client's HELO/EHLO domain, once given.
     public var clientDomain: String? {
         switch state {
         case .ready(let greeting), .inTransaction(let greeting, _), .receivingData(let greeting, _),
             .receivingChunk(.accepted(let greeting, _, _, _)), .submitting(let greeting):
             greeting.clientDomain
-        case .receivingChunk(.rejected(let greeting, _, _)): greeting?.clientDomain
+        case .receivingChunk(.rejected(let greeting, _, _, _)): greeting?.clientDomain
         case .awaitingHello, .closed: nil
         }
     }
@@ -240,8 +249,11 @@ public struct SMTPServerStateMachine: Sendable {
             }
             let total = (transaction.chunkedOctets ?? 0) + size
             if total > limits.maxMessageSize {
-                // smtp-behaviour #10, #15: read and discard the oversize chunk, then 552 and reset.
-                return rejectChunk(size: size, greeting: greeting, reply: .messageTooLarge(limit: limits.maxMessageSize))
+                // smtp-behaviour #10, #15: read and discard the oversize chunk, then 552 and reset. The message is
+                // refused there and then, even before LAST: it is audited once, at the end of this chunk.
+                return rejectChunk(
+                    size: size, greeting: greeting, reply: .messageTooLarge(limit: limits.maxMessageSize),
+                    refused: transaction)
             }
             state = .receivingChunk(.accepted(greeting, transaction, octets: size, last: last))
             return .readChunk(octets: size, keep: true)
@@ -281,7 +293,7 @@ public struct SMTPServerStateMachine: Sendable {
     /// All octets of the current BDAT chunk were consumed.
     public mutating func chunkEnded() -> Action {
         switch state {
-        case .receivingChunk(.rejected(let greeting, _, let reply)):
+        case .receivingChunk(.rejected(let greeting, _, let reply, _)):
             // A rejected chunk aborts the transaction (RFC 3030 §2: the transaction is considered failed).
             state = greeting.map { .ready($0) } ?? .awaitingHello
             return error(reply)
@@ -325,10 +337,12 @@ public struct SMTPServerStateMachine: Sendable {
         return .reply(reply)
     }
 
-    private mutating func rejectChunk(size: Int, greeting: Greeting?, reply: SMTPReply) -> Action {
+    private mutating func rejectChunk(
+        size: Int, greeting: Greeting?, reply: SMTPReply, refused: Transaction? = nil
+    ) -> Action {
         // The chunk's octets are on the wire whatever we think of the command: they must be consumed,
         // or they would be read as commands (RFC 3030 §2; an SMTP smuggling vector).
-        state = .receivingChunk(.rejected(greeting, octets: size, reply: reply))
+        state = .receivingChunk(.rejected(greeting, octets: size, reply: reply, refused: refused))
         return .readChunk(octets: size, keep: false)
     }
 

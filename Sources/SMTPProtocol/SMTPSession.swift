@@ -17,7 +17,10 @@ public struct SMTPSession: Sendable {
         /// Close the connection after writing `bytes`.
         public var close = false
         /// Messages whose data arrived in full but were refused at its end (size, line length, bare LF), in
-        /// order, for the audit log and metrics: they never reach the submitter.
+        /// order, for the audit log and metrics: they never reach the submitter. One per transaction: over
+        /// DATA at the end of the data; over BDAT with the 552 for the chunk that took the message over the
+        /// size limit (a LAST chunk or an earlier one), which ends the transaction — chunks the client sends
+        /// after it belong to no transaction (503) and add nothing here.
         public var refusedMessages: [RefusedMessage] = []
 
         public init() {}
@@ -27,7 +30,13 @@ public struct SMTPSession: Sendable {
     public struct RefusedMessage: Sendable, Equatable {
         public var envelope: Envelope
         public var outcome: SMTPServerStateMachine.MessageDataOutcome
+        /// The reply the client got (552 for size; 421 when that refusal was one protocol error too many).
         public var reply: SMTPReply
+        /// "DATA" or "BDAT", for logs.
+        public var transfer: String
+        /// Octets of message the client sent, kept or not: for DATA dot-unstuffed, for BDAT every chunk of
+        /// the transaction, the discarded one included.
+        public var size: Int
     }
 
     /// A complete message and its envelope.
@@ -146,7 +155,9 @@ public struct SMTPSession: Sendable {
                     mode = .commands
                     if let envelope, case .reply(let reply) = action {
                         output.refusedMessages.append(
-                            RefusedMessage(envelope: envelope, outcome: decoder.outcome, reply: reply))
+                            RefusedMessage(
+                                envelope: envelope, outcome: decoder.outcome, reply: reply, transfer: "DATA",
+                                size: decoder.decodedOctets))
                     }
                     apply(action, to: &output)
                 }
@@ -159,6 +170,7 @@ public struct SMTPSession: Sendable {
                     break loop
                 }
                 mode = .commands
+                let refusal = machine.chunkRefusal
                 let action = machine.chunkEnded()
                 if case .submit(let envelope) = action {
                     mode = .awaitingSubmission
@@ -166,6 +178,17 @@ public struct SMTPSession: Sendable {
                     chunkedMessage = []
                 } else {
                     if !keep { chunkedMessage = [] }  // a rejected chunk aborts the transaction
+                    switch (refusal, action) {
+                    case (let refusal?, .reply(let reply)), (let refusal?, .replyAndClose(let reply)):
+                        // Over the size limit (review finding F5: audited like a message over DATA). Once per
+                        // transaction: this chunk's end ends it. 421 when the 552 was one error too many.
+                        output.refusedMessages.append(
+                            RefusedMessage(
+                                envelope: refusal.envelope, outcome: .exceededSizeLimit, reply: reply,
+                                transfer: "BDAT", size: refusal.octets))
+                    default:
+                        break
+                    }
                     apply(action, to: &output)
                 }
             }

@@ -307,7 +307,8 @@ final class SMTPConnection: @unchecked Sendable {
         logger.log(level: reply.isPositive ? .info : .notice, "message", metadata: metadata)
     }
 
-    /// A message refused at the end of its data (size, line length, bare LF): audited like the others.
+    /// A message refused at the end of its data (size, over DATA or BDAT; line length, bare LF): audited like the
+    /// others, with the transfer and size the session recorded.
     private func auditRefused(_ refused: SMTPSession.RefusedMessage) {
         let reason: SubmissionReason =
             switch refused.outcome {
@@ -317,8 +318,8 @@ final class SMTPConnection: @unchecked Sendable {
             case .complete: .unspecified
             }
         let message = PendingSubmission(
-            id: Identifiers.messageID(), envelope: refused.envelope, size: dataOctets,
-            transfer: "DATA", startedAt: Self.now())
+            id: Identifiers.messageID(), envelope: refused.envelope, size: refused.size,
+            transfer: refused.transfer, startedAt: Self.now())
         audit(message, reply: refused.reply, annotations: SubmissionAnnotations(reason: reason))
     }
 

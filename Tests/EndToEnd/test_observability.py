@@ -206,6 +206,46 @@ def test_outbox_mode_counts_stored_messages_and_data_refusals(start_gateway):
     assert not [name for name, _ in samples if name.startswith("acsgw_acs_requests")]
 
 
+def test_size_refusals_over_bdat_get_one_audit_line_each_and_are_counted_like_over_data(start_gateway):
+    """Issue-5 review F5: a message refused for size during BDAT got a 552 but no audit line and no count.
+    Now each such transaction gets exactly one line, with the 552 for the chunk that went over the limit; the
+    chunks the client sends after it (pipelined or not) belong to no transaction and add nothing."""
+    admin, args = admin_args()
+    gateway = start_gateway("--log-format", "json", *args, "--max-message-size", "1000")
+    with gateway.connect() as smtp:
+        smtp.greeting()
+        smtp.ehlo()
+        # Over the limit at LAST, then one more chunk of the failed transaction.
+        assert smtp.cmd("MAIL FROM:<app@legacy.example>").code == 250
+        assert smtp.cmd("RCPT TO:<ann@example.net>").code == 250
+        smtp.send(b"BDAT 600\r\n" + b"a" * 600)
+        assert smtp.reply().code == 250
+        smtp.send(b"BDAT 600 LAST\r\n" + b"b" * 600 + b"BDAT 5 LAST\r\nccccc")
+        assert [reply.code for reply in smtp.replies(2)] == [552, 503]
+        # Over the limit in a middle chunk, with more chunks pipelined behind it.
+        assert smtp.cmd("MAIL FROM:<app@legacy.example>").code == 250
+        assert smtp.cmd("RCPT TO:<ann@example.net>").code == 250
+        assert smtp.cmd("RCPT TO:<bob@example.org>").code == 250
+        smtp.send(b"BDAT 1100\r\n" + b"d" * 1100 + b"BDAT 10\r\n" + b"e" * 10 + b"BDAT 0 LAST\r\n")
+        assert [reply.code for reply in smtp.replies(3)] == [552, 503, 503]
+        assert smtp.cmd("QUIT").code == 221
+    oversize = MESSAGE + b"x" * 3000 + b"\r\n"
+    assert send(gateway, oversize)[0] == 552  # the same refusal over DATA, for comparison
+
+    wait_for(lambda: len(audit_lines(gateway)) >= 3, timeout=5)
+    lines = audit_lines(gateway)
+    assert [(line["smtp.transfer"], line["smtp.size"], line["smtp.rcpt_count"]) for line in lines] == [
+        ("BDAT", "1200", "1"), ("BDAT", "1100", "2"), ("DATA", str(len(oversize)), "1")]
+    for line in lines:
+        assert line["level"] == "notice"
+        assert line["reason"] == "too_large"
+        assert line["smtp.reply"].startswith("552 5.3.4 ")
+        assert line["smtp.mail_from"] == "<app@legacy.example>"
+    samples = metrics(admin)
+    assert sample(samples, "acsgw_smtp_messages_total", outcome="rejected", reply_class="5xx", reason="too_large") == 3
+    assert gateway.files() == []
+
+
 # --------------------------------------------------------------------------------------------------
 # /healthz, /readyz, and the HTTP rules
 

@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import Prometheus
 import SMTPServer
+import Synchronization
 import Testing
 
 @testable import Gateway
@@ -120,6 +121,7 @@ import Testing
 
     private static func start(
         liveness: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() },
+        accept: FlakyAccept? = nil, log: CapturedLines? = nil,
         configure: (inout AdminServer.Limits) -> Void = { _ in }
     ) throws -> Running {
         let registry = PrometheusCollectorRegistry()
@@ -129,9 +131,14 @@ import Testing
         configure(&limits)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
+        if let log {
+            let handler = LineLogHandler(label: "test", format: .logfmt, level: .info) { line in log.append(line) }
+            logger = Logger(label: "test", factory: { _ in handler })
+        }
         let server = try AdminServer(
             address: SocketAddress(ip: "127.0.0.1", port: 0)!, registry: registry, liveness: liveness,
             limits: limits, logger: logger)
+        if let accept { server.acceptConnection = { accept($0) } }
         return Running(server: server, address: try server.start())
     }
 
@@ -224,6 +231,112 @@ import Testing
         close(held)
         for _ in 0..<100 where running.server.connectionCount > 0 { usleep(10_000) }
         #expect(try Self.get(running.address, "/healthz")?.hasPrefix("HTTP/1.1 200 ") == true)
+    }
+
+    /// An `accept(2)` that fails with EMFILE while `failing` is set, as when the process is out of descriptors:
+    /// the pending connection stays in the backlog, so the listening source keeps firing. Counts the calls.
+    final class FlakyAccept: Sendable {
+        private let state = Mutex((failing: false, failures: 0))
+
+        var failing: Bool {
+            get { state.withLock { $0.failing } }
+            set { state.withLock { $0.failing = newValue } }
+        }
+        var failures: Int { state.withLock { $0.failures } }
+
+        func callAsFunction(_ listenFD: Int32) -> ListeningSocket.Accepted {
+            let fail = state.withLock { state in
+                if state.failing { state.failures += 1 }
+                return state.failing
+            }
+            return fail ? .failed(EMFILE) : ListeningSocket.accept(on: listenFD)
+        }
+    }
+
+    final class CapturedLines: Sendable {
+        private let lines = Mutex<[String]>([])
+        func append(_ line: String) { lines.withLock { $0.append(line) } }
+        func count(containing text: String) -> Int { lines.withLock { $0.filter { $0.contains(text) }.count } }
+        var all: [String] { lines.withLock { $0 } }
+    }
+
+    private static func sendRequest(_ fd: Int32, _ path: String = "/healthz") {
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    @Test func whenAcceptFails_theListenerPauses_logsOncePerPause_andServesAgainAfterwards() throws {
+        let accept = FlakyAccept()
+        let log = CapturedLines()
+        let running = try Self.start(accept: accept, log: log) { $0.acceptPause = 0.2 }
+        defer { running.server.stop() }
+        accept.failing = true
+        let client = try Self.connect(running.address)  // waits in the backlog: every accept fails
+        defer { close(client) }
+        Self.sendRequest(client)
+        Thread.sleep(forTimeInterval: 1.0)
+        // Before the fix: the level-triggered source fired again at once, hundreds of thousands of times a
+        // second, each with a warning. Now: one attempt per 0.2 s pause.
+        let failures = accept.failures
+        let warnings = log.count(containing: "msg=\"admin listener: accept failed")
+        #expect((2...10).contains(failures), "accept was tried \(failures) times in 1 s")
+        #expect((2...10).contains(warnings), "\(warnings) warnings in 1 s")
+        #expect(log.all.filter { $0.contains("admin listener: accept failed") }.allSatisfy {
+            $0.contains(" level=warning ") && $0.contains("error=\"Too many open files\"")
+        })
+        // Descriptors free again: the waiting client is served at the next attempt.
+        accept.failing = false
+        #expect(Self.readToEnd(client)?.hasPrefix("HTTP/1.1 200 ") == true)
+        #expect(try Self.get(running.address, "/healthz")?.hasPrefix("HTTP/1.1 200 ") == true)
+    }
+
+    @Test func aClosingAdminConnection_endsThePauseEarly() throws {
+        let accept = FlakyAccept()
+        let running = try Self.start(accept: accept) {
+            $0.acceptPause = 60  // far longer than the test: only the closing connection can end it
+            $0.readTimeout = 30
+        }
+        defer { running.server.stop() }
+        let held = try Self.connect(running.address)
+        for _ in 0..<200 where running.server.connectionCount < 1 { usleep(10_000) }
+        #expect(running.server.connectionCount == 1)
+        accept.failing = true
+        let waiting = try Self.connect(running.address)
+        defer { close(waiting) }
+        Self.sendRequest(waiting)
+        for _ in 0..<200 where accept.failures < 1 { usleep(10_000) }
+        accept.failing = false
+        usleep(300_000)
+        #expect(accept.failures == 1, "paused: no further attempt")
+        let started = Date()
+        close(held)  // frees a descriptor: accepting resumes now, not after 60 s
+        #expect(Self.readToEnd(waiting)?.hasPrefix("HTTP/1.1 200 ") == true)
+        #expect(Date().timeIntervalSince(started) < 4)
+    }
+
+    @Test func stop_duringAPause_stillClosesTheListeningSocket() throws {
+        let accept = FlakyAccept()
+        let running = try Self.start(accept: accept) { $0.acceptPause = 60 }
+        accept.failing = true
+        let pending = try Self.connect(running.address)
+        defer { close(pending) }
+        for _ in 0..<200 where accept.failures < 1 { usleep(10_000) }
+        #expect(accept.failures == 1)
+        // A suspended source never runs its cancel handler, which closes the socket: stop() must resume it.
+        running.server.stop()
+        var refused = false
+        for _ in 0..<100 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let result = running.address.withSockAddr { Glibc.connect(fd, $0, $1) }
+            let error = errno
+            close(fd)
+            if result != 0 && error == ECONNREFUSED {
+                refused = true
+                break
+            }
+            usleep(10_000)
+        }
+        #expect(refused, "the admin port still accepts connections after stop()")
     }
 
     @Test func aNonLoopbackAddress_isRefused() {

@@ -60,6 +60,77 @@ import Testing
         #expect(result.submissions.isEmpty)
     }
 
+    // MARK: Refused messages, for the audit line (issue-5 review F5)
+
+    private static func driver(maxMessageSize: Int, maxErrors: Int = SMTPLimits().maxErrors) -> SessionDriver {
+        var limits = SMTPLimits()
+        limits.maxMessageSize = maxMessageSize
+        limits.maxErrors = maxErrors
+        return SessionDriver(limits: limits)
+    }
+
+    @Test(arguments: SessionDriver.Chunking.allCases)
+    func aBdatMessageOverTheLimitAtLast_isOneRefusedMessage(_ chunking: SessionDriver.Chunking) throws {
+        var driver = Self.driver(maxMessageSize: 10)
+        let result = driver.run(
+            Self.hello + Self.envelope + "BDAT 6\r\n123456BDAT 6 LAST\r\nABCDEF", chunking: chunking)
+        #expect(result.codes == [250, 250, 250, 250, 552])
+        let refused = try #require(result.refused.first)
+        #expect(result.refused.count == 1)
+        #expect(refused.transfer == "BDAT")
+        #expect(refused.outcome == .exceededSizeLimit)
+        #expect(refused.reply == .messageTooLarge(limit: 10))
+        #expect(refused.size == 12)  // every octet of the transaction's chunks, the discarded one included
+        #expect(refused.envelope.reversePath.address == "a@example.com")
+        #expect(refused.envelope.forwardPaths.count == 1)
+    }
+
+    @Test func aSingleOversizeBdatLast_isOneRefusedMessage() {
+        var driver = Self.driver(maxMessageSize: 10)
+        let result = driver.run(Self.hello + Self.envelope + "BDAT 11 LAST\r\n12345678901NOOP\r\n")
+        #expect(result.codes == [250, 250, 250, 552, 250])
+        #expect(result.refused.map(\.transfer) == ["BDAT"])
+        #expect(result.refused.map(\.size) == [11])
+    }
+
+    @Test func theChunkThatGoesOverTheLimit_endsTheTransaction_andLaterChunksAddNoRefusal() {
+        // The refusal is reported with the 552 for the chunk that went over the limit: that ends the
+        // transaction. The client's further chunks (pipelined, or sent after the 552) belong to no transaction:
+        // 503, and no second refused message.
+        var driver = Self.driver(maxMessageSize: 10)
+        let result = driver.run(
+            Self.hello + Self.envelope + "BDAT 6\r\n123456BDAT 6\r\nABCDEFBDAT 3\r\nxyzBDAT 2 LAST\r\nzz")
+        #expect(result.codes == [250, 250, 250, 250, 552, 503, 503])
+        #expect(result.refused.count == 1)
+        #expect(result.refused.first?.size == 12)
+        #expect(result.submissions.isEmpty)
+    }
+
+    @Test func aBdatSizeRefusalThatIsOneErrorTooMany_isStillARefusedMessage_withThe421() {
+        var driver = Self.driver(maxMessageSize: 10, maxErrors: 0)
+        let result = driver.run(Self.hello + Self.envelope + "BDAT 11 LAST\r\n12345678901")
+        #expect(result.codes == [250, 250, 250, 421])
+        #expect(result.closed)
+        #expect(result.refused.map(\.reply.code) == [421])
+        #expect(result.refused.map(\.outcome) == [.exceededSizeLimit])
+    }
+
+    @Test func bdatRejectedForSequence_isNoRefusedMessage() {
+        var driver = SessionDriver()
+        let result = driver.run(
+            Self.hello + "BDAT 3\r\nabc" + "MAIL FROM:<a@example.com>\r\nBDAT 3 LAST\r\nabc")
+        #expect(result.codes == [250, 503, 250, 503])
+        #expect(result.refused.isEmpty)
+    }
+
+    @Test func aDataMessageOverTheLimit_isARefusedMessageWithTransferData() {
+        var driver = Self.driver(maxMessageSize: 10)
+        let result = driver.run(Self.hello + Self.envelope + "DATA\r\n..12345678901\r\n.\r\n")
+        #expect(result.codes == [250, 250, 250, 354, 552])
+        #expect(result.refused.map(\.transfer) == ["DATA"])
+        #expect(result.refused.map(\.size) == [14])  // dot-unstuffed, with the CRLF
+    }
+
     @Test func bdatWithoutTransaction_consumesItsOctets_then503() {
         var driver = SessionDriver()
         let result = driver.run(Self.hello + "BDAT 9\r\nRSET\r\nXXXNOOP\r\n")

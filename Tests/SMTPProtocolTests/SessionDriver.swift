@@ -38,6 +38,8 @@ struct SessionDriver {
     struct Result {
         var replies: [SMTPReply] = []
         var submissions: [SMTPSession.Submission] = []
+        /// Messages refused at the end of their data (for the audit line), in order.
+        var refused: [SMTPSession.RefusedMessage] = []
         var closed = false
         /// Number of times the session produced output containing several replies at once.
         var writes: [[SMTPReply]] = []
@@ -72,6 +74,7 @@ struct SessionDriver {
 
     private mutating func record(_ output: SMTPSession.Output, into result: inout Result) {
         result.replies += output.replies
+        result.refused += output.refusedMessages
         if !output.replies.isEmpty { result.writes.append(output.replies) }
         if output.close { result.closed = true }
         if let submission = output.submission {

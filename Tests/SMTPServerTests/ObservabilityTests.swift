@@ -232,6 +232,34 @@ final class GatedSubmitter: MessageSubmitter, @unchecked Sendable {
         await stop(running)
     }
 
+    @Test func aBdatMessageOverTheSizeLimit_isAuditedOnceAndCounted_likeOverDATA() async throws {
+        let running = try start(AnnotatingSubmitter(Self.accepted)) { $0.limits.maxMessageSize = 100 }
+        let client = try TestClient(to: running.address)
+        _ = try client.readReply()
+        try client.send("EHLO c.example\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<r@e.f>\r\n")
+        _ = try client.readReplies(3)
+        try client.send("BDAT 60\r\n" + String(repeating: "x", count: 60))
+        #expect(try client.readReply().code == 250)
+        // Over the limit at LAST; the client then sends more chunks of the failed transaction.
+        try client.send("BDAT 60 LAST\r\n" + String(repeating: "y", count: 60) + "BDAT 5 LAST\r\nzzzzz")
+        let replies = try client.readReplies(2)
+        #expect(replies.map(\.code) == [552, 503])
+        try await waitForAudit(running.log)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(running.log.auditLines.count == 1)
+        let line = try #require(running.log.auditLines.first)
+        #expect(line.level == .notice)
+        #expect(line.metadata["reason"] == "too_large")
+        #expect(line.metadata["smtp.transfer"] == "BDAT")
+        #expect(line.metadata["smtp.size"] == "120")
+        #expect(line.metadata["smtp.rcpt_count"] == "1")
+        #expect(line.metadata["smtp.reply"]?.hasPrefix("552 5.3.4") == true)
+        let values = samples(running.registry)
+        #expect(values[#"acsgw_smtp_messages_total{outcome="rejected",reply_class="5xx",reason="too_large"}"#] == 1)
+        #expect(running.server.statistics.snapshot.messagesRejected == 1)
+        await stop(running)
+    }
+
     @Test func aSubmissionTimeout_isAuditedAsDeferred_andTheLateOutcomeIsLogged() async throws {
         let running = try start(AnnotatingSubmitter(Self.accepted, delay: 0.6)) { $0.timeouts.submission = 0.2 }
         let client = try TestClient(to: running.address)

@@ -56,6 +56,11 @@ public final class AdminServer: @unchecked Sendable {
         public var livenessTimeout = 2.0
         /// Admin connections at once; more are answered 503 and closed.
         public var maxConnections = 16
+        /// Seconds the listener pauses after `accept(2)` failed (out of descriptors: EMFILE, ENFILE, ENOBUFS,
+        /// ENOMEM). The pending connection stays in the backlog and would wake the listener again at once, so
+        /// retrying without a pause spins and floods the log (review finding F4). A closing admin connection
+        /// frees a descriptor and ends the pause early.
+        public var acceptPause = 0.2
 
         public init() {}
     }
@@ -71,6 +76,14 @@ public final class AdminServer: @unchecked Sendable {
     private var listener: (fd: Int32, source: DispatchSourceRead)?
     private var connections: [ObjectIdentifier: AdminConnection] = [:]
     private var stopped = false
+    /// True while the listening source is suspended because `accept(2)` failed (see `pauseAccepting`).
+    private var acceptPaused = false
+    /// Numbers the pauses, so that the timer of a pause that a closing connection ended early cannot cut a
+    /// later pause short.
+    private var acceptPauses = 0
+    /// `accept(2)` on the listening socket. A seam for tests (a failing accept without exhausting the test
+    /// process's descriptors); set it before `start()`.
+    var acceptConnection: @Sendable (Int32) -> ListeningSocket.Accepted = { ListeningSocket.accept(on: $0) }
 
     /// Parses `--admin-listen` (`HOST:PORT`, `[::1]:PORT`, `localhost:PORT`) and refuses anything but a
     /// loopback address: `/metrics` and the probes have no authentication.
@@ -130,9 +143,21 @@ public final class AdminServer: @unchecked Sendable {
     public func stop() {
         queue.sync {
             stopped = true
-            listener?.source.cancel()
+            if let listener {
+                if acceptPaused { listener.source.resume() }  // a suspended source never runs its cancel handler
+                listener.source.cancel()
+            }
+            acceptPaused = false
             listener = nil
             for connection in connections.values { connection.close() }
+        }
+    }
+
+    deinit {
+        // Releasing a suspended source crashes libdispatch; an unstopped listener would keep its socket.
+        if let listener {
+            if acceptPaused { listener.source.resume() }
+            listener.source.cancel()
         }
     }
 
@@ -142,13 +167,11 @@ public final class AdminServer: @unchecked Sendable {
     private func acceptConnections(on listenFD: Int32) {
         dispatchPrecondition(condition: .onQueue(queue))
         for _ in 0..<64 {
-            switch ListeningSocket.accept(on: listenFD) {
+            switch acceptConnection(listenFD) {
             case .nothingPending:
                 return
             case .failed(let error):
-                // Out of descriptors: the SMTP side matters more; drop this one and wait for the next event.
-                logger.warning(
-                    "admin listener: accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
+                pauseAccepting(error: error)
                 return
             case .connection(let fd, _):
                 guard connections.count < limits.maxConnections else {
@@ -164,11 +187,44 @@ public final class AdminServer: @unchecked Sendable {
         }
     }
 
+    /// `accept(2)` failed — in practice the process is out of descriptors (EMFILE, ENFILE) or kernel memory
+    /// (ENOBUFS, ENOMEM). The pending connection stays in the backlog, so the level-triggered source would fire
+    /// again at once and spin, logging each time (review finding F4). The listener pauses instead, like the SMTP
+    /// listener's `pauseAccepting`: until `limits.acceptPause` passes or an admin connection closes, whichever
+    /// comes first. One warning per pause. Any other error pauses too: a short pause costs an admin client
+    /// little, and a spin can never come back.
+    private func pauseAccepting(error: Int32) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let listener, !acceptPaused else { return }
+        acceptPaused = true
+        acceptPauses += 1
+        listener.source.suspend()
+        logger.warning(
+            "admin listener: accept failed; pausing the admin listener",
+            metadata: [
+                "error": "\(String(cString: strerror(error)))", "pause_ms": "\(Int(limits.acceptPause * 1000))",
+                "connections": "\(connections.count)",
+            ])
+        let pause = acceptPauses
+        queue.asyncAfter(deadline: .now() + limits.acceptPause) { [weak self] in
+            guard let self, acceptPauses == pause else { return }
+            resumeAccepting()
+        }
+    }
+
+    private func resumeAccepting() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard acceptPaused, let listener else { return }
+        acceptPaused = false
+        listener.source.resume()
+    }
+
     // MARK: Called by connections, on `queue`
 
     func connectionClosed(_ connection: AdminConnection) {
         dispatchPrecondition(condition: .onQueue(queue))
         connections[ObjectIdentifier(connection)] = nil
+        resumeAccepting()  // its descriptor is closed: one is free now
     }
 
     /// Answers a complete request head through `respond`, possibly later (`/healthz`).
