@@ -17,8 +17,8 @@ struct SendTest: ParsableCommand {
     @Option(help: "Envelope and header sender (default: the recipient, so the reply-to address is a real one).")
     var from: String?
 
-    @Option(help: "The gateway, HOST:PORT.")
-    var server: String = "127.0.0.1:2525"
+    @Option(help: "The gateway, HOST:PORT. Default: 127.0.0.1:2525 (serve's default), else 127.0.0.1:25 (the socket unit's).")
+    var server: String?
 
     @Option(help: "Seconds to wait for each reply (delivery to ACS may take up to the retry budget).")
     var timeout: Double = 120
@@ -28,12 +28,17 @@ struct SendTest: ParsableCommand {
     }
 
     func run() throws {
-        guard let address = SocketAddress(hostAndPort: server) else {
-            throw ValidationError("--server \(server): expected IP:PORT or [IPv6]:PORT")
+        let connection: Connection
+        if let server {
+            guard let address = SocketAddress(hostAndPort: server) else {
+                throw ValidationError("--server \(server): expected IP:PORT or [IPv6]:PORT")
+            }
+            connection = try Connection(to: address, timeout: timeout)
+        } else {
+            connection = try Self.connectToLocalGateway(timeout: timeout)
         }
-        let from = self.from ?? to
-        let connection = try Connection(to: address, timeout: timeout)
         defer { connection.close() }
+        let from = self.from ?? to
         let hostname = ProcessInfo.processInfo.hostName
         let date = Self.rfc5322Date(Date())
         let messageID = "<\(UUID().uuidString.lowercased())@acs-smtp-gateway.send-test>"
@@ -70,6 +75,22 @@ struct SendTest: ParsableCommand {
         } else {
             print("accepted (no ACS operation id: the gateway delivers to its outbox): \(text)")
         }
+    }
+
+    /// `serve` run by hand listens on 127.0.0.1:2525; installed, the socket unit listens on 127.0.0.1:25.
+    static func connectToLocalGateway(timeout: Double) throws -> Connection {
+        let candidates = ["127.0.0.1:2525", "127.0.0.1:25"].compactMap { SocketAddress(hostAndPort: $0) }
+        var failures: [String] = []
+        for address in candidates {
+            do {
+                let connection = try Connection(to: address, timeout: timeout)
+                print("gateway: \(address)")
+                return connection
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        throw Failure(description: failures.joined(separator: "; ") + " (give --server HOST:PORT)")
     }
 
     static func dotStuffed(_ text: String) -> String {

@@ -42,3 +42,31 @@ def test_send_test_without_a_gateway_says_so(tmp_path):
     result = run_send_test("--to", "you@example.net", "--server", "127.0.0.1:9")
     assert result.returncode == 1
     assert "is the gateway running?" in result.stderr
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_send_test_finds_a_gateway_on_the_default_port(tmp_path):
+    import pytest
+
+    from e2e_support import Gateway
+
+    if not _port_free(2525):
+        pytest.skip("127.0.0.1:2525 is taken on this machine")
+    gateway = Gateway(tmp_path, port=2525).start()
+    try:
+        result = run_send_test("--to", "you@example.net")
+        assert result.returncode == 0, result.stderr
+        assert "gateway: 127.0.0.1:2525" in result.stdout
+        gateway.wait_for_messages(1)
+    finally:
+        assert gateway.stop() == 0
