@@ -17,6 +17,8 @@ public struct GatewayAssembly: Sendable {
         _ settings: GatewaySettings, environment: [String: String], logger: Logger
     ) throws -> GatewayAssembly {
         var configuration = settings.serverConfiguration
+        // ACS takes only plain local@domain.tld recipients; a dry run refuses what ACS would.
+        configuration.limits.plainRecipientsOnly = settings.acs.isConfigured(environment: environment)
         if settings.acs.isConfigured(environment: environment) && !settings.acs.dryRun {
             let submitter = try acsSubmitter(settings, environment: environment, logger: logger)
             // An ACS call in flight at shutdown must be allowed to finish: cutting it off with 421 while ACS

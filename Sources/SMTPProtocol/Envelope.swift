@@ -62,7 +62,25 @@ public struct SMTPLimits: Hashable, Sendable {
     /// What to do with a bare LF (not preceded by CR) in commands and message data.
     public var bareLineFeedPolicy: BareLineFeedPolicy = .normalize
 
+    /// Accept only recipients of the plain `local@domain.tld` form: no quoted local part, no address literal
+    /// (`[192.0.2.1]`), no domain without a dot, a local part of at most 64 octets. RFC 5321 allows the
+    /// others, but ACS refuses them (`InvalidEmailAddress`, acs-email-api.md §2.2), and it refuses the whole
+    /// message: refusing the one recipient at RCPT (553 5.1.3) lets the client deliver to the rest.
+    /// On whenever delivery goes to ACS.
+    public var plainRecipientsOnly = false
+
     public init() {}
+}
+
+extension Mailbox {
+    /// Why this address is not of the plain `local@domain.tld` form, or nil when it is.
+    public var notPlainReason: String? {
+        if localPart.hasPrefix("\"") { return "a quoted local part" }
+        if domain.hasPrefix("[") { return "an address literal" }
+        if !domain.contains(".") { return "a domain without a dot" }
+        if localPart.utf8.count > 64 { return "a local part longer than 64 octets" }
+        return nil
+    }
 }
 
 /// How bare line feeds are treated (RFC 5321 §2.3.8, smtp-behaviour #1 and #2).

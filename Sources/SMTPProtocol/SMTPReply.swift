@@ -227,6 +227,11 @@ extension SMTPReply {
     public static func messageTooLarge(limit: Int) -> SMTPReply {
         SMTPReply(552, EnhancedStatusCode(5, 3, 4), "Message size exceeds fixed limit of \(limit) octets")
     }
+    /// 553 for a recipient the delivery service cannot take (``SMTPLimits/plainRecipientsOnly``): refused at
+    /// RCPT, so the client delivers to the other recipients and bounces only this one.
+    public static func recipientNotDeliverable(_ detail: String) -> SMTPReply {
+        SMTPReply(553, EnhancedStatusCode(5, 1, 3), "Recipient address not accepted for delivery: \(detail)")
+    }
     /// 553 for a non-ASCII address without SMTPUTF8 (RFC 6531 §3.4).
     public static let internationalAddressWithoutSMTPUTF8 = SMTPReply(
         553, EnhancedStatusCode(5, 6, 7), "Non-ASCII address requires the SMTPUTF8 parameter on MAIL")

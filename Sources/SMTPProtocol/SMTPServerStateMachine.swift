@@ -225,6 +225,10 @@ public struct SMTPServerStateMachine: Sendable {
             {
                 return error(.internationalAddressWithoutSMTPUTF8)
             }
+            if limits.plainRecipientsOnly, case .mailbox(let mailbox) = to, let reason = mailbox.notPlainReason {
+                // Not a protocol error: a recipient this delivery cannot reach, like an unknown user.
+                return .reply(.recipientNotDeliverable("\(reason) (<\(mailbox.address)>)"))
+            }
             guard transaction.envelope.forwardPaths.count < limits.maxRecipients else {
                 // Flow control, not an error: the client retries these in a new transaction.
                 return .reply(.tooManyRecipients(limit: limits.maxRecipients))

@@ -188,3 +188,30 @@ def test_final_status_is_logged_in_the_background_with_reply_after_accepted(deli
     while "ACS final status" not in gateway.stderr() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "acs.status=Succeeded" in gateway.stderr()
+
+
+def test_a_recipient_acs_cannot_take_is_refused_at_rcpt_and_the_rest_delivered(deliver):
+    # ACS refuses a whole message with 400 InvalidEmailAddress for one such recipient; refused at RCPT
+    # (553 5.1.3), it costs only that recipient, and the client delivers to the others.
+    gateway, emulator = deliver()
+    with smtplib.SMTP(gateway.host, gateway.port, local_hostname="client.example", timeout=60) as smtp:
+        smtp.ehlo()
+        assert smtp.mail("app@legacy.example")[0] == 250
+        for refused in ('"john doe"@example.net', "ops@[192.0.2.1]", "root@localhost"):
+            code, text = smtp.rcpt(refused)
+            assert (code, text.decode().split(" ")[0]) == (553, "5.1.3"), (refused, code, text)
+        assert smtp.rcpt("ann@example.net")[0] == 250
+        code, text = smtp.data(MESSAGE)
+        assert code == 250, text
+    [recorded] = emulator.messages()
+    assert recorded["request"]["recipients"]["to"] == [{"address": "ann@example.net", "displayName": "Ann"}]
+    assert "bcc" not in recorded["request"]["recipients"] or recorded["request"]["recipients"]["bcc"] == []
+
+
+def test_without_acs_such_recipients_are_kept_in_the_outbox(gateway):
+    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as smtp:
+        smtp.ehlo()
+        smtp.mail("app@legacy.example")
+        assert smtp.rcpt('"john doe"@example.net')[0] == 250
+        assert smtp.data(MESSAGE)[0] == 250
+    gateway.wait_for_messages(1)

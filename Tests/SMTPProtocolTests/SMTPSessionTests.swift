@@ -158,6 +158,34 @@ import Testing
         #expect(result.submissions.first?.envelope.forwardPaths == [.mailbox(Mailbox(localPart: "hostmaster", domain: "example.org"))])
     }
 
+    // MARK: Recipients ACS cannot take
+
+    @Test func notPlainRecipients_areRefusedOneByOne_andTheOthersDelivered() {
+        var limits = SMTPLimits()
+        limits.plainRecipientsOnly = true
+        limits.maxErrors = 0
+        var driver = SessionDriver(limits: limits)
+        let local65 = String(repeating: "a", count: 65)
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<\"john doe\"@example.org>\r\nRCPT TO:<a@[192.0.2.1]>\r\n"
+                + "RCPT TO:<root@localhost>\r\nRCPT TO:<\(local65)@example.org>\r\nRCPT TO:<ok@example.org>\r\n"
+                + "DATA\r\nx\r\n.\r\n")
+        #expect(result.codes == [250, 250, 553, 553, 553, 553, 250, 354, 250])
+        #expect(result.enhancedCodes[2...5].allSatisfy { $0 == "5.1.3" })
+        #expect(result.texts[2].contains("a quoted local part"))
+        #expect(result.texts[3].contains("an address literal"))
+        #expect(result.texts[4].contains("a domain without a dot"))
+        #expect(result.texts[5].contains("a local part longer than 64 octets"))
+        #expect(!result.closed, "refusing a recipient is not a protocol error")
+        #expect(result.submissions.first?.envelope.forwardPaths == [.mailbox(Mailbox(localPart: "ok", domain: "example.org"))])
+    }
+
+    @Test func notPlainRecipients_areAcceptedWhenNotRestricted() {
+        var driver = SessionDriver()
+        let result = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<\"john doe\"@example.org>\r\nRCPT TO:<a@[192.0.2.1]>\r\n")
+        #expect(result.codes == [250, 250, 250, 250])
+    }
+
     // MARK: Limits
 
     @Test func sizeParameterOverLimit_is552AtMail() {

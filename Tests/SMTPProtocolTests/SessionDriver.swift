@@ -46,6 +46,7 @@ struct SessionDriver {
 
         var codes: [Int] { replies.map(\.code) }
         var enhancedCodes: [String] { replies.map { $0.enhancedCode?.description ?? "" } }
+        var texts: [String] { replies.map { $0.lines.joined(separator: " ") } }
         var messages: [String] { submissions.map { String(decoding: $0.message, as: UTF8.self) } }
     }
 
