@@ -109,10 +109,9 @@ public enum ConfigurationLoader {
             }
             origins[key.path] = assignment.origin
         }
-        var loaded = LoadedConfiguration(settings: settings, origins: origins, file: file)
+        let loaded = LoadedConfiguration(settings: settings, origins: origins, file: file)
         if crossKeyChecks { problems += ConfigurationValidation.problems(in: loaded, environment: environment) }
         guard problems.isEmpty else { throw ConfigurationError(problems) }
-        loaded.origins = origins
         return loaded
     }
 

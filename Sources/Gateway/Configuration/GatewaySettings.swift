@@ -1,5 +1,6 @@
 import ACSClient
 import ACSEmail
+import Glibc
 import Logging
 import SMTPProtocol
 import SMTPServer
@@ -133,7 +134,3 @@ public struct ACSSettings: Sendable {
         return false
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif
