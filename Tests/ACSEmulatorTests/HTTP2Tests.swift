@@ -67,6 +67,18 @@ import Testing
             #expect(messages.count == Self.concurrentSends)
             #expect(messages.map(\.operationId).sorted() == sends.map(\.id).sorted())
             #expect(messages.allSatisfy { $0.httpVersion == "2" })
+
+            // Multiplexed: the emulator saw far fewer client connections than requests. (libcurl may open a
+            // second connection while the first is still in its handshake, so no exact number is asserted.)
+            let send = try await Self.counts(emulator, "send")
+            let poll = try await Self.counts(emulator, "poll")
+            #expect(send["total"]?.intValue == Self.concurrentSends)
+            #expect(send["httpVersions"] == .object(["2": .integer(Int64(Self.concurrentSends))]))
+            #expect(poll["httpVersions"] == .object(["2": .integer(Int64(Self.concurrentSends))]))
+            let sendConnections = try #require(send["connections"]?.intValue)
+            let pollConnections = try #require(poll["connections"]?.intValue)
+            #expect(sendConnections >= 1 && sendConnections <= 2, "sends came on \(sendConnections) connections")
+            #expect(pollConnections >= 1 && pollConnections <= 2, "polls came on \(pollConnections) connections")
         }
     }
 

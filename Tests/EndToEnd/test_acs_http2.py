@@ -39,6 +39,8 @@ def test_concurrent_messages_are_sent_over_multiplexed_http2(deliver):  # noqa: 
     counts = emulator.admin("GET", "/admin/requests")["send"]
     assert counts["total"] == CLIENTS
     assert counts["httpVersions"] == {"2": CLIENTS}
+    # ... multiplexed on fewer connections than sends (libcurl may open a second while the first handshakes).
+    assert 1 <= counts["connections"] <= 2, counts
 
 
 def test_with_http2_off_the_gateway_falls_back_to_http_1_1(deliver):  # noqa: F811
