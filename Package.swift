@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // The emulator's HTTP server (HTTP/1.1 over SwiftNIO, optional TLS): no hand-written HTTP parser.
+        // Its HummingbirdHTTP2 product (swift-nio-http2) lets https offer h2 by ALPN, as real ACS endpoints do,
+        // so the client's multiplexed path (many transfers on one connection) is tested, not only HTTP/1.1.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         // The configuration file is YAML read as a node tree (libyaml's marks give every value its line).
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -100,6 +102,7 @@ let package = Package(
                 "ACSClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -1,7 +1,9 @@
 import Foundation
 import Hummingbird
+import HummingbirdHTTP2
 import HummingbirdTLS
 import Logging
+import ServiceLifecycle
 
 /// A local Azure Communication Services Email endpoint, for tests and for trying the gateway without
 /// Azure (like Azurite for Storage). See the module documentation for its routes and the fault JSON.
@@ -41,16 +43,30 @@ public final class ACSEmulator: Sendable {
     ) async throws {
         let responder = EmulatorResponder(
             configuration: configuration, store: store, scheme: tls == nil ? "http" : "https", logger: logger)
-        let tlsConfiguration = try tls.map(Self.tlsConfiguration)
+        let http2 = configuration.http2
+        let tlsConfiguration = try tls.map { try Self.tlsConfiguration($0, http2: http2) }
         let application = Application(
             responder: responder,
-            server: try tlsConfiguration.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
+            // With TLS, h2 or http/1.1 as ALPN settles (HummingbirdHTTP2), or http/1.1 only.
+            server: try tlsConfiguration.map {
+                http2 ? try .http2Upgrade(tlsConfiguration: $0) : try .tls(.http1(), tlsConfiguration: $0)
+            } ?? .http1(),
             configuration: ApplicationConfiguration(
                 address: .hostname(host, port: port), serverName: "acs-email-emulator"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
             logger: logger)
-        try await application.runService(gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [])
+        var group = ServiceGroupConfiguration(
+            services: [application], gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger)
+        // At shutdown an HTTP/2 connection gets GOAWAY and a PING, and is closed once the client acknowledges it.
+        // A client that keeps the connection idle without reading it (the gateway's libcurl multi interface does
+        // not watch idle connections) never does, which held SIGTERM forever. Open requests, stalls included, are
+        // answered well within this bound; then the group is cancelled, which closes what is left.
+        group.maximumGracefulShutdownDuration = Self.maximumGracefulShutdown
+        try await ServiceGroup(configuration: group).run()
     }
+
+    /// How long a graceful shutdown may wait for connections to close.
+    static let maximumGracefulShutdown: Duration = .seconds(1)
 
     /// The messages accepted so far, oldest first.
     public func recordedMessages() async -> [RecordedMessage] {
@@ -65,7 +81,7 @@ public final class ACSEmulator: Sendable {
         await store.addFaults(faults)
     }
 
-    static func tlsConfiguration(_ files: TLSFiles) throws -> TLSConfiguration {
+    static func tlsConfiguration(_ files: TLSFiles, http2: Bool) throws -> TLSConfiguration {
         let chain: [NIOSSLCertificate]
         let key: NIOSSLPrivateKey
         do {
@@ -83,8 +99,9 @@ public final class ACSEmulator: Sendable {
         }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-        // Only HTTP/1.1 is served; saying so keeps ALPN clients (libcurl) from asking for h2.
-        configuration.applicationProtocols = ["http/1.1"]
+        // What ALPN offers, preferred first (`http2Upgrade` sets the same list). Without h2, saying http/1.1
+        // keeps ALPN clients (libcurl) from asking for h2.
+        configuration.applicationProtocols = http2 ? ["h2", "http/1.1"] : ["http/1.1"]
         // At shutdown an idle keep-alive connection gets close_notify; waiting NIOSSL's default 5 s for the
         // peer's reply (clients such as Python's requests never send one while idle) would delay the exit.
         configuration.shutdownTimeout = .milliseconds(200)

@@ -37,6 +37,9 @@ public struct EmulatorConfiguration: Sendable {
     public var conflictOnDifferentBody: Bool
     /// A file that receives one JSON line per accepted message. Nil: messages are kept in memory only.
     public var recordFile: String?
+    /// Whether https offers HTTP/2 as well as HTTP/1.1 (ALPN `h2`, `http/1.1`), as ACS endpoints do; the client
+    /// picks. Plain http is HTTP/1.1 only either way (no h2c).
+    public var http2: Bool
 
     public init(
         accessKey: AccessKey? = nil,
@@ -50,7 +53,8 @@ public struct EmulatorConfiguration: Sendable {
         maxRequestBytes: Int = 10_000_000,
         maxRecipients: Int = 50,
         conflictOnDifferentBody: Bool = true,
-        recordFile: String? = nil
+        recordFile: String? = nil,
+        http2: Bool = true
     ) {
         self.accessKey = accessKey
         self.bearerToken = bearerToken
@@ -64,6 +68,7 @@ public struct EmulatorConfiguration: Sendable {
         self.maxRecipients = maxRecipients
         self.conflictOnDifferentBody = conflictOnDifferentBody
         self.recordFile = recordFile
+        self.http2 = http2
     }
 
     /// The api-versions the emulator serves (acs-email-api.md §1.2): the two GA versions and the two

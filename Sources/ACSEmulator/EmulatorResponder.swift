@@ -9,7 +9,7 @@ import ServiceLifecycle
 /// parameter syntax, and the signature covers the request target exactly as received (`head.path`), which
 /// this type reads directly.
 struct EmulatorResponder: HTTPResponder {
-    typealias Context = BasicRequestContext
+    typealias Context = EmulatorRequestContext
 
     let configuration: EmulatorConfiguration
     let store: EmulatorStore
@@ -30,7 +30,7 @@ struct EmulatorResponder: HTTPResponder {
         self.logger = logger
     }
 
-    func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+    func respond(to request: Request, context: EmulatorRequestContext) async throws -> Response {
         let target = request.head.path ?? "/"
         let path =
             target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
@@ -39,7 +39,8 @@ struct EmulatorResponder: HTTPResponder {
             return await AdminRoutes(store: store).respond(method: request.method, path: path, request: request)
         }
         let route = Self.route(of: path)
-        var outcome = await handleACS(request, target: target, path: path, route: route)
+        var outcome = try await handleACS(
+            request, target: target, path: path, route: route, httpVersion: context.connection.httpVersion)
         // Tracing headers on every ACS answer, errors included (§1.4, §8 "Accepted sends").
         outcome.headers.append(("x-ms-request-id", UUID().uuidString.lowercased()))
         if let clientRequestID = Self.header("x-ms-client-request-id", of: request) {
@@ -47,10 +48,12 @@ struct EmulatorResponder: HTTPResponder {
         }
         outcome.headers.append(
             ("api-supported-versions", EmulatorConfiguration.supportedAPIVersions.joined(separator: ", ")))
-        await store.count(route: route, status: outcome.status)
-        logger.info(
-            "\(request.method.rawValue) \(path) → \(outcome.status)",
-            metadata: outcome.operationID.map { ["acs.operation_id": "\($0)"] } ?? [:])
+        await store.count(route: route, status: outcome.status, connection: context.connection)
+        var metadata: Logger.Metadata = ["http.version": "\(context.connection.httpVersion)"]
+        if let operationID = outcome.operationID {
+            metadata["acs.operation_id"] = "\(operationID)"
+        }
+        logger.info("\(request.method.rawValue) \(path) → \(outcome.status)", metadata: metadata)
         return outcome.response
     }
 
@@ -70,7 +73,9 @@ struct EmulatorResponder: HTTPResponder {
 
     // MARK: ACS routes
 
-    private func handleACS(_ request: Request, target: String, path: String, route: EmulatorRoute) async -> Outcome {
+    private func handleACS(
+        _ request: Request, target: String, path: String, route: EmulatorRoute, httpVersion: String
+    ) async throws -> Outcome {
         let expectedMethod: HTTPRequest.Method
         switch route {
         case .send: expectedMethod = .post
@@ -104,15 +109,16 @@ struct EmulatorResponder: HTTPResponder {
         }
         let host = request.head.authority ?? "localhost"
         if route == .send {
-            return await send(body: body, apiVersion: apiVersion, host: host, header: header)
+            return try await send(
+                body: body, apiVersion: apiVersion, httpVersion: httpVersion, host: host, header: header)
         }
         let id = String(path.dropFirst("/emails/operations/".count))
-        return await poll(id: id)
+        return try await poll(id: id)
     }
 
-    private func send(body: [UInt8], apiVersion: String, host: String, header: @Sendable (String) -> String?) async
-        -> Outcome
-    {
+    private func send(
+        body: [UInt8], apiVersion: String, httpVersion: String, host: String, header: @Sendable (String) -> String?
+    ) async throws -> Outcome {
         let operationID: String
         if let given = header("Operation-Id")?.trimmingCharacters(in: .whitespaces), !given.isEmpty {
             guard Self.isValidOperationID(given) else {
@@ -133,7 +139,7 @@ struct EmulatorResponder: HTTPResponder {
         var finalStatus: (status: String, code: String?, message: String?)?
         var pendingFaultID: Int?
         if let (fault, pendingID) = await store.takeFault(route: .send, senderAddress: sender, recipients: recipients) {
-            if let answer = await apply(fault) {
+            if let answer = try await apply(fault) {
                 return Outcome(answer, operationID: operationID)
             }
             pendingFaultID = pendingID
@@ -147,7 +153,8 @@ struct EmulatorResponder: HTTPResponder {
         case .success(let send): validated = send
         }
         let outcome = await store.accept(
-            id: operationID, apiVersion: apiVersion, send: validated, finalStatus: finalStatus,
+            id: operationID, apiVersion: apiVersion, httpVersion: httpVersion, send: validated,
+            finalStatus: finalStatus,
             consumingFault: pendingFaultID)
         let result: OperationResult
         switch outcome {
@@ -172,12 +179,12 @@ struct EmulatorResponder: HTTPResponder {
         return Outcome(status: 202, headers: headers, body: result.body, operationID: operationID)
     }
 
-    private func poll(id: String) async -> Outcome {
+    private func poll(id: String) async throws -> Outcome {
         let parties = await store.parties(ofOperation: id)
         if let (fault, _) = await store.takeFault(
             route: .poll, senderAddress: parties?.sender, recipients: parties?.recipients ?? [])
         {
-            if let answer = await apply(fault) {
+            if let answer = try await apply(fault) {
                 return Outcome(answer, operationID: id)
             }
         }
@@ -191,13 +198,20 @@ struct EmulatorResponder: HTTPResponder {
         return Outcome(status: 200, headers: headers, body: result.body, operationID: id)
     }
 
-    /// Stalls for `delayMs`, then returns the error to answer with, or nil to carry on normally.
-    private func apply(_ fault: Fault) async -> ACSErrorResponse? {
+    /// Stalls for `delayMs`, then returns the error to answer with, or nil to carry on normally. Throws
+    /// `CancellationError` when the request's task was cancelled outside a graceful shutdown.
+    private func apply(_ fault: Fault) async throws -> ACSErrorResponse? {
         if let delay = fault.delayMs, delay > 0 {
             // At shutdown the stall ends sooner and the request is answered as usual. Hummingbird's graceful
             // shutdown waits for open requests without cancelling them, so the sleep must watch for it itself:
             // a bare sleep held SIGTERM for up to the whole delay (10 minutes at most).
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(delay)) }
+            // Cancelled otherwise: over HTTP/2 Hummingbird cancels a connection's requests when it closes. Nobody
+            // is left to answer, so the stalled request is dropped (not accepted, not counted) rather than
+            // accepted at that moment, which recorded a message the client had given up on.
+            if Task.isCancelled && !Task.isShuttingDownGracefully {
+                throw CancellationError()
+            }
         }
         guard let status = fault.status else { return nil }
         var error = ACSErrorResponse(

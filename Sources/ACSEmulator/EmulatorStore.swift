@@ -63,6 +63,9 @@ actor EmulatorStore {
     private var faults: [FaultEntry] = []
     private var nextFaultID = 0
     private var counts: [EmulatorRoute: [Int: Int]] = [:]
+    /// Per route: requests by HTTP version ("1.1", "2"), and the client connections that carried them.
+    private var versionCounts: [EmulatorRoute: [String: Int]] = [:]
+    private var connections: [EmulatorRoute: Set<String>] = [:]
     private let recorder: FileHandle?
 
     init(configuration: EmulatorConfiguration, logger: Logger) throws {
@@ -92,7 +95,7 @@ actor EmulatorStore {
 
     /// Creates the operation `id` for `send`, or finds the one a previous request with the same id made.
     func accept(
-        id: String, apiVersion: String, send: ValidatedSend,
+        id: String, apiVersion: String, httpVersion: String, send: ValidatedSend,
         finalStatus: (status: String, code: String?, message: String?)?,
         consumingFault faultID: Int?
     ) -> AcceptOutcome {
@@ -124,7 +127,8 @@ actor EmulatorStore {
         operations[id] = operation
         let record = RecordedMessage(
             operationId: id, receivedAt: Self.iso8601(Date()), apiVersion: apiVersion, request: send.requestJSON,
-            droppedAttachments: send.droppedAttachments.isEmpty ? nil : send.droppedAttachments)
+            droppedAttachments: send.droppedAttachments.isEmpty ? nil : send.droppedAttachments,
+            httpVersion: httpVersion)
         messages.append(record)
         if let recorder {
             do {
@@ -218,11 +222,14 @@ actor EmulatorStore {
 
     // MARK: Request counts
 
-    func count(route: EmulatorRoute, status: Int) {
+    func count(route: EmulatorRoute, status: Int, connection: RequestConnection) {
         counts[route, default: [:]][status, default: 0] += 1
+        versionCounts[route, default: [:]][connection.httpVersion, default: 0] += 1
+        connections[route, default: []].insert(connection.client)
     }
 
-    /// `{"send":{"total":N,"statuses":{"202":N,…}},"poll":{…},"other":{…}}`
+    /// `{"send":{"total":N,"statuses":{"202":N,…},"httpVersions":{"2":N,…},"connections":N},"poll":{…},…}`
+    /// where `connections` is the number of distinct client connections (peer address and port) seen.
     func requestCounts() -> JSONValue {
         var object: [String: JSONValue] = [:]
         for route in EmulatorRoute.allCases {
@@ -231,19 +238,25 @@ actor EmulatorStore {
                 "total": .integer(Int64(byStatus.values.reduce(0, +))),
                 "statuses": .object(
                     Dictionary(uniqueKeysWithValues: byStatus.map { (String($0.key), .integer(Int64($0.value))) })),
+                "httpVersions": .object((versionCounts[route] ?? [:]).mapValues { .integer(Int64($0)) }),
+                "connections": .integer(Int64(connections[route]?.count ?? 0)),
             ])
         }
         return .object(object)
     }
 
-    func clearRequestCounts() { counts.removeAll() }
+    func clearRequestCounts() {
+        counts.removeAll()
+        versionCounts.removeAll()
+        connections.removeAll()
+    }
 
     /// Forgets operations, messages, faults and counts (`POST /admin/reset`).
     func reset() {
         operations.removeAll()
         messages.removeAll()
         faults.removeAll()
-        counts.removeAll()
+        clearRequestCounts()
     }
 
     static func iso8601(_ date: Date) -> String {

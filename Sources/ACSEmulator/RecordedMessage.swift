@@ -11,16 +11,19 @@ public struct RecordedMessage: Sendable, Hashable, Codable {
     public var request: JSONValue
     /// Attachments dropped under `x-ms-acsemail-suppress-invalid-attachment: true`; absent when none were.
     public var droppedAttachments: [String]?
+    /// The HTTP version of the send request: "1.1" or "2" (absent in records written before it was kept).
+    public var httpVersion: String?
 
     public init(
         operationId: String, receivedAt: String, apiVersion: String, request: JSONValue,
-        droppedAttachments: [String]? = nil
+        droppedAttachments: [String]? = nil, httpVersion: String? = nil
     ) {
         self.operationId = operationId
         self.receivedAt = receivedAt
         self.apiVersion = apiVersion
         self.request = request
         self.droppedAttachments = droppedAttachments
+        self.httpVersion = httpVersion
     }
 
     /// One compact JSON line (without the newline), keys sorted.

@@ -12,16 +12,19 @@ struct EmulatorCommand: AsyncParsableCommand {
         abstract: "A local Azure Communication Services Email endpoint for tests and trials.",
         discussion: """
             Serves POST /emails:send and GET /emails/operations/{id} (api-version 2023-03-31, 2024-07-01-preview,
-            2025-01-15-preview or 2025-09-01) over http, or https with --tls-cert and --tls-key. Requests must be
+            2025-01-15-preview or 2025-09-01) over http (HTTP/1.1), or https with --tls-cert and --tls-key (HTTP/2 or
+            HTTP/1.1 by ALPN, as ACS does; --no-http2 offers HTTP/1.1 only). Requests must be
             signed with HMAC-SHA256 using the access key (as the Azure SDKs do), or carry the --bearer-token.
             Prints a line containing "listening on" with the bound port (use port 0 to pick a free one) and exits
             0 on SIGTERM or SIGINT.
 
             Admin routes (no authentication; bind to loopback):
               GET    /admin/messages   accepted messages as a JSON array of
-                                       {"operationId","receivedAt","apiVersion","request",["droppedAttachments"]}
+                                       {"operationId","receivedAt","apiVersion","request","httpVersion",
+                                        ["droppedAttachments"]}
               DELETE /admin/messages   forget them
-              GET    /admin/requests   {"send":{"total":N,"statuses":{"202":N}},"poll":{...},"other":{...}}
+              GET    /admin/requests   {"send":{"total":N,"statuses":{"202":N},"httpVersions":{"2":N},
+                                       "connections":N},"poll":{...},"other":{...}}
               DELETE /admin/requests   reset the counts
               GET    /admin/faults     faults not used up yet ("count" = what is left)
               POST   /admin/faults     append one fault object or a JSON array of them
@@ -62,6 +65,11 @@ struct EmulatorCommand: AsyncParsableCommand {
 
     @Option(help: "PEM private key for https.")
     var tlsKey: String?
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "With TLS, offer HTTP/2 as well as HTTP/1.1 by ALPN, as ACS does (plain http is HTTP/1.1 only).")
+    var http2 = true
 
     @Option(help: "Append one JSON line per accepted message to this file.")
     var record: String?
@@ -132,7 +140,8 @@ struct EmulatorCommand: AsyncParsableCommand {
         let configuration = EmulatorConfiguration(
             accessKey: key, bearerToken: bearerToken, senderDomains: senderDomain, senderAddresses: senderAddress,
             pollsUntilDone: pollsUntilDone, completionDelay: .milliseconds(completionDelayMs),
-            retryAfterSeconds: retryAfter, conflictOnDifferentBody: !acceptChangedReplays, recordFile: record)
+            retryAfterSeconds: retryAfter, conflictOnDifferentBody: !acceptChangedReplays, recordFile: record,
+            http2: http2)
         let tls = tlsCert.flatMap { cert in tlsKey.map { ACSEmulator.TLSFiles(certificateChain: cert, privateKey: $0) }
         }
         let (host, port) = try listenAddress()

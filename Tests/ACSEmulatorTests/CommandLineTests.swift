@@ -156,7 +156,7 @@ import Testing
         #expect(status == 0)
         for text in [
             "/admin/faults", "/admin/messages", "/admin/requests", "finalStatus", "retryAfter", "delayMs",
-            "--sender-domain",
+            "--sender-domain", "--no-http2", "httpVersions",
         ] {
             #expect(output.contains(text), "\(text)")
         }
