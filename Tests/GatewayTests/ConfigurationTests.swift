@@ -460,6 +460,14 @@ import Testing
         #expect(loaded.settings.translation.subjectPlaceholder == "a \" *b")
     }
 
+    @Test(arguments: ["a@b.example> SIZE=1", "a@b.example>\r\nRSET", "<a@b.example>", "a b@c.example", "no-at-sign"])
+    func addressesAreOnlyAddresses(text: String) throws {
+        let (_, found) = try problems(flags: [("sender-address", [text])])
+        #expect(found.count == 1 && found[0].hasPrefix("--sender-address: senders.sender_address: expected an address"))
+        let (_, postmaster) = try problems(flags: [("postmaster-address", [text])])
+        #expect(postmaster.count == 1)
+    }
+
     @Test func flagsTurnBooleansOffToo() throws {
         let path = try file("acs:\n  dry_run: true\ntranslation:\n  disable_engagement_tracking: yes\n")
         let loaded = try ConfigurationLoader.load(

@@ -232,12 +232,7 @@ extension ValueParser where Value == String {
     /// local@domain, as ACS accepts for MailFrom.
     static let mailAddress = ValueParser(
         expected: "an address local@domain, e.g. DoNotReply@mail.example.com",
-        parse: { text in
-            guard case .success(.recipient(.mailbox(let mailbox), _)) = SMTPCommand.parse(Array("RCPT TO:<\(text)>".utf8))
-            else { return nil }
-            return mailbox.address
-        },
-        render: { $0 })
+        parse: { ValueParser<Mailbox>.mailbox.parse($0)?.address }, render: { $0 })
 
     /// An RFC 5322 field name.
     static let headerName = ValueParser(
@@ -260,25 +255,19 @@ extension ValueParser where Value == String {
             let schemes = ["http://", "https://", "socks4://", "socks4a://", "socks5://", "socks5h://"]
             return schemes.contains(where: lowered.hasPrefix) && text.count > 8 ? text : nil
         },
-        render: { ConfigurationRedaction.proxy($0) })
+        render: { SecretRedaction.maskingURLPassword($0) })
 }
 
 extension ValueParser where Value == Mailbox {
+    /// An address by RFC 5321's Mailbox grammar (the SMTP parser's), exactly that and nothing after it.
     static let mailbox = ValueParser(
         expected: "an address local@domain, e.g. postmaster@example.com",
         parse: { text in
-            guard case .success(.recipient(.mailbox(let mailbox), _)) = SMTPCommand.parse(Array("RCPT TO:<\(text)>".utf8))
+            guard case .success(.recipient(.mailbox(let mailbox), let parameters)) =
+                SMTPCommand.parse(Array("RCPT TO:<\(text)>".utf8)),
+                parameters.isEmpty, mailbox.address == text
             else { return nil }
             return mailbox
         },
         render: \.address)
-}
-
-/// Hides secrets that may hide inside otherwise harmless values (see ``SecretRedaction``).
-public enum ConfigurationRedaction {
-    /// `scheme://user:password@host` → `scheme://user:***@host`.
-    public static func proxy(_ url: String) -> String { SecretRedaction.maskingURLPassword(url) }
-
-    /// Whether a value looks like a secret (a connection string or key), so errors never echo it.
-    public static func looksSecret(_ value: String) -> Bool { SecretRedaction.looksSecret(value) }
 }
