@@ -52,6 +52,10 @@ let package = Package(
             ]
         ),
 
+        // The durable queue and nothing else: records, atomic writes, locks, listing. Knows envelopes and
+        // bytes, not ACS.
+        .target(name: "Spool"),
+
         // RFC 5322 / 2045–2049 / 2047 / 2231 parsing and the RFC 8621 mail view. Pure: no I/O, stdlib + libc iconv.
         .target(name: "MailParser"),
 
@@ -73,6 +77,7 @@ let package = Package(
                 "MailParser",
                 "ACSEmail",
                 "ACSClient",
+                "Spool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -89,6 +94,7 @@ let package = Package(
                 "MailParser",
                 "ACSEmail",
                 "ACSClient",
+                "Spool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -119,6 +125,7 @@ let package = Package(
         ),
 
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool"]),
         .testTarget(
             name: "SMTPServerTests",
             dependencies: [
@@ -129,7 +136,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail", "ACSClient",
+                "Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail", "ACSClient", "Spool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -171,6 +171,10 @@ extension SMTPReply {
     /// 451 when the submitter did not answer in time; the client keeps the message.
     public static let submissionTimedOut = SMTPReply(
         451, EnhancedStatusCode(4, 4, 1), "Delivery did not complete in time, try again later")
+    /// `452 4.3.1` (RFC 3463 X.3.1 "mail system full"): the mail store cannot take the message now.
+    public static func insufficientStorage(_ detail: String) -> SMTPReply {
+        SMTPReply(452, EnhancedStatusCode(4, 3, 1), "Insufficient system storage: \(detail), try again later")
+    }
     /// 451 for an internal error while storing or handing over a message.
     public static func localError(_ detail: String) -> SMTPReply {
         SMTPReply(451, EnhancedStatusCode(4, 3, 0), "Local error: \(detail), try again later")

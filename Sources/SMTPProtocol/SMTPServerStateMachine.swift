@@ -88,6 +88,9 @@ public struct SMTPServerStateMachine: Sendable {
     public private(set) var errorCount = 0
     public let limits: SMTPLimits
     public let hostname: String
+    /// When set, MAIL is answered with this reply (e.g. `452 4.3.1` while the mail store is full), so the
+    /// client hears it before sending its message. Set by whoever knows, before input is processed.
+    public var admissionRefusal: SMTPReply?
 
     public init(hostname: String, limits: SMTPLimits = SMTPLimits()) {
         self.hostname = hostname
@@ -187,6 +190,8 @@ public struct SMTPServerStateMachine: Sendable {
         case (.awaitingHello, .binaryData(let size, _)):
             return rejectChunk(size: size, greeting: nil, reply: .badSequence("send HELO or EHLO first"))
 
+        case (.ready, .mail) where admissionRefusal != nil:
+            return .reply(admissionRefusal!)
         case (.ready(let greeting), .mail(let from, let parameters)):
             switch validateMailParameters(parameters, extended: greeting.extended) {
             case .some(let reply): return error(reply)

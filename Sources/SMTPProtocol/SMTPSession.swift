@@ -90,6 +90,12 @@ public struct SMTPSession: Sendable {
         }
     }
 
+    /// The reply MAIL gets while the submitter cannot take new transactions (``SMTPServerStateMachine/admissionRefusal``).
+    public var admissionRefusal: SMTPReply? {
+        get { machine.admissionRefusal }
+        set { machine.admissionRefusal = newValue }
+    }
+
     /// Octets received but not yet processed (pipelined input waiting behind a submission).
     public var bufferedOctets: Int { buffer.count - readIndex }
 

@@ -137,7 +137,7 @@ final class SMTPConnection: @unchecked Sendable {
                 // (review finding F2).
                 pending = nil
                 metrics.submissionEnded()
-                audit(message, reply: output.replies.last ?? .shuttingDown, annotations: .init(reason: .shutdown))
+                audit(message, reply: output.replies.last ?? .shuttingDown, result: SubmissionResult(.shuttingDown, reason: .shutdown))
             }
             handle(output)
         }
@@ -157,6 +157,7 @@ final class SMTPConnection: @unchecked Sendable {
                 octetsIn += count
                 lastReadAt = Self.now()
                 if session.phase == .messageData || session.phase == .chunkData { dataOctets += count }
+                session.admissionRefusal = submitter.admissionRefusal()
                 handle(session.receive(buffer[0..<count]))
                 if closed || readSuspended || closeAfterFlush { return }
             } else if count == 0 {
@@ -262,14 +263,13 @@ final class SMTPConnection: @unchecked Sendable {
             logger.log(
                 level: result.reply.isPositive ? .warning : .notice,
                 "delivery answered after the client was told to retry",
-                metadata: Self.auditMetadata(
-                    message, result.reply, result.annotations, duration: Self.now() - message.startedAt))
+                metadata: Self.auditMetadata(message, result, duration: Self.now() - message.startedAt))
             return
         }
         pending = nil
         metrics.submissionEnded()
         let answering = !closed && !closeAfterFlush && session.phase == .awaitingSubmission
-        audit(message, reply: result.reply, annotations: result.annotations, replySent: answering)
+        audit(message, reply: result.reply, result: result, replySent: answering)
         guard answering else { return }
         let output = session.submissionCompleted(result.reply)
         resumeReading()
@@ -296,13 +296,15 @@ final class SMTPConnection: @unchecked Sendable {
     /// The one audit line per message (`msg=message`), with its counters and metrics. Level info for 2xx,
     /// notice otherwise. Never the body, never AUTH data; the subject only at debug level.
     private func audit(
-        _ message: PendingSubmission, reply: SMTPReply, annotations: SubmissionAnnotations, replySent: Bool = true
+        _ message: PendingSubmission, reply: SMTPReply, result: SubmissionResult, replySent: Bool = true
     ) {
         let duration = Self.now() - message.startedAt
         if reply.isPositive { messagesAccepted += 1 } else { messagesRejected += 1 }
         statistics.messageAnswered(reply)
-        metrics.messageAnswered(reply, reason: annotations.reason, seconds: duration)
-        var metadata = Self.auditMetadata(message, reply, annotations, duration: duration)
+        metrics.messageAnswered(reply, reason: result.reason, seconds: duration)
+        var result = result
+        result.reply = reply
+        var metadata = Self.auditMetadata(message, result, duration: duration)
         if !replySent { metadata["smtp.reply_sent"] = "false" }  // the client had gone
         logger.log(level: reply.isPositive ? .info : .notice, "message", metadata: metadata)
     }
@@ -320,11 +322,11 @@ final class SMTPConnection: @unchecked Sendable {
         let message = PendingSubmission(
             id: Identifiers.messageID(), envelope: refused.envelope, size: refused.size,
             transfer: refused.transfer, startedAt: Self.now())
-        audit(message, reply: refused.reply, annotations: SubmissionAnnotations(reason: reason))
+        audit(message, reply: refused.reply, result: SubmissionResult(refused.reply, reason: reason))
     }
 
     static func auditMetadata(
-        _ message: PendingSubmission, _ reply: SMTPReply, _ annotations: SubmissionAnnotations, duration: Double
+        _ message: PendingSubmission, _ result: SubmissionResult, duration: Double
     ) -> Logger.Metadata {
         var metadata: Logger.Metadata = [
             "smtp.message_id": "\(message.id)",
@@ -332,18 +334,13 @@ final class SMTPConnection: @unchecked Sendable {
             "smtp.rcpt_count": "\(message.envelope.forwardPaths.count)",
             "smtp.size": "\(message.size)",
             "smtp.transfer": "\(message.transfer)",
-            "smtp.reply": "\(reply)",
-            "reason": "\(annotations.reason)",
+            "smtp.reply": "\(result.reply)",
+            "reason": "\(result.reason)",
             "duration_ms": "\(Int((duration * 1000).rounded()))",
         ]
         if let header = message.messageIDHeader { metadata["mail.message_id"] = "\(header)" }
         if let subject = message.subject { metadata["mail.subject"] = "\(subject)" }
-        if let value = annotations.acsOperationID { metadata["acs.operation_id"] = "\(value)" }
-        if let value = annotations.acsStatus { metadata["acs.status"] = "\(value)" }
-        if let value = annotations.acsErrorCode { metadata["acs.error_code"] = "\(value)" }
-        if let value = annotations.acsRequestID { metadata["acs.request_id"] = "\(value)" }
-        if let value = annotations.acsAttempts { metadata["acs.attempts"] = "\(value)" }
-        if let value = annotations.translationRejection { metadata["acs.rejection"] = "\(value)" }
+        for field in result.auditFields { metadata[field.key] = "\(field.value)" }
         return metadata
     }
 
@@ -456,7 +453,7 @@ final class SMTPConnection: @unchecked Sendable {
                 let output = session.abort(.submissionTimedOut)
                 audit(
                     message, reply: output.replies.last ?? .submissionTimedOut,
-                    annotations: SubmissionAnnotations(reason: .submissionTimeout))
+                    result: SubmissionResult(.submissionTimedOut, reason: .submissionTimeout))
                 handle(output)
             }
         case .closed:

@@ -243,17 +243,77 @@ struct DeliveryFlags: ParsableArguments {
 }
 
 /// The daemon's whole configuration surface: `serve` and `check-config` take exactly these.
+/// Delivery modes, pacing, retries, bounces and the spool.
+struct CustodyFlags: ParsableArguments {
+    @Option(help: keyHelp("delivery-mode", "direct (the client hears every ACS outcome), hybrid (custody in the spool when ACS is busy) or queue (spool first)."))
+    var deliveryMode: String?
+
+    @Option(help: keyHelp("direct-timeout", "Hybrid mode: how long the first try inside the SMTP transaction may take."))
+    var directTimeout: String?
+
+    @Option(help: keyHelp("max-lifetime", "How long a spooled message is retried before it bounces."))
+    var maxLifetime: String?
+
+    @Option(help: keyHelp("min-backoff", "First retry delay of a spooled message (doubled per failure)."))
+    var minBackoff: String?
+
+    @Option(help: keyHelp("max-backoff", "Largest retry delay of a spooled message."))
+    var maxBackoff: String?
+
+    @Option(help: keyHelp("bounce", "Where bounces go: sender, none, or \"admin ADDRESS\"."))
+    var bounce: String?
+
+    @Option(help: keyHelp("max-in-flight", "Spool sends in flight at once."))
+    var maxInFlight: String?
+
+    @Option(help: keyHelp("acs-max-per-minute", "Sends per minute to stay under a known ACS quota (0: off)."))
+    var acsMaxPerMinute: String?
+
+    @Option(help: keyHelp("acs-max-per-hour", "Sends per hour to stay under a known ACS quota (0: off)."))
+    var acsMaxPerHour: String?
+
+    @Option(help: keyHelp("spool-directory", "The spool's directory."))
+    var spoolDirectory: String?
+
+    @Option(help: keyHelp("spool-max-messages", "Messages the spool holds at most (then 452)."))
+    var spoolMaxMessages: String?
+
+    @Option(help: keyHelp("spool-max-size", "Octets the spool holds at most (then 452)."))
+    var spoolMaxSize: String?
+
+    @Option(help: keyHelp("spool-min-free", "Free space the spool's file system must keep (else 452)."))
+    var spoolMinFree: String?
+
+    func addOverrides(to overrides: inout FlagOverrides) {
+        overrides.add("delivery-mode", deliveryMode)
+        overrides.add("direct-timeout", directTimeout)
+        overrides.add("max-lifetime", maxLifetime)
+        overrides.add("min-backoff", minBackoff)
+        overrides.add("max-backoff", maxBackoff)
+        overrides.add("bounce", bounce)
+        overrides.add("max-in-flight", maxInFlight)
+        overrides.add("acs-max-per-minute", acsMaxPerMinute)
+        overrides.add("acs-max-per-hour", acsMaxPerHour)
+        overrides.add("spool-directory", spoolDirectory)
+        overrides.add("spool-max-messages", spoolMaxMessages)
+        overrides.add("spool-max-size", spoolMaxSize)
+        overrides.add("spool-min-free", spoolMinFree)
+    }
+}
+
 struct GatewayConfigurationOptions: ParsableArguments {
     @OptionGroup var file: ConfigFileOption
     @OptionGroup(title: "Listeners, limits, timeouts, outbox, logging") var server: ServerFlags
     @OptionGroup(title: "Translation to ACS") var translation: TranslationFlags
     @OptionGroup(title: "ACS delivery") var delivery: DeliveryFlags
+    @OptionGroup(title: "Delivery modes and the spool") var custody: CustodyFlags
 
     var overrides: [(flag: String, values: [String])] {
         var overrides = FlagOverrides()
         server.addOverrides(to: &overrides)
         translation.addOverrides(to: &overrides)
         delivery.addOverrides(to: &overrides)
+        custody.addOverrides(to: &overrides)
         return overrides.entries
     }
 

@@ -92,7 +92,7 @@ struct Convert: ParsableCommand {
                 }
             case .failure(let rejection):
                 refused += 1
-                printError("\(input.name): refused: \(rejection.smtpReply)")
+                printError("\(input.name): refused: \(ACSReplyMapping.reply(for: rejection))")
             }
         }
         if stats {

@@ -88,7 +88,8 @@ extension ConfigurationKey {
 /// the environment and a flag on `serve`. `etc/acs-smtp-gateway/gateway.conf` documents each one.
 public enum ConfigurationSchema {
     public static let sections = [
-        "smtp", "limits", "timeouts", "senders", "translation", "acs", "outbox", "logging", "admin",
+        "smtp", "limits", "timeouts", "senders", "translation", "acs", "delivery", "spool", "outbox", "logging",
+        "admin",
     ]
 
     public static let keys: [ConfigurationKey] = [
@@ -158,6 +159,24 @@ public enum ConfigurationSchema {
         .scalar("acs", "dry_run", flag: "dry-run", \.acs.dryRun, .boolean),
         .scalar("acs", "allow_insecure_http_for_testing", flag: "allow-insecure-http-for-testing",
                 \.acs.allowInsecureHTTPForTesting, .boolean),
+        .scalar("acs", "max_per_minute", flag: "acs-max-per-minute", \.delivery.maxPerMinute,
+                .integer(0...1_000_000, unit: "sends")),
+        .scalar("acs", "max_per_hour", flag: "acs-max-per-hour", \.delivery.maxPerHour,
+                .integer(0...100_000_000, unit: "sends")),
+
+        // Delivery modes, retries and bounces; the spool.
+        .scalar("delivery", "mode", flag: "delivery-mode", \.delivery.mode, .choice),
+        .scalar("delivery", "direct_timeout", flag: "direct-timeout", \.delivery.directTimeout, .duration(1...600)),
+        .scalar("delivery", "max_lifetime", flag: "max-lifetime", \.delivery.maxLifetime, .duration(1...(60 * 86_400))),
+        .scalar("delivery", "min_backoff", flag: "min-backoff", \.delivery.minBackoff, .duration(0.1...86_400)),
+        .scalar("delivery", "max_backoff", flag: "max-backoff", \.delivery.maxBackoff, .duration(0.1...86_400)),
+        .scalar("delivery", "bounce", flag: "bounce", \.delivery.bounce, .bounceRecipient),
+        .scalar("delivery", "max_in_flight", flag: "max-in-flight", \.delivery.maxInFlight, .integer(1...1024)),
+        .scalar("spool", "directory", flag: "spool-directory", \.delivery.spoolDirectory, .path),
+        .scalar("spool", "max_messages", flag: "spool-max-messages", \.delivery.spoolMaxMessages,
+                .integer(1...100_000_000)),
+        .scalar("spool", "max_size", flag: "spool-max-size", \.delivery.spoolMaxSize, .size(1...(1 << 50))),
+        .scalar("spool", "min_free", flag: "spool-min-free", \.delivery.spoolMinFree, .size(0...(1 << 50))),
 
         // Outbox, logging, admin listener.
         .optional("outbox", "directory", flag: "outbox", \.outboxDirectory, .path),
@@ -204,6 +223,22 @@ extension ValueParser where Value == SocketAddress {
                 IPNetwork.loopback.contains(where: { $0.contains(address) })
             else { return nil }
             return address
+        },
+        render: \.description)
+}
+
+extension ValueParser where Value == BounceRecipient {
+    /// `sender`, `none`, or `admin ADDRESS`.
+    static let bounceRecipient = ValueParser(
+        expected: "sender, none, or admin followed by an address (admin postmaster@example.com)",
+        parse: { text in
+            let words = text.split(separator: " ", omittingEmptySubsequences: true)
+            switch (words.first?.lowercased(), words.count) {
+            case ("sender", 1): return .sender
+            case ("none", 1): return BounceRecipient.none
+            case ("admin", 2): return ValueParser<String>.mailAddress.parse(String(words[1])).map { .admin($0) }
+            default: return nil
+            }
         },
         render: \.description)
 }

@@ -32,6 +32,9 @@ public struct GatewaySettings: Sendable {
     // MARK: acs
     public var acs = ACSSettings()
 
+    // MARK: delivery, spool
+    public var delivery = DeliverySettings()
+
     // MARK: outbox, logging, admin
     /// Where accepted messages are written: the delivery target without ACS, a copy of what was sent with it.
     public var outboxDirectory: String?
