@@ -92,7 +92,7 @@ public struct ACSOperationStatus: Sendable, Equatable {
     public var succeeded: Bool { status.lowercased() == "succeeded" }
 
     /// The send outcome this status stands for: accepted unless it ended Failed or Canceled.
-    var outcome: ACSSendOutcome {
+    public var outcome: ACSSendOutcome {
         isTerminal && !succeeded
             ? .failed(operationID: operationID, status: status, code: code, message: message)
             : .accepted(operationID: operationID, status: status)
@@ -313,7 +313,7 @@ public final class ACSEmailClient: Sendable {
             return
         }
         metrics.retrying(Self.operation(of: request), reason: reason, wait: wait)
-        clock.schedule(after: wait) { [self] in
+        clock.schedule(after: wait) { [self, next] in
             perform(request, pathAndQuery: pathAndQuery, state: next, completion: completion)
         }
     }

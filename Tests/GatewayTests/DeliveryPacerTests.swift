@@ -18,6 +18,9 @@ import Testing
         #expect(pacer.request(now: 0) == .go)
         #expect(pacer.request(now: 0) == .wait(until: nil, reason: .busy))
         #expect(pacer.request(now: 0, direct: true) == .go)
+        // Direct tries count as in flight, so two must end before a spool send may start.
+        pacer.finished(.accepted, now: 1)
+        #expect(pacer.request(now: 1) == .wait(until: nil, reason: .busy))
         pacer.finished(.accepted, now: 1)
         #expect(pacer.request(now: 1) == .go)
     }

@@ -32,7 +32,7 @@ import Testing
         #expect(text.contains("\"state\" : \"queued\""))
         #expect(try spool.record(id: Self.id1) == record(Self.id1))
         #expect(spool.ids() == [Self.id1])
-        #expect(FileManager.default.contentsOfDirectory(atPath: "\(directory)/tmp").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/tmp").isEmpty)
     }
 
     @Test func add_refusesADuplicateId_andIdsThatAreNotIds() throws {
@@ -94,12 +94,12 @@ import Testing
         let spool = try Spool(directory: directory)
         try spool.add(record(Self.id1), message: [1])
         // A crash between the two files of a new message: its .eml has no record (no 250 was given).
-        FileManager.default.createFile(atPath: "\(directory)/queue/\(Self.id2).eml", contents: Data([9]))
-        FileManager.default.createFile(atPath: "\(directory)/tmp/\(Self.id2).json.123", contents: Data([9]))
+        _ = FileManager.default.createFile(atPath: "\(directory)/queue/\(Self.id2).eml", contents: Data([9]))
+        _ = FileManager.default.createFile(atPath: "\(directory)/tmp/\(Self.id2).json.123", contents: Data([9]))
         #expect(spool.recoverAfterCrash() == [Self.id2])
         #expect(spool.ids() == [Self.id1])
         #expect(try spool.message(id: Self.id1) == [1])
-        #expect(FileManager.default.contentsOfDirectory(atPath: "\(directory)/tmp").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/tmp").isEmpty)
     }
 
     @Test func daemonLock_allowsOneDaemonPerSpool_andNamesIt() throws {

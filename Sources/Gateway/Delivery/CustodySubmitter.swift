@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import SMTPProtocol
 import SMTPServer
+import Spool
 
 /// Delivery with custody (`delivery.mode` `hybrid` or `queue`): no message is lost to ACS throttling or an
 /// outage, and definite ACS answers still reach the client.

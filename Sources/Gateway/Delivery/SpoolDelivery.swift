@@ -188,9 +188,10 @@ public final class SpoolDelivery: @unchecked Sendable {
         }
         addUsage(count: 1, bytes: record.size)
         let stamp = spool.stamp(id: record.id)
+        let spooled = record
         queue.async {
-            self.entries[record.id] = Entry(
-                state: .queued, due: record.nextAttemptAt, size: record.size, attempts: 0, stamp: stamp)
+            self.entries[spooled.id] = Entry(
+                state: .queued, due: spooled.nextAttemptAt, size: spooled.size, attempts: 0, stamp: stamp)
             self.pump()
         }
     }
@@ -403,6 +404,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             return
         }
         if context.record.outcomeUnknown {
+            let context = context
             context.dependencies.client.lookUp(operationID: context.record.operationID) { lookup in
                 switch lookup {
                 case .found(let status, _):
@@ -443,6 +445,7 @@ public final class SpoolDelivery: @unchecked Sendable {
                 pacer: .other)
         case .success(let translated):
             let timeout = context.dependencies.attemptTimeout
+            let context = context
             context.dependencies.client.send(
                 body: translated.requestBody, operationID: context.record.operationID,
                 retry: RetryPolicy.singleAttempt(timeout: timeout), replyAfter: .accepted
@@ -516,10 +519,10 @@ public final class SpoolDelivery: @unchecked Sendable {
         finishWriting(context, pacer: outcome)
     }
 
-    private func followFinalStatus(_ context: AttemptContext) {
-        var context = context
-        let deadline = context.dependencies.pollDeadline
-        context.dependencies.client.lookUp(operationID: context.record.operationID) { lookup in
+    private func followFinalStatus(_ attempt: AttemptContext) {
+        let deadline = attempt.dependencies.pollDeadline
+        attempt.dependencies.client.lookUp(operationID: attempt.record.operationID) { lookup in
+            var context = attempt
             context.record.polls += 1
             let acceptedFor = Date().timeIntervalSince(context.record.acceptedAt ?? context.record.receivedAt)
             switch lookup {
@@ -577,6 +580,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             context.record.bounceOperationID = operationID
             context.record.attempts += 1
             guard write(context) else { return }
+            let context = context
             context.dependencies.client.send(
                 body: body, operationID: operationID,
                 retry: RetryPolicy.singleAttempt(timeout: context.dependencies.attemptTimeout), replyAfter: .accepted
