@@ -107,10 +107,11 @@ public enum GatewayDaemon {
                 lastStatus = statusLine(listening: listening, statistics: server.statistics.snapshot, stopping: true)
                 notifier.stopping(status: lastStatus)
                 if notifier.isEnabled { statusTimer.schedule(deadline: .now() + 1, repeating: 1) }
+                // Read here, on the lifecycle queue: the completion below runs on the server's own queue.
+                let grace = server.currentConfiguration.timeouts.shutdownGracePeriod
                 server.shutdown {
                     // Spool deliveries in flight finish within the grace period; what is not delivered stays
                     // spooled. One cut off by the deadline is asked about (not re-sent) at the next start.
-                    let grace = server.currentConfiguration.timeouts.shutdownGracePeriod
                     let stopped: @Sendable () -> Void = {
                         notifier.status("Stopped: " + countersText(server.statistics.snapshot))
                         logger.info("stopped")
