@@ -47,6 +47,11 @@ public final class Spool: @unchecked Sendable {
         !SpoolFile.names(in: directory + "/queue", suffix: ".json").isEmpty
     }
 
+    /// How many messages wait in `directory`'s queue.
+    public static func messageCount(in directory: String) -> Int {
+        SpoolFile.names(in: directory + "/queue", suffix: ".json").count
+    }
+
     // MARK: The daemon's lock
 
     /// Takes the spool for this process, or throws when another daemon has it. Released when the process

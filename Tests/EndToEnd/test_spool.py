@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import Gateway, gateway_binary
+import urllib.request
+
+from e2e_support import Gateway, free_port, gateway_binary
 
 SENDER = "DoNotReply@example.com"
 
@@ -105,8 +107,9 @@ def queue_command(gateway: Gateway, *args: str, check: bool = True) -> subproces
 
 def test_burst_under_a_quota_is_all_accepted_and_delivered_once_at_the_quota_rate(custody):
     window = 3.0
+    admin = f"127.0.0.1:{free_port()}"
     gateway, emulator = custody(
-        "--delivery-mode", "hybrid",
+        "--delivery-mode", "hybrid", "--admin-listen", admin,
         emulator_args=("--quota-per-minute", "20", "--quota-minute-seconds", str(window)))
     started = time.monotonic()
     replies = send_many(gateway, 200)
@@ -127,6 +130,11 @@ def test_burst_under_a_quota_is_all_accepted_and_delivered_once_at_the_quota_rat
     throttled = emulator.count("send", 429)
     assert throttled <= windows + 2, f"{throttled} sends answered 429 in {windows:.1f} windows"
     wait_for(lambda: not spool_ids(gateway), timeout=30, what="an empty spool")
+    metrics = urllib.request.urlopen(f"http://{admin}/metrics", timeout=10).read().decode()
+    pauses = [line for line in metrics.splitlines() if line.startswith("acsgw_delivery_pacing_pauses_total")]
+    assert pauses and float(pauses[0].split()[-1]) >= 1, pauses
+    assert 'acsgw_delivery_fates_total{fate="delivered"}' in metrics
+    assert 'acsgw_spool_messages{state="queued"} 0' in metrics
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,7 +144,7 @@ def test_burst_under_a_quota_is_all_accepted_and_delivered_once_at_the_quota_rat
 def test_outage_during_a_stream_loses_nothing_and_sends_each_once(custody):
     gateway, emulator = custody("--delivery-mode", "hybrid", "--direct-timeout", "2s")
     before = send_many(gateway, 5, first=0)
-    emulator.faults({"route": "any", "status": 503, "durationMs": 30_000})
+    emulator.faults({"route": "any", "outageMs": 30_000})
     outage_started = time.monotonic()
     during = []
     while time.monotonic() - outage_started < 31:
@@ -229,7 +237,7 @@ def test_final_status_failed_bounces_in_every_mode_and_a_null_sender_gets_none(c
 
 def test_a_full_spool_answers_452_before_data_and_loses_nothing(custody):
     gateway, emulator = custody("--delivery-mode", "queue", "--spool-max-messages", "3")
-    emulator.faults({"route": "any", "status": 503, "durationMs": 6_000})
+    emulator.faults({"route": "any", "outageMs": 6_000})
     replies = send_many(gateway, 3)
     assert [code for code, _ in replies] == [250] * 3
     with smtplib.SMTP(gateway.host, gateway.port, local_hostname="client.example", timeout=30) as smtp:
@@ -250,7 +258,7 @@ def test_a_full_spool_answers_452_before_data_and_loses_nothing(custody):
 
 def test_queue_commands_work_while_the_daemon_delivers(custody):
     gateway, emulator = custody("--delivery-mode", "queue")
-    emulator.faults({"route": "any", "status": 503, "durationMs": 4_000})
+    emulator.faults({"route": "any", "outageMs": 4_000})
     replies = send_many(gateway, 4)
     held, deleted, retried, plain = [reply_id(text) for _, text in replies]
     listing = queue_command(gateway, "list").stdout
@@ -296,3 +304,18 @@ def test_direct_mode_keeps_no_state_and_answers_every_outcome(custody):
     [(code, text)] = send_many(gateway, 1)
     assert code == 451 and text.startswith("4.4.0"), text
     assert not gateway.spool.exists()
+
+
+def test_check_config_names_the_mode_and_the_spool(tmp_path):
+    spool = tmp_path / "spool"
+    env = {**os.environ, "ACS_CONNECTION_STRING": "endpoint=https://contoso.communication.azure.com/;accesskey="
+           + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="}
+    result = subprocess.run(
+        [str(gateway_binary()), "check-config", "--config", "none", "--delivery-mode", "queue", "--spool-directory",
+         str(spool), "--sender-address", SENDER], capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "delivery:\n  mode: queue" in result.stdout
+    assert f"# mode: queue: every message spooled in {spool} first (not created yet)" in result.stdout
+    bad = subprocess.run([str(gateway_binary()), "check-config", "--config", "none", "--bounce", "admin nobody"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 78 and "delivery.bounce" in bad.stderr

@@ -35,13 +35,9 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
     public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         workQueue.async { [self] in
             let translated: TranslatedEmail
-            switch translator.translate(message, logger: logger) {
-            case .failure(let rejection):
-                // Nothing goes to ACS; the connection's audit line names the rule (acs.rejection).
-                completion(
-                    SubmissionResult(
-                        reply: ACSReplyMapping.reply(for: rejection), reason: .translationRefused,
-                        auditFields: DeliveryAudit.rejection(rejection)))
+            switch translator.translateOrRefuse(message, logger: logger) {
+            case .failure(let refusal):
+                completion(refusal.result)
                 return
             case .success(let value):
                 translated = value
@@ -61,10 +57,11 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
                     }
                     completion(outcome)  // the message was sent: the copy's failure does not change that
                 }
-            } finalStatus: { [logger, followUp] status in
+            } finalStatus: { [logger, followUp, client] status in
                 // Learnt after the reply (reply-after accepted): a line of its own, after the audit line. A
-                // Failed or Canceled for a message that already got 250 becomes a bounce.
-                if let followUp {
+                // Failed or Canceled for a message that already got 250 becomes a bounce; with reply-after
+                // final the client heard the final status itself (a 5xx), so there is nothing to bounce.
+                if let followUp, client.configuration.replyAfter == .accepted {
                     if status.isTerminal {
                         followUp.finished(message, status: status)
                     } else {

@@ -52,12 +52,9 @@ final class CustodySubmitter: MessageSubmitter, @unchecked Sendable {
     func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         workQueue.async { [self] in
             let translated: TranslatedEmail
-            switch translator.translate(message, logger: logger) {
-            case .failure(let rejection):
-                completion(
-                    SubmissionResult(
-                        reply: ACSReplyMapping.reply(for: rejection), reason: .translationRefused,
-                        auditFields: DeliveryAudit.rejection(rejection)))
+            switch translator.translateOrRefuse(message, logger: logger) {
+            case .failure(let refusal):
+                completion(refusal.result)
                 return
             case .success(let value):
                 translated = value

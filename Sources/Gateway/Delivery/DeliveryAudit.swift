@@ -1,5 +1,6 @@
 import ACSClient
 import ACSEmail
+import Logging
 import SMTPServer
 
 /// The delivery side's words for the audit line and the metrics: why a message got its reply (bounded
@@ -74,5 +75,23 @@ enum DeliveryAudit {
     /// The field naming the translation rule that refused a message (also when the outbox keeps it anyway).
     static func rejection(_ rejection: TranslationRejection?) -> [AuditField] {
         rejection.map { [AuditField("acs.rejection", $0.reason.rawValue)] } ?? []
+    }
+}
+
+/// A message the translation refused, as the reply and audit facts the client's transaction ends with.
+struct TranslationRefusal: Error {
+    var result: SubmissionResult
+}
+
+extension MessageTranslator {
+    /// The translation, or the refusal as a ready ``SubmissionResult``: nothing goes to ACS, the reply is the
+    /// table's 5xx, and the connection's audit line names the rule (`acs.rejection`).
+    func translateOrRefuse(_ message: ReceivedMessage, logger: Logger) -> Result<TranslatedEmail, TranslationRefusal> {
+        translate(message, logger: logger).mapError { rejection in
+            TranslationRefusal(
+                result: SubmissionResult(
+                    reply: ACSReplyMapping.reply(for: rejection), reason: .translationRefused,
+                    auditFields: DeliveryAudit.rejection(rejection)))
+        }
     }
 }

@@ -238,7 +238,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             let wait = max(0.05, blocked - Self.monotonic())
             next = min(next ?? wait, wait)
         } else if sendWaitsForRelease {
-            next = next.map { max($0, 0.05) }  // a release pumps again
+            next = next.map { max($0, 1) }  // a release pumps again; the timer is only a safety net
         }
         if let next, !(sendWaitsForRelease && next == 0) { schedule(after: max(next, 0.01)) }
     }
@@ -263,7 +263,7 @@ public final class SpoolDelivery: @unchecked Sendable {
         running.insert(id)
         let dependencies = self.dependencies
         work.async {
-            self.attempt(id, expected: entry.state, usesPermit: usesPermit, dependencies: dependencies) { result in
+            self.attempt(id, size: entry.size, usesPermit: usesPermit, dependencies: dependencies) { result in
                 self.queue.async { self.attemptEnded(id, result: result, usedPermit: usesPermit, polled: !usesPermit) }
             }
         }
@@ -324,7 +324,7 @@ public final class SpoolDelivery: @unchecked Sendable {
     // MARK: One attempt (on the work queue)
 
     private func attempt(
-        _ id: String, expected: SpoolState, usesPermit: Bool, dependencies: Dependencies,
+        _ id: String, size: Int, usesPermit: Bool, dependencies: Dependencies,
         completion: @escaping @Sendable (AttemptResult) -> Void
     ) {
         let lock: SpoolMessageLock
@@ -333,11 +333,11 @@ public final class SpoolDelivery: @unchecked Sendable {
             guard let held = try spool.lock(id: id, wait: false) else {
                 // Busy (a command holds it) or gone: the index learns which on the next look.
                 let gone = spool.stamp(id: id) == nil
-                completion(gone ? .removed(size: entries[id]?.size ?? 0, pacer: nil) : .skipped(pacer: nil))
+                completion(gone ? .removed(size: size, pacer: nil) : .skipped(pacer: nil))
                 return
             }
             guard let current = try held.read() else {
-                completion(.removed(size: 0, pacer: nil))
+                completion(.removed(size: size, pacer: nil))
                 return
             }
             lock = held
@@ -510,7 +510,8 @@ public final class SpoolDelivery: @unchecked Sendable {
         var context = context
         let settings = context.dependencies.settings
         let wait = retryAfter ?? settings.backoff(afterAttempts: context.record.attempts, random: Double.random(in: 0..<1))
-        context.record.state = .queued
+        // A bounce that must wait stays a bounce: the original message is never sent again.
+        context.record.state = context.record.state == .bouncing ? .bouncing : .queued
         context.record.lastError = error.replacingOccurrences(of: "\n", with: " ")
         context.record.outcomeUnknown = context.record.outcomeUnknown || outcomeUnknown
         context.record.nextAttemptAt = Date().addingTimeInterval(wait)
@@ -578,8 +579,30 @@ public final class SpoolDelivery: @unchecked Sendable {
         case .send(let recipient, let body):
             let operationID = context.record.bounceOperationID ?? Bouncer.operationID()
             context.record.bounceOperationID = operationID
+            if context.record.outcomeUnknown {
+                // An earlier bounce attempt may have reached ACS: ask before sending it again.
+                let attempt = context
+                attempt.dependencies.client.lookUp(operationID: operationID) { lookup in
+                    var context = attempt
+                    switch lookup {
+                    case .found:
+                        self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
+                                                                      "bounce.operation_id": "\(operationID)"])
+                        self.remove(context, pacer: .other)
+                    case .notFound:
+                        context.record.outcomeUnknown = false
+                        self.sendBounce(context)
+                    case .unknown(let reason):
+                        self.deferred(context, error: "could not ask ACS whether the bounce arrived: \(reason)",
+                                      retryAfter: nil, pacer: .other, outcomeUnknown: true)
+                    }
+                }
+                return
+            }
             context.record.attempts += 1
+            context.record.outcomeUnknown = true  // until ACS answers: a crash now must not send it twice
             guard write(context) else { return }
+            context.record.outcomeUnknown = false
             let context = context
             context.dependencies.client.send(
                 body: body, operationID: operationID,
@@ -604,10 +627,8 @@ public final class SpoolDelivery: @unchecked Sendable {
                         self.moveToFailed(context, fate: "failed", reason: "the bounce could not be sent in time",
                                           pacer: .other)
                     } else {
-                        var next = context
-                        next.record.state = .bouncing
-                        self.deferred(next, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
-                                      retryAfter: nil, pacer: .other, outcomeUnknown: false)
+                        self.deferred(context, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
+                                      retryAfter: nil, pacer: .other, outcomeUnknown: result.outcomeUncertain)
                     }
                 }
             }
