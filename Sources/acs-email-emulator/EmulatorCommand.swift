@@ -30,8 +30,9 @@ struct EmulatorCommand: AsyncParsableCommand {
                                        {"operationId","receivedAt","apiVersion","request","httpVersion",
                                         ["droppedAttachments"]}
               DELETE /admin/messages   forget them
-              GET    /admin/requests   {"send":{"total":N,"statuses":{"202":N},"httpVersions":{"2":N},
-                                       "connections":N},"poll":{...},"other":{...}}
+              GET    /admin/requests   {"send":{"total":N,"statuses":{"202":N},"dropped":N,
+                                       "httpVersions":{"2":N},"connections":N},"poll":{...},"other":{...}}
+                                       ("dropped": connections reset by a refusing outage)
               DELETE /admin/requests   reset the counts
               GET    /admin/faults     faults not used up yet ("count" = what is left)
               POST   /admin/faults     append one fault object or a JSON array of them
