@@ -7,7 +7,7 @@ import Hummingbird
 /// |---|---|
 /// | `GET /admin/messages` | JSON array of ``RecordedMessage``, oldest first |
 /// | `DELETE /admin/messages` | forgets them (204) |
-/// | `GET /admin/requests` | `{"send":{"total":N,"statuses":{"202":N},"dropped":N,"httpVersions":{"2":N},…},…}` |
+/// | `GET /admin/requests` | `{"send":{"total":N,"statuses":{"202":N},"dropped":N,"replays":N,"httpVersions":{"2":N},…},…}` |
 /// | `DELETE /admin/requests` | resets the counts (204) |
 /// | `GET /admin/faults` | the faults not used up, `count` = what is left |
 /// | `POST /admin/faults` | appends a ``Fault`` or a JSON array of them (200, the active list) |

@@ -72,6 +72,8 @@ actor EmulatorStore {
     private var connections: [EmulatorRoute: Set<String>] = [:]
     /// Per route: requests answered by dropping the connection (no status).
     private var dropped: [EmulatorRoute: Int] = [:]
+    /// Sends of an Operation-Id the emulator already had (answered as the same operation).
+    private var replays = 0
     private var quota: SendQuota
     private var quotaWindow = SendQuotaWindow()
     private let recorder: FileHandle?
@@ -111,6 +113,9 @@ actor EmulatorStore {
     ) -> AcceptOutcome {
         if let existing = operations[id] {
             if existing.request == send.requestJSON || !configuration.conflictOnDifferentBody {
+                // A client that sends one operation twice relies on this answer; counted, so tests of
+                // exactly-once delivery can tell "sent once" from "sent twice and deduplicated here".
+                replays += 1
                 return .replayed(result(id: id, existing))
             }
             return .conflict
@@ -268,7 +273,7 @@ actor EmulatorStore {
         connections[route, default: []].insert(connection.client)
     }
 
-    /// `{"send":{"total":N,"statuses":{"202":N,…},"dropped":N,"httpVersions":{"2":N,…},"connections":N},
+    /// `{"send":{"total":N,"statuses":{"202":N,…},"dropped":N,"replays":N,"httpVersions":{"2":N,…},"connections":N},
     /// "poll":{…},…}` where `dropped` counts requests answered by dropping the connection (also in `total`)
     /// and `connections` is the number of distinct client connections (peer address and port) seen.
     func requestCounts() -> JSONValue {
@@ -278,6 +283,7 @@ actor EmulatorStore {
             object[route.rawValue] = .object([
                 "total": .integer(Int64(byStatus.values.reduce(dropped[route] ?? 0, +))),
                 "dropped": .integer(Int64(dropped[route] ?? 0)),
+                "replays": .integer(Int64(route == .send ? replays : 0)),
                 "statuses": .object(
                     Dictionary(uniqueKeysWithValues: byStatus.map { (String($0.key), .integer(Int64($0.value))) })),
                 "httpVersions": .object((versionCounts[route] ?? [:]).mapValues { .integer(Int64($0)) }),
@@ -288,6 +294,7 @@ actor EmulatorStore {
     }
 
     func clearRequestCounts() {
+        replays = 0
         counts.removeAll()
         dropped.removeAll()
         versionCounts.removeAll()

@@ -32,7 +32,8 @@ struct EmulatorCommand: AsyncParsableCommand {
               DELETE /admin/messages   forget them
               GET    /admin/requests   {"send":{"total":N,"statuses":{"202":N},"dropped":N,
                                        "httpVersions":{"2":N},"connections":N},"poll":{...},"other":{...}}
-                                       ("dropped": connections reset by a refusing outage)
+                                       ("dropped": connections reset by a refusing outage;
+                                       "replays": sends of an Operation-Id already known)
               DELETE /admin/requests   reset the counts
               GET    /admin/faults     faults not used up yet ("count" = what is left)
               POST   /admin/faults     append one fault object or a JSON array of them
