@@ -17,8 +17,8 @@ import Testing
     }
 
     @Test func durationsTakeDays_andSizesTakeGiB() {
-        #expect(ValueParser<Double>.duration(1...(60 * 86_400)).parse("5d") == 5 * 86_400)
-        #expect(ValueParser<Double>.duration(1...(60 * 86_400)).render(5 * 86_400) == "5d")
+        #expect(ValueParser<Double>.duration(1...(60 * 86_400)).parse("5d") == Double(432_000))
+        #expect(ValueParser<Double>.duration(1...(60 * 86_400)).render(Double(432_000)) == "5d")
         #expect(ValueParser<Int>.size(1...(1 << 40)).parse("4GiB") == 4 << 30)
         #expect(ValueParser<Int>.size(1...(1 << 40)).render(4 << 30) == "4GiB")
     }
