@@ -102,9 +102,12 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: Reading
 
-    /// The ids of the spooled messages, oldest first.
+    /// The ids of the spooled messages, oldest first. Read from the `.eml` files, which are never replaced
+    /// while a message is queued: a directory listing that runs while a record is being renamed over may
+    /// miss that record's name (readdir(3) leaves it unspecified). A message still being written has no
+    /// record yet; ``record(id:failed:)`` then answers nil.
     public func ids() -> [String] {
-        SpoolFile.names(in: queueDirectory, suffix: ".json").sorted()
+        SpoolFile.names(in: queueDirectory, suffix: ".eml").sorted()
     }
 
     /// The ids of the messages in `failed/`, oldest first.

@@ -8,11 +8,22 @@ import Gateway
 
 /// Help text that names the configuration key and its built-in default.
 func keyHelp(_ flag: String, _ text: String) -> ArgumentHelp {
-    guard let key = ConfigurationSchema.key(flag: flag) else { return ArgumentHelp(text) }
-    let defaults = key.values(in: GatewaySettings())
-    let shown = defaults.isEmpty ? "" : ", default \(defaults.joined(separator: ","))"
-    return ArgumentHelp("\(text) [\(key.path)\(shown)]")
+    guard let suffix = keySuffixes[flag] else { return ArgumentHelp(text) }
+    return ArgumentHelp("\(text) \(suffix)")
 }
+
+/// `[section.key, default …]` for every flag, computed once: ArgumentParser builds the flag groups again
+/// and again while it parses, and rendering every default each time made a `queue` command take seconds.
+private let keySuffixes: [String: String] = {
+    let defaults = GatewaySettings()
+    var suffixes: [String: String] = [:]
+    for key in ConfigurationSchema.keys {
+        let values = key.values(in: defaults)
+        let shown = values.isEmpty ? "" : ", default \(values.joined(separator: ","))"
+        suffixes[key.flag] = "[\(key.path)\(shown)]"
+    }
+    return suffixes
+}()
 
 /// Collects the flags that were given, as (flag, values).
 struct FlagOverrides {

@@ -19,12 +19,26 @@ struct Queue: ParsableCommand {
         subcommands: [List.self, Show.self, Retry.self, Hold.self, Release.self, Delete.self],
         defaultSubcommand: List.self)
 
-    /// The spool named by the configuration.
+    /// The spool named by the configuration: only the file and the one key the commands need, so they start
+    /// at once (every serve flag, nested, makes ArgumentParser's validation take seconds).
     struct SpoolOptions: ParsableArguments {
-        @OptionGroup var options: GatewayConfigurationOptions
+        @OptionGroup var file: ConfigFileOption
+
+        @Option(help: keyHelp("spool-directory", "The spool's directory."))
+        var spoolDirectory: String?
 
         func open() throws -> Spool {
-            let settings = try options.load().settings
+            let environment = ProcessInfo.processInfo.environment
+            let settings: GatewaySettings
+            do {
+                settings = try ConfigurationLoader.load(
+                    file: file.resolvedPath(environment: environment), environment: environment,
+                    flags: spoolDirectory.map { [("spool-directory", [$0])] } ?? []
+                ).settings
+            } catch {
+                reportConfigurationError(error)
+                throw ExitCode(78)
+            }
             do {
                 return try Spool(directory: settings.delivery.spoolDirectory, create: false)
             } catch {
@@ -123,7 +137,7 @@ struct Queue: ParsableCommand {
             let ids = all ? spool.ids() : [id!]
             var changed = 0
             for id in ids {
-                try Queue.change(spool, id: id, quietlySkipHeld: all) { record in
+                try Queue.change(spool, id: id, acrossTheQueue: all) { record in
                     guard record.state != .held else {
                         throw QueueFailure("\(id) is held; release it to deliver it")
                     }
@@ -205,13 +219,22 @@ struct Queue: ParsableCommand {
     }
 
     /// Applies `body` to a record under its lock; `body` returns whether it changed anything.
+    /// With `acrossTheQueue` (`--all`), a message that is held, or gone or not yet written by the time its
+    /// lock is held, is passed over instead of being an error.
     static func change(
-        _ spool: Spool, id: String, quietlySkipHeld: Bool = false, _ body: (inout SpoolRecord) throws -> Bool
+        _ spool: Spool, id: String, acrossTheQueue: Bool = false, _ body: (inout SpoolRecord) throws -> Bool
     ) throws {
-        guard let lock = try spool.lock(id: id, wait: true) else { throw QueueFailure("no message \(id) in the spool") }
+        let missing = QueueFailure("no message \(id) in the spool")
+        guard let lock = try spool.lock(id: id, wait: true) else {
+            if acrossTheQueue { return }
+            throw missing
+        }
         defer { lock.unlock() }
-        guard var record = try lock.read() else { throw QueueFailure("no message \(id) in the spool") }
-        if quietlySkipHeld, record.state == .held { return }
+        guard var record = try lock.read() else {
+            if acrossTheQueue { return }
+            throw missing
+        }
+        if acrossTheQueue, record.state == .held { return }
         if try body(&record) { try lock.write(record) }
     }
 

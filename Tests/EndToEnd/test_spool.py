@@ -90,7 +90,7 @@ def replays(emulator) -> int:
 
 
 def spool_ids(gateway: Gateway) -> set[str]:
-    return {p.stem for p in (gateway.spool / "queue").glob("*.json")} if (gateway.spool / "queue").exists() else set()
+    return {p.stem for p in (gateway.spool / "queue").glob("*.eml")} if (gateway.spool / "queue").exists() else set()
 
 
 def queue_command(gateway: Gateway, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -250,6 +250,7 @@ def test_a_full_spool_answers_452_before_data_and_loses_nothing(custody):
     # Room again: MAIL is accepted.
     wait_for(lambda: not spool_ids(gateway), timeout=30, what="an empty spool")
     assert send_many(gateway, 1, first=10)[0][0] == 250
+    wait_for(lambda: not spool_ids(gateway), timeout=30, what="an empty spool")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ def test_a_full_spool_answers_452_before_data_and_loses_nothing(custody):
 
 def test_queue_commands_work_while_the_daemon_delivers(custody):
     gateway, emulator = custody("--delivery-mode", "queue")
-    emulator.faults({"route": "any", "outageMs": 4_000})
+    emulator.faults({"route": "any", "outageMs": 15_000})
     replies = send_many(gateway, 4)
     held, deleted, retried, plain = [reply_id(text) for _, text in replies]
     listing = queue_command(gateway, "list").stdout

@@ -824,7 +824,8 @@ extension RetryPolicy {
         policy.attemptTimeout = timeout
         policy.budget = timeout + 1
         policy.maxRetryAfter = 0
-        policy.minimumDelay = 5  // with the budget above: no second attempt
+        policy.retryableStatuses = []  // a 429 or 5xx is the attempt's outcome, for the pacer and the backoff
+        policy.minimumDelay = policy.budget + 1  // and no second attempt after a network failure either
         return policy
     }
 }
