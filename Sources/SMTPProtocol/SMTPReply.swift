@@ -198,7 +198,8 @@ extension SMTPReply {
     /// A bare LF ending a command when the bare-LF policy is `reject`.
     public static let bareLineFeedInCommand = SMTPReply(
         500, EnhancedStatusCode(5, 5, 2), "Bare <LF> received; commands must end with <CRLF>")
-    /// 550 for `RCPT TO:<postmaster>` when no postmaster address is configured (the gateway has no mailboxes).
+    /// 550 for `RCPT TO:<postmaster>` when delivery goes to ACS and no postmaster address is configured (the
+    /// gateway has no mailboxes).
     public static let noPostmaster = SMTPReply(
         550, EnhancedStatusCode(5, 1, 1), "No local postmaster here: this gateway only relays; use a full address")
     public static func syntaxError(_ detail: String) -> SMTPReply {

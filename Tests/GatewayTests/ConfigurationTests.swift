@@ -80,6 +80,30 @@ import Testing
         #expect(fromFlags.settings.serverConfiguration.allowedNetworks.count == IPNetwork.loopback.count + 1)
     }
 
+    /// Every local application shares 127.0.0.1: by default the per-client connection limit spares loopback and
+    /// the admitted networks (Postfix `smtpd_client_connection_limit_exceptions = $mynetworks`); `none` applies
+    /// it to every client.
+    @Test func connectionLimitExceptions_defaultToTheAdmittedNetworks() throws {
+        #expect(GatewaySettings().serverConfiguration.connectionLimitExceptions == IPNetwork.loopback)
+        let admitted = try ConfigurationLoader.load(
+            file: try file("smtp:\n  allow_network: [192.0.2.0/24]\n"), environment: [:])
+        #expect(admitted.settings.serverConfiguration.connectionLimitExceptions
+            == IPNetwork.loopback + [IPNetwork("192.0.2.0/24")!])
+        let listed = try ConfigurationLoader.load(
+            file: try file("smtp:\n  allow_network: [192.0.2.0/24]\n  connection_limit_exceptions: [127.0.0.1/32]\n"),
+            environment: [:])
+        #expect(listed.settings.serverConfiguration.connectionLimitExceptions == [IPNetwork("127.0.0.1/32")!])
+        let none = try ConfigurationLoader.load(
+            file: nil, environment: [:], flags: [("connection-limit-exception", ["none"])])
+        #expect(none.settings.serverConfiguration.connectionLimitExceptions == [])
+        #expect(ConfigurationRendering.yaml(none).contains("connection_limit_exceptions: [none]"))
+        let reset = try ConfigurationLoader.load(
+            file: nil, environment: ["ACSGW_SMTP_CONNECTION_LIMIT_EXCEPTIONS": ""])
+        #expect(reset.settings.serverConfiguration.connectionLimitExceptions == IPNetwork.loopback)
+        let (_, mixed) = try problems(flags: [("connection-limit-exception", ["none", "10.0.0.0/8"])])
+        #expect(mixed.count == 1)
+    }
+
     @Test func emptyValuesRestoreTheDefault() throws {
         let path = try file("senders:\n  sender_address: a@example.com\nlimits:\n  max_errors: 3\n")
         let loaded = try ConfigurationLoader.load(

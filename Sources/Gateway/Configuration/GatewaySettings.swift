@@ -19,6 +19,8 @@ public struct GatewaySettings: Sendable {
     public var hostname: String = SMTPServerConfiguration().hostname
     public var maxConnections: Int = SMTPServerConfiguration().maxConnections
     public var maxConnectionsPerClient: Int = SMTPServerConfiguration().maxConnectionsPerClient
+    /// Clients the per-client limit spares; nil: loopback and ``allowNetworks`` (Postfix's `$mynetworks` default).
+    public var connectionLimitExceptions: [IPNetwork]?
 
     // MARK: limits, timeouts
     public var limits = SMTPLimits()
@@ -55,6 +57,7 @@ public struct GatewaySettings: Sendable {
         configuration.timeouts = timeouts
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerClient = maxConnectionsPerClient
+        configuration.connectionLimitExceptions = connectionLimitExceptions ?? IPNetwork.loopback + allowNetworks
         return configuration
     }
 
