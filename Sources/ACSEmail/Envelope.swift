@@ -14,7 +14,8 @@ public struct Envelope: Sendable, Hashable, Codable {
     }
 }
 
-/// Address comparison as the translation rules need it (issue 3 "Recipients come from the envelope").
+/// Address comparison as the translation rules need it (recipients come from the envelope and are matched
+/// against the header addresses).
 ///
 /// The local part is compared exactly, because RFC 5321 §2.4 leaves its case to the receiving host; the
 /// domain is compared case-insensitively (RFC 5321 §2.4), ignoring a trailing root dot.
@@ -80,7 +81,8 @@ enum ACSAddress {
         if domain.hasPrefix("[") { return "an address literal" }
         if !domain.contains(".") || domain.hasPrefix(".") || domain.hasSuffix("..") { return "a domain without a dot" }
         if local.utf8.count > 64 { return "a local part longer than 64 octets" }
-        if text.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || "<>()[],;\\".unicodeScalars.contains($0) }) {
+        let specials = "<>()[],;\\".unicodeScalars
+        if text.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || specials.contains($0) }) {
             return "whitespace or a special character"
         }
         return nil

@@ -1,4 +1,4 @@
-/// Chooses `senderAddress` and decides `replyTo` (issue 3 "Sender"; docs/acs-email-api.md §2.2 "Sender",
+/// Chooses `senderAddress` and decides `replyTo` (docs/acs-email-api.md §2.2 "Sender",
 /// §2.5).
 ///
 /// ACS sends only from a MailFrom address on a domain linked to the resource; anything else fails with
@@ -82,7 +82,8 @@ public enum SenderPolicy {
             if let reason = ACSAddress.refusalReason(stripped) {
                 dropped.append((stripped, reason))
             } else {
-                cleaned.append(EmailAddress(address: stripped, displayName: RecipientMapping.nonBlank(address.displayName)))
+                cleaned.append(
+                    EmailAddress(address: stripped, displayName: RecipientMapping.nonBlank(address.displayName)))
             }
         }
         return .success(

@@ -1,7 +1,7 @@
 import MailParser
 
 /// The translation of a parsed message into an ACS Email request:
-/// `ParsedMail + Envelope + TranslationPolicy → Result<EmailMessage, TranslationRejection>` (issue 3).
+/// `ParsedMail + Envelope + TranslationPolicy → Result<EmailMessage, TranslationRejection>`.
 ///
 /// ## Rules
 ///
@@ -192,7 +192,7 @@ public struct TranslationNote: Sendable, Hashable {
 extension Envelope {
     /// An envelope taken from the headers, for tools that have a message but no SMTP transaction (the
     /// `convert` command without `--rcpt`): MAIL FROM is the first `From` (else `Sender`) address, and the
-    /// recipients are the `To`, `Cc` and `Bcc` addresses (issue 3 "Wiring and tools").
+    /// recipients are the `To`, `Cc` and `Bcc` addresses.
     public init(headersOf mail: ParsedMail) {
         self.init(
             mailFrom: mail.from.first?.address ?? mail.sender?.address ?? "",

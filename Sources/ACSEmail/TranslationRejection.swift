@@ -70,8 +70,8 @@ public struct TranslationRejection: Error, Sendable, Hashable {
             text: "Attachment \"\(name)\" has type \(contentType), which ACS does not accept")
     }
 
-    /// `554 5.6.0` for an ACS 400 about attachments (issue 3: "its 400 becomes a 554 5.6.0 naming the
-    /// attachment"). `names` are the attachments whose type ACS does not list
+    /// `554 5.6.0` for an ACS 400 about attachments, naming the attachment so the sender can fix it. `names`
+    /// are the attachments whose type ACS does not list
     /// (``EmailMessage/unlistedAttachments``), since ACS's error does not say which one it refused.
     public static func attachmentRejectedByACS(_ names: [String]) -> TranslationRejection {
         let list = names.isEmpty ? "an attachment" : names.map { "\"\($0)\"" }.joined(separator: ", ")

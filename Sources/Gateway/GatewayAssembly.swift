@@ -24,7 +24,7 @@ public struct GatewayAssembly: Sendable {
             // An ACS call in flight at shutdown must be allowed to finish: cutting it off with 421 while ACS
             // may still accept the message would make the client send it again.
             // The same holds for the submission timeout: a 451 sent while ACS may still accept the message
-            // would make the client send it twice (review finding F5). Token fetches take at most 10 s more.
+            // would make the client send it twice. Token fetches take at most 10 s more.
             let needed = settings.acs.retryBudget + settings.acs.pollDeadlineIfFinal + 15
             if configuration.timeouts.shutdownGracePeriod < needed {
                 configuration.timeouts.shutdownGracePeriod = needed

@@ -33,8 +33,8 @@ public struct SMTPLimits: Hashable, Sendable {
     /// Largest accepted message, in octets, after dot-unstuffing. Advertised as `SIZE` (RFC 1870).
     /// Default 7 MiB: ACS accepts requests up to 10 MB of JSON, and a message's base64 and text grow a little
     /// in the request (JSON escapes, re-encoded parts), so 7 MiB of MIME stays under it
-    /// (smtp-behaviour #10) — a client that checks SIZE is not refused for size after its upload (e2e
-    /// finding F6). The exact check still happens after translation.
+    /// (smtp-behaviour #10) — a client that checks SIZE is not refused for size after its upload
+    /// (`test_default_size_limit_advertised_size_is_accepted`). The exact check still happens after translation.
     public var maxMessageSize: Int = 7 * 1024 * 1024
 
     /// Longest command line in octets, including CRLF. RFC 5321 §4.5.3.1.4 requires at least 512;

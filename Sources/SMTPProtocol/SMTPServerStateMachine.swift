@@ -114,8 +114,8 @@ public struct SMTPServerStateMachine: Sendable {
     }
 
     /// Octets of BDAT chunks accepted so far in the open transaction; nil when no chunked transaction is open.
-    /// The session keeps exactly this many octets of chunk data (e2e finding F3: nothing may outlive its
-    /// transaction).
+    /// The session keeps exactly this many octets of chunk data (nothing may outlive its transaction,
+    /// or a later one could deliver it).
     public var chunkedOctets: Int? {
         switch state {
         case .inTransaction(_, let transaction): transaction.chunkedOctets
@@ -346,7 +346,8 @@ public struct SMTPServerStateMachine: Sendable {
         case .postmaster:
             return true
         case .mailbox(let mailbox):
-            return mailbox.localPart.lowercased() == "postmaster" && mailbox.domain.lowercased() == hostname.lowercased()
+            return mailbox.localPart.lowercased() == "postmaster"
+                && mailbox.domain.lowercased() == hostname.lowercased()
         }
     }
 

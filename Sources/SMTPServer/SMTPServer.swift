@@ -176,7 +176,7 @@ public final class SMTPServer: @unchecked Sendable {
     }
 
     /// Out of descriptors: the pending connection stays in the backlog and the source would fire again at
-    /// once, so listening pauses for a moment instead of spinning (review finding F4). Logged once per episode.
+    /// once, so listening pauses for a moment instead of spinning. Logged once per episode.
     private func pauseAccepting(reason: String) {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !acceptPaused else { return }

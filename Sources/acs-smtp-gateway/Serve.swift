@@ -62,7 +62,8 @@ struct Serve: ParsableCommand {
 
 extension Serve {
     /// The server with the start-up assembly. Only the server keeps the submitter: after a reload replaced
-    /// it, the start-up ACS client and its pooled connection go away once idle (review F9).
+    /// it, the start-up ACS client and its pooled connection go away once idle
+    /// rather than holding a connection to ACS for the life of the daemon.
     static func makeServer(_ settings: GatewaySettings, environment: [String: String], logger: Logger) throws -> SMTPServer {
         var assembly: GatewayAssembly
         do {

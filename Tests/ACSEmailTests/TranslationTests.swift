@@ -105,7 +105,8 @@ struct TranslationTests {
     /// A Content-Type that does not parse is `text/plain; charset=us-ascii` (RFC 2045 §5.2): the text is the
     /// body, not an attachment beside "(no message body)".
     @Test func unparsableContentType_isThePlainTextBody() throws {
-        let mail = Self.parse("From: a@example.com\nTo: b@example.org\nSubject: s\nContent-Type: text/plain>\n\nhello\n")
+        let mail = Self.parse(
+            "From: a@example.com\nTo: b@example.org\nSubject: s\nContent-Type: text/plain>\n\nhello\n")
         let message = try ACSTranslation.translate(mail, envelope: Envelope(headersOf: mail), policy: Self.policy).get()
         #expect(message.content.plainText == "hello\r\n")
         #expect(message.attachments == nil)

@@ -1,4 +1,4 @@
-"""Issue 4 end to end: smtplib → the real gateway → the real `acs-email-emulator` over https with a test CA.
+"""ACS delivery end to end: smtplib → the real gateway → the real `acs-email-emulator` over https with a test CA.
 
 For each fault the emulator is told to inject, the tests assert the SMTP reply (code and enhanced code),
 how many requests the emulator saw, and that it recorded exactly one message when the client got 250 and

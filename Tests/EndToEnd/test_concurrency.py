@@ -325,7 +325,7 @@ def test_sigterm_under_load_every_open_transaction_finishes(start_gateway):
 
 
 def test_pipelined_group_replies_are_flushed_in_one_write(gateway, tmp_path):
-    # RFC 2920 §3.2 / issue 2: the replies to a pipelined group go out in one write. Observed with strace
+    # RFC 2920 §3.2: the replies to a pipelined group go out in one write. Observed with strace
     # on the gateway's send calls (skipped where strace or ptrace is unavailable).
     import shutil
     import subprocess

@@ -207,7 +207,7 @@ def test_outbox_mode_counts_stored_messages_and_data_refusals(start_gateway):
 
 
 def test_size_refusals_over_bdat_get_one_audit_line_each_and_are_counted_like_over_data(start_gateway):
-    """Issue-5 review F5: a message refused for size during BDAT got a 552 but no audit line and no count.
+    """A message refused for size during BDAT once got a 552 but no audit line and no count.
     Now each such transaction gets exactly one line, with the 552 for the chunk that went over the limit; the
     chunks the client sends after it (pipelined or not) belong to no transaction and add nothing."""
     admin, args = admin_args()

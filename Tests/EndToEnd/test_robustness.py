@@ -111,7 +111,7 @@ def test_bdat_total_over_size_limit_across_chunks(start_gateway):
         check(smtp.cmd("RSET"), 250, "2.0.0")
         send_simple(smtp)
     assert [len(m.eml) for m in gw.wait_for_messages(1)] == [len(SIMPLE)]
-    # One audit line for the refused BDAT transaction (issue-5 review F5), one for the stored message.
+    # One audit line for the refused BDAT transaction, one for the stored message.
     audit = [line for line in gw.stderr().splitlines() if " msg=message " in line]
     assert len(audit) == 2, audit
     assert "reason=too_large" in audit[0] and "smtp.transfer=BDAT" in audit[0] and "smtp.size=1200" in audit[0]

@@ -5,7 +5,7 @@ import Testing
 
 @testable import Gateway
 
-/// The configuration layers (issue 5 "Configuration"): precedence, every error path, the shipped file.
+/// The configuration layers (README "Configuration"): precedence, every error path, the shipped file.
 @Suite struct ConfigurationTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -262,6 +262,15 @@ import Testing
         #expect(empty.origins.isEmpty)
     }
 
+    /// A bad value is echoed escaped like every other text the gateway writes: a control character in it
+    /// cannot rewrite the terminal or start a new log line.
+    @Test func aBadValueIsEchoedWithControlCharactersEscaped() throws {
+        let (_, problems) = try problems(environment: ["ACSGW_LIMITS_MAX_ERRORS": "3\u{1B}[2J\nfake: line"])
+        #expect(problems.count == 1)
+        #expect(problems.first?.hasSuffix(#"got "3\u001b[2J\nfake: line""#) == true)
+        #expect(problems.first?.contains { $0 == "\u{1B}" || $0 == "\n" } == false)
+    }
+
     @Test func environmentMistakes() throws {
         let (_, typo) = try problems(environment: ["ACSGW_LIMITS_MAX_MESAGE_SIZE": "1M"])
         #expect(typo == ["environment ACSGW_LIMITS_MAX_MESAGE_SIZE: not a configuration variable "
@@ -462,7 +471,7 @@ import Testing
     }
 
     @Test func anchorsAndAliasesAreRefusedBeforeParsing() throws {
-        // A 462-octet alias "bomb" took 20 s to compose (review F6); now it is refused at once.
+        // A 462-octet alias "bomb" took 20 s to compose; now it is refused at once.
         var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
         for level in 1...8 {
             bomb += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n"

@@ -351,7 +351,7 @@ import Testing
     }
 
     @Test func lateSubmissionAnswer_afterAnAbort_isIgnored() {
-        // Review finding F2: shutdown aborts a session whose message is still with the submitter.
+        // Shutdown aborts a session whose message is still with the submitter.
         var session = SMTPSession(hostname: "gw.test")
         let output = session.receive(Array((Self.hello + Self.envelope + "DATA\r\nx\r\n.\r\n").utf8))
         #expect(output.submission != nil)

@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func whileTheSubmitterWorks_theServerStopsReading_soAFloodingClientIsHeldByTheKernel() async throws {
-        // Review finding F8: the reply order alone cannot show back-pressure. Here a client keeps writing
+        // The reply order alone cannot show back-pressure. Here a client keeps writing
         // pipelined commands while its message is with a slow submitter; without back-pressure the server
         // would read (and buffer) everything, with it the kernel's socket buffers fill and send() stalls.
         let submitter = RecordingSubmitter(delay: 1.5)

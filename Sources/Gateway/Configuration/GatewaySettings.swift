@@ -118,7 +118,8 @@ public struct ACSSettings: Sendable {
     /// Whether the operator configured ACS at all (then any error in it is fatal, never a silent outbox):
     /// any `acs.*` endpoint, credential or Entra ID setting, an explicit auth method, or a credential in the
     /// environment or the systemd credentials. A half-done setup (an Entra secret without an endpoint) then
-    /// stops with "no ACS endpoint" instead of answering 250 to mail that is never sent (review F3).
+    /// stops with "no ACS endpoint" instead of answering 250 to mail that is never sent
+    /// (`ConfigurationTests.halfDoneACSSetupsCountAsConfigured`).
     /// `AZURE_TENANT_ID`/`AZURE_CLIENT_ID` alone do not count: other software on the host sets them.
     public func isConfigured(environment: [String: String]) -> Bool {
         let settings: [String?] = [
