@@ -121,14 +121,16 @@ enum HeaderBlock {
                 continue
             }
             guard let colon = input[index..<contentEnd].firstIndex(of: UInt8(ascii: ":")),
-                let name = fieldName(input[index..<colon])
+                isFieldName(input[index..<colon])
             else {
                 report.missingSeparator = true
                 bodyStart = index
                 break
             }
             flush()
-            if !report.truncated {
+            // Past the cap only the end of the block is looked for: no name or value is built for a field that
+            // is dropped anyway (a million header lines: `AdversarialSizeTests.millionHeaderLines`).
+            if !report.truncated, let name = fieldName(input[index..<colon]) {
                 currentName = name
                 currentValue.append(contentsOf: input[(colon + 1)..<contentEnd])
                 dropIfOverSize()
@@ -142,7 +144,22 @@ enum HeaderBlock {
     /// Whether `line` (without its line break) starts a header field: a valid name, then a colon.
     private static func isField(_ line: ArraySlice<UInt8>) -> Bool {
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return false }
-        return fieldName(line[line.startIndex..<colon]) != nil
+        return isFieldName(line[line.startIndex..<colon])
+    }
+
+    /// Whether `octets` form a field name (see ``fieldName(_:)``), without building it.
+    private static func isFieldName(_ octets: ArraySlice<UInt8>) -> Bool {
+        var nameEnd = octets.endIndex
+        while nameEnd > octets.startIndex, octets[nameEnd - 1] == 0x20 || octets[nameEnd - 1] == 0x09 {
+            nameEnd -= 1
+        }
+        guard nameEnd > octets.startIndex else { return false }
+        var index = octets.startIndex
+        while index < nameEnd {
+            guard octets[index] >= 33 && octets[index] <= 126 else { return false }
+            index += 1
+        }
+        return true
     }
 
     /// The first line at or after `start` that does not start with whitespace (without its line break), or
@@ -164,13 +181,10 @@ enum HeaderBlock {
     /// The field name if `octets` form one: printable ASCII except ":" (RFC 5322 §3.6.8),
     /// followed by optional whitespace (obsolete §4.5).
     private static func fieldName(_ octets: ArraySlice<UInt8>) -> String? {
+        guard isFieldName(octets) else { return nil }
         var nameEnd = octets.endIndex
         while nameEnd > octets.startIndex, octets[nameEnd - 1] == 0x20 || octets[nameEnd - 1] == 0x09 {
             nameEnd -= 1
-        }
-        guard nameEnd > octets.startIndex else { return nil }
-        for byte in octets[octets.startIndex..<nameEnd] where byte < 33 || byte > 126 {
-            return nil
         }
         return String(decoding: octets[octets.startIndex..<nameEnd], as: UTF8.self)
     }
