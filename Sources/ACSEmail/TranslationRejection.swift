@@ -59,7 +59,8 @@ public struct TranslationRejection: Error, Sendable, Hashable {
             reason: .attachmentTypeRejected, text: "Attachment \"\(name)\" has type \(contentType), which ACS does not accept")
     }
 
-    /// ACS answered 400 about attachments. `names` are the attachments whose type ACS does not list
+    /// ACS answered 400 about attachments, naming the attachment so the sender can fix it. `names` are the
+    /// attachments whose type ACS does not list
     /// (``EmailMessage/unlistedAttachments``), since ACS's error does not say which one it refused.
     public static func attachmentRejectedByACS(_ names: [String]) -> TranslationRejection {
         let list = names.isEmpty ? "an attachment" : names.map { "\"\($0)\"" }.joined(separator: ", ")

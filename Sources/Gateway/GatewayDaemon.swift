@@ -17,7 +17,8 @@ public enum GatewayDaemon {
     public static let reservedDescriptors = 96
 
     /// Makes sure running out of descriptors is a refusal at connect (421), never a crash: libdispatch aborts
-    /// when it cannot create its internal descriptors (seen with `ulimit -n 24`, review finding F4).
+    /// when it cannot create its internal descriptors (seen with `ulimit -n 24`;
+    /// `test_resource_limits.py` pins the refusal).
     /// Raises the soft RLIMIT_NOFILE to the hard limit, clamps `maxConnections` to what then fits, and makes
     /// libdispatch create its timer descriptors now, while descriptors are plentiful.
     public static func prepareDescriptors(for configuration: inout SMTPServerConfiguration, logger: Logger) {

@@ -117,8 +117,8 @@ public struct SMTPServerStateMachine: Sendable {
     }
 
     /// Octets of BDAT chunks accepted so far in the open transaction; nil when no chunked transaction is open.
-    /// The session keeps exactly this many octets of chunk data (e2e finding F3: nothing may outlive its
-    /// transaction).
+    /// The session keeps exactly this many octets of chunk data (nothing may outlive its transaction,
+    /// or a later one could deliver it).
     public var chunkedOctets: Int? {
         switch state {
         case .inTransaction(_, let transaction): transaction.chunkedOctets
@@ -217,10 +217,18 @@ public struct SMTPServerStateMachine: Sendable {
         case (.ready(let greeting), .binaryData(let size, _)):
             return rejectChunk(size: size, greeting: greeting, reply: .badSequence("need MAIL command"))
 
-        case (.inTransaction, .recipient(.postmaster, _)) where limits.postmaster == nil:
-            return .reply(.noPostmaster)
         case (.inTransaction(let greeting, var transaction), .recipient(let requested, let parameters)):
-            let to: ForwardPath = requested == .postmaster ? limits.postmaster.map(ForwardPath.mailbox) ?? requested : requested
+            // RFC 5321 §4.5.1: <postmaster>, and postmaster at the gateway's own name, MUST be accepted. It goes
+            // to the configured address; without one, the outbox keeps it as written, and only a delivery that
+            // cannot reach it (ACS takes no such address) refuses it, for this recipient alone.
+            var to = requested
+            if isPostmaster(requested) {
+                if let postmaster = limits.postmaster {
+                    to = .mailbox(postmaster)
+                } else if limits.plainRecipientsOnly {
+                    return .reply(.noPostmaster)
+                }
+            }
             if let (keyword, _) = parameters.first(where: { _ in true }) {
                 // No RCPT parameter is advertised (no DSN), so any is unknown (RFC 5321 §4.1.1.11).
                 return error(.unsupportedParameter(keyword))
@@ -337,6 +345,17 @@ public struct SMTPServerStateMachine: Sendable {
     // MARK: Helpers
 
     /// A protocol error: counted, and once the budget is spent the session is closed with 421.
+    /// `<postmaster>`, or `postmaster@` the gateway's own name (any case; RFC 5321 §4.5.1).
+    private func isPostmaster(_ path: ForwardPath) -> Bool {
+        switch path {
+        case .postmaster:
+            return true
+        case .mailbox(let mailbox):
+            return mailbox.localPart.lowercased() == "postmaster"
+                && mailbox.domain.lowercased() == hostname.lowercased()
+        }
+    }
+
     private mutating func error(_ reply: SMTPReply) -> Action {
         errorCount += 1
         if errorCount > limits.maxErrors {

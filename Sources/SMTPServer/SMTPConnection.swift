@@ -134,7 +134,7 @@ final class SMTPConnection: @unchecked Sendable {
                     "shutdown deadline reached while a message was being delivered; the client is told to retry",
                     metadata: ["smtp.message_id": "\(message.id)"])
                 // The client is told 421 now; a late answer from the submitter must find nothing pending
-                // (review finding F2).
+                // (`SMTPSessionTests.lateSubmissionAnswer_afterAnAbort_isIgnored`).
                 pending = nil
                 metrics.submissionEnded()
                 audit(message, reply: output.replies.last ?? .shuttingDown, result: SubmissionResult(.shuttingDown, reason: .shutdown))
@@ -213,7 +213,8 @@ final class SMTPConnection: @unchecked Sendable {
         }
         if let submission = output.submission {
             // A client that vanished while its replies were being written has no one to tell the outcome to;
-            // its message is not delivered (review finding F13a).
+            // its message is not delivered
+            // (`SMTPServerTests.clientVanishingMidData_submitsNothing_andFreesTheConnection`).
             guard !closed else { return }
             submit(submission)
         }

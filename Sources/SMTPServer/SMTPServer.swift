@@ -176,7 +176,7 @@ public final class SMTPServer: @unchecked Sendable {
     }
 
     /// Out of descriptors: the pending connection stays in the backlog and the source would fire again at
-    /// once, so listening pauses for a moment instead of spinning (review finding F4). Logged once per episode.
+    /// once, so listening pauses for a moment instead of spinning. Logged once per episode.
     private func pauseAccepting(reason: String) {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !acceptPaused else { return }
@@ -206,7 +206,8 @@ public final class SMTPServer: @unchecked Sendable {
             return
         }
         let clientKey = client.unmappedIPBytes
-        guard connectionsPerClient[clientKey, default: 0] < configuration.maxConnectionsPerClient else {
+        let isLimited = !configuration.connectionLimitExceptions.contains { $0.contains(client) }
+        guard !isLimited || connectionsPerClient[clientKey, default: 0] < configuration.maxConnectionsPerClient else {
             refuse(fd: fd, client: client, reply: .tooManyConnectionsFromClient, reason: .clientLimit)
             return
         }

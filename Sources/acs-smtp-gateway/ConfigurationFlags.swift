@@ -113,6 +113,13 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("max-connections-per-client", "Simultaneous connections per client address."))
     var maxConnectionsPerClient: String?
 
+    @Option(name: .customLong("connection-limit-exception"),
+            help: keyHelp(
+                "connection-limit-exception",
+                "A network, CIDR, the per-client limit spares (repeatable; default loopback and allowed networks; "
+                    + "none: no exception)."))
+    var connectionLimitExceptions: [String] = []
+
     @Option(help: keyHelp("max-message-size", "Largest accepted message in octets (advertised as SIZE); K/KiB and M/MiB suffixes."))
     var maxMessageSize: String?
 
@@ -143,7 +150,11 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("shutdown-grace", "Time open transactions may take to finish on shutdown."))
     var shutdownGrace: String?
 
-    @Option(help: keyHelp("postmaster-address", "Address RCPT TO:<postmaster> is delivered to; without it, <postmaster> gets 550 5.1.1."))
+    @Option(
+        help: keyHelp(
+            "postmaster-address",
+            "Address RCPT TO:<postmaster> is delivered to; without it, delivery through ACS refuses <postmaster> "
+                + "(550 5.1.1)."))
     var postmasterAddress: String?
 
     @Option(help: keyHelp("outbox", "Directory for accepted messages (./outbox without ACS; with ACS, a copy of what was sent)."))
@@ -164,6 +175,7 @@ struct ServerFlags: ParsableArguments {
         overrides.add("hostname", hostname)
         overrides.add("max-connections", maxConnections)
         overrides.add("max-connections-per-client", maxConnectionsPerClient)
+        overrides.add("connection-limit-exception", connectionLimitExceptions)
         overrides.add("max-message-size", maxMessageSize)
         overrides.add("max-recipients", maxRecipients)
         overrides.add("max-command-line-length", maxCommandLineLength)

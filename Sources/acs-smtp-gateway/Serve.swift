@@ -67,7 +67,8 @@ struct Serve: ParsableCommand {
 
 extension Serve {
     /// The server with the start-up assembly. Only the server keeps the submitter: after a reload replaced
-    /// it, the start-up ACS client and its pooled connection go away once idle (a reload must not keep idle connections of every earlier client).
+    /// it, the start-up ACS client and its pooled connection go away once idle rather than holding a
+    /// connection to ACS for the life of the daemon.
     static func makeServer(
         _ settings: GatewaySettings, environment: [String: String], logger: Logger, delivery: DeliveryRuntime
     ) throws -> SMTPServer {

@@ -5,7 +5,7 @@ import Testing
 
 @testable import Gateway
 
-/// The configuration layers (issue 5 "Configuration"): precedence, every error path, the shipped file.
+/// The configuration layers (README "Configuration"): precedence, every error path, the shipped file.
 @Suite struct ConfigurationTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -78,6 +78,30 @@ import Testing
         #expect(fromFlags.settings.allowNetworks.map(\.description) == ["203.0.113.0/24"])
         // Loopback is always admitted on top of the list.
         #expect(fromFlags.settings.serverConfiguration.allowedNetworks.count == IPNetwork.loopback.count + 1)
+    }
+
+    /// Every local application shares 127.0.0.1: by default the per-client connection limit spares loopback and
+    /// the admitted networks (Postfix `smtpd_client_connection_limit_exceptions = $mynetworks`); `none` applies
+    /// it to every client.
+    @Test func connectionLimitExceptions_defaultToTheAdmittedNetworks() throws {
+        #expect(GatewaySettings().serverConfiguration.connectionLimitExceptions == IPNetwork.loopback)
+        let admitted = try ConfigurationLoader.load(
+            file: try file("smtp:\n  allow_network: [192.0.2.0/24]\n"), environment: [:])
+        #expect(admitted.settings.serverConfiguration.connectionLimitExceptions
+            == IPNetwork.loopback + [IPNetwork("192.0.2.0/24")!])
+        let listed = try ConfigurationLoader.load(
+            file: try file("smtp:\n  allow_network: [192.0.2.0/24]\n  connection_limit_exceptions: [127.0.0.1/32]\n"),
+            environment: [:])
+        #expect(listed.settings.serverConfiguration.connectionLimitExceptions == [IPNetwork("127.0.0.1/32")!])
+        let none = try ConfigurationLoader.load(
+            file: nil, environment: [:], flags: [("connection-limit-exception", ["none"])])
+        #expect(none.settings.serverConfiguration.connectionLimitExceptions == [])
+        #expect(ConfigurationRendering.yaml(none).contains("connection_limit_exceptions: [none]"))
+        let reset = try ConfigurationLoader.load(
+            file: nil, environment: ["ACSGW_SMTP_CONNECTION_LIMIT_EXCEPTIONS": ""])
+        #expect(reset.settings.serverConfiguration.connectionLimitExceptions == IPNetwork.loopback)
+        let (_, mixed) = try problems(flags: [("connection-limit-exception", ["none", "10.0.0.0/8"])])
+        #expect(mixed.count == 1)
     }
 
     @Test func emptyValuesRestoreTheDefault() throws {
@@ -236,6 +260,15 @@ import Testing
         // Comments only: a valid, empty configuration.
         let empty = try ConfigurationLoader.load(file: try file("# nothing yet\n"), environment: [:])
         #expect(empty.origins.isEmpty)
+    }
+
+    /// A bad value is echoed escaped like every other text the gateway writes: a control character in it
+    /// cannot rewrite the terminal or start a new log line.
+    @Test func aBadValueIsEchoedWithControlCharactersEscaped() throws {
+        let (_, problems) = try problems(environment: ["ACSGW_LIMITS_MAX_ERRORS": "3\u{1B}[2J\nfake: line"])
+        #expect(problems.count == 1)
+        #expect(problems.first?.hasSuffix(#"got "3\u001b[2J\nfake: line""#) == true)
+        #expect(problems.first?.contains { $0 == "\u{1B}" || $0 == "\n" } == false)
     }
 
     @Test func environmentMistakes() throws {
@@ -438,7 +471,7 @@ import Testing
     }
 
     @Test func anchorsAndAliasesAreRefusedBeforeParsing() throws {
-        // A 462-octet alias "bomb" took 20 s to compose (review F6); now it is refused at once.
+        // A 462-octet alias "bomb" took 20 s to compose; now it is refused at once.
         var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
         for level in 1...8 {
             bomb += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n"

@@ -287,7 +287,10 @@ final class GatedSubmitter: MessageSubmitter, @unchecked Sendable {
     }
 
     @Test func refusedConnections_areCountedByReason() async throws {
-        let running = try start(AnnotatingSubmitter(Self.accepted)) { $0.maxConnectionsPerClient = 1 }
+        let running = try start(AnnotatingSubmitter(Self.accepted)) {
+            $0.maxConnectionsPerClient = 1
+            $0.connectionLimitExceptions = []
+        }
         let first = try TestClient(to: running.address)
         #expect(try first.readReply().code == 220)
         let second = try TestClient(to: running.address)

@@ -65,7 +65,9 @@ public final class AdminServer: @unchecked Sendable {
         public var maxConnections = 16
         /// Seconds the listener pauses after `accept(2)` failed (out of descriptors: EMFILE, ENFILE, ENOBUFS,
         /// ENOMEM). The pending connection stays in the backlog and would wake the listener again at once, so
-        /// retrying without a pause spins and floods the log (review finding F4). A closing admin connection
+        /// retrying without a pause spins and floods the log
+        /// (`test_admin_listener_out_of_descriptors_pauses_instead_of_spinning_and_recovers`). A closing admin
+        /// connection
         /// frees a descriptor and ends the pause early.
         public var acceptPause = 0.2
 
@@ -196,7 +198,7 @@ public final class AdminServer: @unchecked Sendable {
 
     /// `accept(2)` failed — in practice the process is out of descriptors (EMFILE, ENFILE) or kernel memory
     /// (ENOBUFS, ENOMEM). The pending connection stays in the backlog, so the level-triggered source would fire
-    /// again at once and spin, logging each time (review finding F4). The listener pauses instead, like the SMTP
+    /// again at once and spin, logging each time. The listener pauses instead, like the SMTP
     /// listener's `pauseAccepting`: until `limits.acceptPause` passes or an admin connection closes, whichever
     /// comes first. One warning per pause. Any other error pauses too: a short pause costs an admin client
     /// little, and a spin can never come back.

@@ -68,17 +68,48 @@ extension ConfigurationKey {
     ) -> ConfigurationKey {
         ConfigurationKey(
             section: section, name: name, flag: flag, expected: "a list of " + parser.expected, isList: true,
-            assign: { settings, values in
-                var parsed: [T] = []
-                for text in values {
-                    guard let value = parser.parse(text) else { return text }
-                    parsed.append(value)
-                }
-                settings[keyPath: keyPath] = parsed
-                return nil
-            },
+            assign: { settings, values in parser.parseAll(values) { settings[keyPath: keyPath] = $0 } },
             reset: { $0[keyPath: keyPath] = GatewaySettings()[keyPath: keyPath] },
             render: { settings in settings[keyPath: keyPath].map(parser.render) })
+    }
+}
+
+extension ValueParser {
+    /// Parses every item and hands the list to `assign`; returns the first item that does not parse (then
+    /// nothing is assigned), nil on success.
+    func parseAll(_ values: [String], assign: ([Value]) -> Void) -> String? {
+        var parsed: [Value] = []
+        for text in values {
+            guard let value = parse(text) else { return text }
+            parsed.append(value)
+        }
+        assign(parsed)
+        return nil
+    }
+}
+
+extension ConfigurationKey {
+    /// A list of networks whose unset (nil) value is a default computed elsewhere, and where the single item
+    /// `none` means the empty list (an empty value always restores the default).
+    static func networksOrNone(
+        _ section: String, _ name: String, flag: String,
+        _ keyPath: WritableKeyPath<GatewaySettings, [IPNetwork]?> & Sendable
+    ) -> ConfigurationKey {
+        let parser = ValueParser<IPNetwork>.network
+        return ConfigurationKey(
+            section: section, name: name, flag: flag, expected: "a list of " + parser.expected + ", or none",
+            isList: true,
+            assign: { settings, values in
+                if values.count == 1, values[0].lowercased() == "none" {
+                    settings[keyPath: keyPath] = []
+                    return nil
+                }
+                return parser.parseAll(values) { settings[keyPath: keyPath] = $0 }
+            },
+            reset: { $0[keyPath: keyPath] = nil },
+            render: { settings in
+                settings[keyPath: keyPath].map { $0.isEmpty ? ["none"] : $0.map(parser.render) } ?? []
+            })
     }
 }
 
@@ -100,6 +131,8 @@ public enum ConfigurationSchema {
         .scalar("smtp", "max_connections", flag: "max-connections", \.maxConnections, .integer(1...1_000_000)),
         .scalar("smtp", "max_connections_per_client", flag: "max-connections-per-client",
                 \.maxConnectionsPerClient, .integer(1...1_000_000)),
+        .networksOrNone("smtp", "connection_limit_exceptions", flag: "connection-limit-exception",
+                        \.connectionLimitExceptions),
 
         // SMTP limits.
         .scalar("limits", "max_message_size", flag: "max-message-size", \.limits.maxMessageSize,

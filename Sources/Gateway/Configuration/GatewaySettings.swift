@@ -19,6 +19,8 @@ public struct GatewaySettings: Sendable {
     public var hostname: String = SMTPServerConfiguration().hostname
     public var maxConnections: Int = SMTPServerConfiguration().maxConnections
     public var maxConnectionsPerClient: Int = SMTPServerConfiguration().maxConnectionsPerClient
+    /// Clients the per-client limit spares; nil: loopback and ``allowNetworks`` (Postfix's `$mynetworks` default).
+    public var connectionLimitExceptions: [IPNetwork]?
 
     // MARK: limits, timeouts
     public var limits = SMTPLimits()
@@ -58,6 +60,7 @@ public struct GatewaySettings: Sendable {
         configuration.timeouts = timeouts
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerClient = maxConnectionsPerClient
+        configuration.connectionLimitExceptions = connectionLimitExceptions ?? IPNetwork.loopback + allowNetworks
         return configuration
     }
 
@@ -118,7 +121,8 @@ public struct ACSSettings: Sendable {
     /// Whether the operator configured ACS at all (then any error in it is fatal, never a silent outbox):
     /// any `acs.*` endpoint, credential or Entra ID setting, an explicit auth method, or a credential in the
     /// environment or the systemd credentials. A half-done setup (an Entra secret without an endpoint) then
-    /// stops with "no ACS endpoint" instead of answering 250 to mail that is never sent (review F3).
+    /// stops with "no ACS endpoint" instead of answering 250 to mail that is never sent
+    /// (`ConfigurationTests.halfDoneACSSetupsCountAsConfigured`).
     /// `AZURE_TENANT_ID`/`AZURE_CLIENT_ID` alone do not count: other software on the host sets them.
     public func isConfigured(environment: [String: String]) -> Bool {
         let settings: [String?] = [
