@@ -1,6 +1,6 @@
 import Foundation
 
-/// How long the gateway waits before answering the SMTP client (issue 4 "Result follow-through").
+/// How long the gateway waits before answering the SMTP client in `direct` mode.
 public enum ReplyAfter: String, Sendable, Hashable, CaseIterable {
     /// Reply once ACS has accepted the request (202). The final status is polled in the background, only
     /// to be logged. The default: fast, and the status-read quota is only twice the send quota (§5.1).

@@ -185,7 +185,7 @@ def test_kill_9_three_times_while_draining_sends_every_message_exactly_once(cust
     wait_for(lambda: len(emulator.messages()) >= 100, timeout=120, what="100 deliveries")
     assert sorted(recorded_ids(emulator)) == sorted(ids)
     assert replays(emulator) == 0
-    wait_for(lambda: not spool_ids(current), timeout=30, what="an empty spool")
+    wait_for(lambda: not spool_ids(gateway), timeout=30, what="an empty spool")  # the spool every restart uses
     assert "requeued a message whose attempt a stop interrupted" in "".join(
         p.read_text() for p in gateway.stderr_path.parent.glob("*-stderr.log"))
 
@@ -320,3 +320,43 @@ def test_check_config_names_the_mode_and_the_spool(tmp_path):
     bad = subprocess.run([str(gateway_binary()), "check-config", "--config", "none", "--bounce", "admin nobody"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 78 and "delivery.bounce" in bad.stderr
+
+
+def test_sigterm_lets_a_send_in_flight_finish_and_keeps_the_rest_spooled(custody, start_gateway):
+    gateway, emulator = custody("--delivery-mode", "queue", "--max-in-flight", "1", check_exit=False)
+    emulator.faults({"delayMs": 3000, "count": 1})
+    replies = send_many(gateway, 3)
+    ids = [reply_id(text) for _, text in replies]
+    time.sleep(0.5)  # the first send is in flight, stalled at the emulator; the others wait for the slot
+    started = time.monotonic()
+    gateway.signal(signal.SIGTERM)
+    assert gateway.wait_exit(20) == 0
+    assert time.monotonic() - started > 1.5, "the send in flight was cut off"
+    assert recorded_ids(emulator) == [ids[0]]  # finished, not abandoned
+    assert spool_ids(gateway) >= {ids[1], ids[2]}  # the rest stayed in custody
+    # The next start delivers the rest, and follows the first to its final status without sending it again.
+    restarted = start_gateway(*gateway.extra_args, "--spool-directory", str(gateway.spool),
+                              env={"ACS_CONNECTION_STRING": emulator.connection_string})
+    wait_for(lambda: not spool_ids(gateway), timeout=40, what="an empty spool")  # the spool the restart uses
+    assert restarted.alive()
+    assert sorted(recorded_ids(emulator)) == sorted(ids)
+    assert replays(emulator) == 0
+
+
+@pytest.mark.parametrize("policy", ["admin ops@example.com", "none"])
+def test_bounce_policy_admin_or_none(custody, policy):
+    gateway, emulator = custody("--delivery-mode", "queue", "--bounce", policy)
+    emulator.faults({"status": 400, "code": "InvalidEmailAddress", "recipient": "bad@*", "count": 1})
+    [(code, text)] = send_many(gateway, 1, recipient="bad@example.net")
+    assert code == 250
+    original = reply_id(text)
+    if policy == "none":
+        # Nothing is deleted silently: the message waits in failed/ and the log says why.
+        wait_for(lambda: (gateway.spool / "failed" / f"{original}.eml").exists(), timeout=30, what="failed/")
+        assert "delivery.bounce is none" in gateway.stderr()
+        assert recorded_ids(emulator) == []
+        listing = queue_command(gateway, "list").stdout
+        assert original in listing and "failed" in listing
+        return
+    bounce = wait_for(lambda: emulator.messages(), timeout=30, what="the bounce")[0]["request"]
+    assert bounce["recipients"]["to"][0]["address"] == "ops@example.com"
