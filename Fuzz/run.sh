@@ -4,11 +4,13 @@
 # fixtures and ../shared/corpus when present; each target has a dictionary of its grammar in Fuzz/Dictionaries.
 # An input slower than 1 s, or a process over 512 MiB, counts as a finding like a crash or a leak.
 # Working corpora and findings stay in Fuzz/.build/fuzz (findings: artifacts/<target>/); a summary line per
-# target is printed at the end, and the exit status is 1 when any target found something.
+# target is printed at the end, and the exit status is 1 when any target found something. lsan.supp names the
+# leaks of the toolchain's own libraries that are not findings.
 set -euo pipefail
 cd "$(dirname "$0")"
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-ALL="FuzzSMTPCommand FuzzFraming FuzzSession FuzzMailToACS FuzzHeaderFields FuzzAdminHTTP"
+ALL="FuzzSMTPCommand FuzzFraming FuzzSession FuzzMailToACS FuzzHeaderFields FuzzAdminHTTP \
+    FuzzACSResponses FuzzConfiguration"
 TARGETS=${FUZZ_TARGETS:-$ALL}
 REPO=..
 CORPUS=$REPO/../shared/corpus
@@ -49,6 +51,18 @@ seed() {
             | awk -v dir="$dir" '{ printf "%s", $0 > (dir "/field" NR) }'
         ;;
     FuzzAdminHTTP) cp Seeds/admin-http/* "$dir" ;;
+    FuzzACSResponses) cp Seeds/acs-responses/* "$dir" ;;
+    FuzzConfiguration)
+        # The packaged file as shipped (all comments) and with its keys uncommented, a few hand-written files,
+        # and the one-line documents of the loader's tests (`yaml: "…"`, Swift escapes undone).
+        cp Seeds/configuration/* "$dir"
+        cp $REPO/etc/acs-smtp-gateway/gateway.conf "$dir/gateway.conf"
+        sed -E 's/^  #([a-z_]+:)/  \1/' $REPO/etc/acs-smtp-gateway/gateway.conf > "$dir/gateway-uncommented.conf"
+        grep -ohE 'yaml: "([^"\\]|\\.)*"' $REPO/Tests/GatewayTests/ConfigurationTests.swift | sed 's/^yaml: "//; s/"$//' \
+            | awk '{ print NR "\t" $0 }' | while IFS=$'\t' read -r n text; do
+                printf '%b' "${text//\\\"/\"}" > "$dir/test$n.conf"
+            done
+        ;;
     esac
 }
 
@@ -58,6 +72,8 @@ dictionary() {
     FuzzMailToACS) echo Dictionaries/mail.dict ;;
     FuzzHeaderFields) echo Dictionaries/header.dict ;;
     FuzzAdminHTTP) echo Dictionaries/http.dict ;;
+    FuzzACSResponses) echo Dictionaries/acs.dict ;;
+    FuzzConfiguration) echo Dictionaries/config.dict ;;
     esac
 }
 
@@ -68,10 +84,12 @@ for target in $TARGETS; do
     mkdir -p "$WORK/corpus/$target" "$WORK/artifacts/$target"
     max_len=4096
     [ "$target" = FuzzMailToACS ] && max_len=65536
+    [ "$target" = FuzzConfiguration ] && max_len=32768  # the packaged gateway.conf is a seed
     log=$WORK/$target.log
     echo "== $target: $FUZZ_SECONDS s"
     set +e
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} ".build/debug/$target" "$WORK/corpus/$target" "$WORK/seeds/$target" \
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=lsan.supp:print_suppressions=0} \
+        ".build/debug/$target" "$WORK/corpus/$target" "$WORK/seeds/$target" \
         -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -timeout=1 -rss_limit_mb=512 \
         -max_len=$max_len -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$target/" >"$log" 2>&1
     result=$?

@@ -4,7 +4,7 @@ import MailParser
 
 /// MailParser followed by the translation to the ACS request, as the gateway runs them on every message.
 /// Invariants: the request is valid JSON within the size limit, with a non-empty subject and a body; or the
-/// message is refused cleanly with a 5xx and a reason.
+/// message is refused cleanly: a reason and one line of text for the reply.
 func fuzzMailToACS(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data else { return 0 }
     let mail = MailParser().parse(Array(UnsafeBufferPointer(start: data, count: size)))
@@ -22,7 +22,10 @@ func fuzzMailToACS(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         precondition(!content.subject.isEmpty, "empty subject")
         precondition(content.plainText?.isEmpty == false || content.html?.isEmpty == false, "no body")
     case .failure(let rejection):
-        precondition(rejection.code >= 500 && rejection.code < 600 && !rejection.text.isEmpty, "unclean refusal")
+        // The reply code is the gateway's (ACSReplyMapping); the rejection names its rule and one line of text.
+        precondition(
+            !rejection.reason.rawValue.isEmpty && !rejection.text.isEmpty
+                && !rejection.text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }), "unclean refusal: \(rejection)")
     }
     return 0
 }

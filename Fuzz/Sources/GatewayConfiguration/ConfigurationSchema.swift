@@ -1,0 +1,1 @@
+../../../Sources/Gateway/Configuration/ConfigurationSchema.swift

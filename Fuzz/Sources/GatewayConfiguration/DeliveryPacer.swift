@@ -1,0 +1,1 @@
+../../../Sources/Gateway/Delivery/DeliveryPacer.swift
