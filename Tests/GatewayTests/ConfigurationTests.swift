@@ -165,7 +165,7 @@ import Testing
     @Test func unknownSectionsAndKeysAtTheTopLevel() throws {
         let (path, found) = try problems(yaml: "smpt:\n  listen: [127.0.0.1:25]\nmax_recipients: 10\n")
         #expect(found.count == 2)
-        #expect(found[0].hasPrefix("\(path!):1: smpt: unknown section; did you mean smtp? (sections: smtp, limits,"))
+        #expect(found[0].hasPrefix("\(path!):1: smpt: unknown section; did you mean smtp? (sections: smtp, tls, auth, limits,"))
         #expect(found[1] == "\(path!):3: max_recipients: not a section; did you mean limits.max_recipients "
             + "(max_recipients: inside limits:)?")
     }
@@ -185,7 +185,7 @@ import Testing
 
     @Test func structuralMistakes() throws {
         let (path, notMapping) = try problems(yaml: "- smtp\n- limits\n")
-        #expect(notMapping == ["\(path!):1: expected sections (smtp:, limits:, timeouts:, senders:, translation:, acs:, outbox:, logging:, admin:) at the top level"])
+        #expect(notMapping == ["\(path!):1: expected sections (smtp:, tls:, auth:, limits:, timeouts:, senders:, translation:, acs:, outbox:, logging:, admin:) at the top level"])
 
         let (path2, sectionValue) = try problems(yaml: "limits: 10\n")
         #expect(sectionValue == ["\(path2!):1: limits: expected the section's keys, indented below it (key: value)"])
@@ -355,7 +355,7 @@ import Testing
             let isExample = ["senders.sender_address", "senders.postmaster_address", "acs.endpoint",
                              "acs.connection_string_file", "acs.access_key_file", "acs.client_secret_file",
                              "acs.tenant_id", "acs.client_id", "acs.federated_token_file", "acs.ca_file", "acs.proxy",
-                             "admin.listen"].contains(key.path)
+                             "admin.listen", "tls.certificate", "tls.key", "auth.users_file"].contains(key.path)
             if isExample { continue }  // optional keys show an example value; their default is "unset"
             #expect(key.values(in: uncommented.settings) == key.values(in: GatewaySettings()),
                     "\(key.path): gateway.conf documents \(key.values(in: uncommented.settings)), the built-in default is \(key.values(in: GatewaySettings()))")
