@@ -290,6 +290,78 @@ import Testing
         #expect(loaded.settings.adminListen?.description == "[::1]:9925")
     }
 
+    // MARK: Listeners, TLS and AUTH
+
+    @Test func listenersAreMappingsInTheFile_andTextInFlagsAndTheEnvironment() throws {
+        let path = try file(
+            """
+            smtp:
+              listeners:
+                - address: 0.0.0.0:587
+                  tls: starttls
+                  auth: required
+                - {address: "[::1]:465", tls: implicit, auth: optional, name: smtps}
+            tls:
+              certificate: /etc/acs-smtp-gateway/tls/cert.pem
+              key: /etc/acs-smtp-gateway/tls/key.pem
+              min_version: "1.0"
+            auth:
+              users_file: /etc/acs-smtp-gateway/users
+              failure_window: 5m
+            """)
+        let loaded = try ConfigurationLoader.load(file: path, environment: [:])
+        let settings = loaded.settings
+        #expect(settings.listeners.map(\.description) == [
+            "0.0.0.0:587 tls=starttls auth=required", "[::1]:465 tls=implicit auth=optional",
+        ])
+        #expect(settings.listeners.map(\.name) == ["submission", "smtps"])
+        #expect(settings.listen.isEmpty, "listeners given and smtp.listen not: its loopback default goes")
+        #expect(settings.serverConfiguration.listeners.count == 2)
+        #expect(settings.tls.minVersion == .tls1_0)
+        #expect(settings.auth.failures.window == 300)
+        #expect(loaded.origins["smtp.listeners"] == .file(path: path, line: 2))
+
+        let flagged = try ConfigurationLoader.load(
+            file: nil, environment: ["ACSGW_SMTP_LISTENERS": "127.0.0.1:2587 tls=starttls auth=optional"],
+            flags: [("listen", ["127.0.0.1:2525"]), ("tls-certificate", ["c.pem"]), ("tls-key", ["k.pem"]),
+                    ("users-file", ["users"])])
+        #expect(flagged.settings.serverConfiguration.listeners.map(\.description) == [
+            "127.0.0.1:2525 tls=none auth=none", "127.0.0.1:2587 tls=starttls auth=optional",
+        ])
+
+        // check-config's output loads back to the same listeners.
+        let rendered = ConfigurationRendering.yaml(loaded)
+        #expect(rendered.contains(
+            #"listeners: [{address: 0.0.0.0:587, tls: starttls, auth: required, name: submission}, "#
+                + #"{address: "[::1]:465", tls: implicit, auth: optional, name: smtps}]"#))
+        let reloaded = try ConfigurationLoader.load(file: try file(rendered), environment: [:], crossKeyChecks: false)
+        #expect(reloaded.settings.listeners == settings.listeners)
+        #expect(reloaded.settings.listen.isEmpty)
+    }
+
+    @Test func listenerMistakes_nameTheFieldAndWhatIsMissing() throws {
+        let (path, unknownField) = try problems(yaml: "smtp:\n  listeners:\n    - {address: 0.0.0.0:587, tsl: starttls}\n")
+        #expect(unknownField == [
+            "\(path!):3: smtp.listeners: unknown field tsl; did you mean tls? (takes address, tls, auth, name)"
+        ])
+        let (_, badMode) = try problems(flags: [("listener", ["0.0.0.0:587 tls=sometimes"])])
+        #expect(badMode.count == 1 && badMode[0].hasPrefix("--listener: smtp.listeners: expected a list of a listener"))
+        let (_, noCertificate) = try problems(flags: [("listener", ["0.0.0.0:465 tls=implicit"])])
+        #expect(noCertificate == [
+            "smtp.listeners (--listener): 0.0.0.0:465 uses tls: implicit, which needs tls.certificate and tls.key"
+        ])
+        let (_, noUsers) = try problems(flags: [("listener", ["0.0.0.0:587 auth=required"])])
+        #expect(noUsers == [
+            "smtp.listeners (--listener): 0.0.0.0:587 uses auth: required, which needs auth.users_file"
+        ])
+        let (_, halfPair) = try problems(flags: [("tls-certificate", ["c.pem"])])
+        #expect(halfPair == ["tls.certificate (--tls-certificate) and tls.key go together: give both"])
+        let (_, twice) = try problems(flags: [("listen", ["127.0.0.1:25"]), ("listener", ["127.0.0.1:25"])])
+        #expect(twice == ["127.0.0.1:25 is listed twice in smtp.listen (--listen) and smtp.listeners (--listener)"])
+        let (_, version) = try problems(flags: [("tls-min-version", ["1"])])
+        #expect(version == ["--tls-min-version: tls.min_version: expected 1.0, 1.1, 1.2 or 1.3, got \"1\""])
+    }
+
     // MARK: Rendering and the shipped file
 
     @Test func renderedConfigurationLoadsBackToTheSameSettings() throws {

@@ -89,10 +89,12 @@ public enum ConfigurationLoader {
 
         var settings = GatewaySettings()
         var origins: [String: ConfigurationOrigin] = [:]
+        var listenEmptied = false
         for assignment in assignments {
             let key = assignment.key
             if assignment.values.isEmpty {
                 key.reset(&settings)
+                listenEmptied = listenEmptied || key.path == "smtp.listen"
             } else if !key.isList && assignment.values.count > 1 {
                 problems.append("\(assignment.location)\(key.path): expected \(key.expected), not a list")
                 continue
@@ -109,8 +111,9 @@ public enum ConfigurationLoader {
             }
             origins[key.path] = assignment.origin
         }
-        if !settings.listeners.isEmpty && origins["smtp.listen"] == nil {
-            // Listeners given and smtp.listen left alone: its built-in loopback listener is not wanted on top.
+        if !settings.listeners.isEmpty && (origins["smtp.listen"] == nil || listenEmptied) {
+            // Listeners given and smtp.listen left alone (or emptied, as check-config prints it then): its
+            // built-in loopback listener is not wanted on top.
             settings.listen = []
         }
         let loaded = LoadedConfiguration(settings: settings, origins: origins, file: file)
@@ -245,7 +248,8 @@ public enum ConfigurationLoader {
                         assignments.append(Assignment(key: key, values: [], origin: .file(path: path, line: line(keyNode))))
                         // An explicit empty list is "none", which for every list key is also the default
                         // except smtp.listen, which must not be empty.
-                        if key.path == "smtp.listen" {
+                        let listenersToo = keys.contains { $0.key.scalar?.string == "listeners" }
+                        if key.path == "smtp.listen" && !listenersToo {
                             problems.append("\(here)smtp.listen: expected at least one address (or socket activation)")
                         }
                     } else {
