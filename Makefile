@@ -3,7 +3,7 @@ SWIFT_FLAGS := -Xswiftc -warnings-as-errors
 # Arguments for `make run`, e.g. make run ARGS="--listen 127.0.0.1:2526 --outbox /tmp/outbox"
 ARGS ?=
 
-.PHONY: run test build unit-test e2e-test bench clean install uninstall deb
+.PHONY: run test build unit-test e2e-test bench fuzz clean install uninstall deb
 
 run:
 	.ci/install-packages build
@@ -35,8 +35,15 @@ bench:
 	python3 Tests/Benchmarks/convert_throughput.py
 	python3 Tests/Benchmarks/acs_delivery_throughput.py
 
+# libFuzzer with AddressSanitizer on every parser (Fuzz/, a package of its own; not part of `make test`):
+# each target runs FUZZ_SECONDS; FUZZ_TARGETS picks some. Findings land in Fuzz/.build/fuzz/artifacts.
+FUZZ_SECONDS ?= 60
+fuzz:
+	.ci/install-packages build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build Fuzz/.build
 
 # --------------------------------------------------------------------------------------------------
 # Installation (README.md "Installing"). `make install [DESTDIR=…] [PREFIX=/usr]`, `make uninstall`, `make deb`.

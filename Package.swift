@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // Already in the graph through Hummingbird; named so the emulator can see its graceful shutdown.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Already in the graph through Hummingbird; named so a `refuse` fault can reset a connection (SO_LINGER).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
     ],
     targets: [
         // C libraries, quarantined: module map + typed shims, no logic.
@@ -60,6 +62,10 @@ let package = Package(
             ]
         ),
 
+        // The durable queue and nothing else: records, atomic writes, locks, listing. Knows envelopes and
+        // bytes, not ACS.
+        .target(name: "Spool"),
+
         // RFC 5322 / 2045–2049 / 2047 / 2231 parsing and the RFC 8621 mail view. Pure: no I/O, stdlib + libc iconv.
         .target(name: "MailParser"),
 
@@ -82,6 +88,7 @@ let package = Package(
                 "MailParser",
                 "ACSEmail",
                 "ACSClient",
+                "Spool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -98,6 +105,7 @@ let package = Package(
                 "MailParser",
                 "ACSEmail",
                 "ACSClient",
+                "Spool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -114,6 +122,7 @@ let package = Package(
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
 
@@ -128,6 +137,7 @@ let package = Package(
         ),
 
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool"]),
         .testTarget(
             name: "SMTPServerTests",
             dependencies: [
@@ -138,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail", "ACSClient",
+                "Gateway", "SMTPProtocol", "SMTPServer", "ACSEmail", "ACSClient", "Spool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,6 +1,6 @@
 import Foundation
 
-/// How long the gateway waits before answering the SMTP client (issue 4 "Result follow-through").
+/// How long the gateway waits before answering the SMTP client in `direct` mode.
 public enum ReplyAfter: String, Sendable, Hashable, CaseIterable {
     /// Reply once ACS has accepted the request (202). The final status is polled in the background, only
     /// to be logged. The default: fast, and the status-read quota is only twice the send quota (§5.1).
@@ -39,6 +39,17 @@ public struct ACSSendResult: Sendable, Equatable {
     public var attempts: Int
     /// The `x-ms-request-id` of the last ACS answer, for support cases.
     public var requestID: String?
+    /// An attempt ended without an answer (timeout, lost connection) and the status read that followed could
+    /// not tell whether it reached ACS: whoever sends the message again must ask ACS first
+    /// (``ACSEmailClient/lookUp(operationID:completion:)``).
+    public var outcomeUncertain: Bool = false
+
+    public init(outcome: ACSSendOutcome, attempts: Int, requestID: String?, outcomeUncertain: Bool = false) {
+        self.outcome = outcome
+        self.attempts = attempts
+        self.requestID = requestID
+        self.outcomeUncertain = outcomeUncertain
+    }
 }
 
 /// The typed outcome of a send (design.md principle 6: outcomes are values).
@@ -65,6 +76,37 @@ public struct ACSOperationStatus: Sendable, Equatable {
     public var status: String
     public var code: String?
     public var message: String?
+
+    public init(operationID: String, status: String, code: String? = nil, message: String? = nil) {
+        self.operationID = operationID
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    /// Succeeded, Failed and Canceled are terminal; anything else (Running, NotStarted, unknown values) is
+    /// not (§1.6: compare case-insensitively, treat unknown strings as non-terminal).
+    public var isTerminal: Bool { ["succeeded", "failed", "canceled", "cancelled"].contains(status.lowercased()) }
+
+    /// Terminal and delivered.
+    public var succeeded: Bool { status.lowercased() == "succeeded" }
+
+    /// The send outcome this status stands for: accepted unless it ended Failed or Canceled.
+    public var outcome: ACSSendOutcome {
+        isTerminal && !succeeded
+            ? .failed(operationID: operationID, status: status, code: code, message: message)
+            : .accepted(operationID: operationID, status: status)
+    }
+}
+
+/// What one status read learned about an operation.
+public enum ACSOperationLookup: Sendable, Equatable {
+    /// ACS knows the operation: the send happened. `retryAfter` is ACS's hint for the next read.
+    case found(ACSOperationStatus, retryAfter: Double?)
+    /// ACS does not know it (404): it was never accepted, so sending it is safe.
+    case notFound
+    /// No usable answer (network, 5xx, 429, credentials): nothing was learned.
+    case unknown(String)
 }
 
 /// Sends ACS Email requests: signs, retries with the same `Operation-Id`, and follows the operation.
@@ -89,11 +131,17 @@ public final class ACSEmailClient: Sendable {
     /// Sends `body` (the exact JSON request) as operation `operationID` (a UUID; reused by every retry).
     /// `completion` gets the outcome once; `finalStatus`, when given, gets the operation's final status
     /// later if background polling learns it (reply-after `accepted`).
+    /// - Parameters:
+    ///   - retry: this send's retry policy, when it differs from the client's (a short first try before the
+    ///     spool takes custody; one attempt per spool run, with throttling left to the spool's pacer).
+    ///   - replyAfter: overrides ``ACSClientConfiguration/replyAfter`` for this send.
     public func send(
         body: [UInt8], operationID: String, headers extraHeaders: [(name: String, value: String)] = [],
+        retry: RetryPolicy? = nil, replyAfter: ReplyAfter? = nil,
         completion: @escaping @Sendable (ACSSendResult) -> Void,
         finalStatus: (@Sendable (ACSOperationStatus) -> Void)? = nil
     ) {
+        let policy = retry ?? configuration.retry
         let pathAndQuery = "/emails:send?api-version=\(configuration.apiVersion)"
         let request = HTTPRequest(
             method: "POST", url: configuration.endpoint.url + pathAndQuery,
@@ -102,15 +150,14 @@ public final class ACSEmailClient: Sendable {
                 ("Operation-Id", operationID), ("x-ms-client-request-id", UUID().uuidString.lowercased()),
                 ("User-Agent", configuration.userAgent),
             ] + extraHeaders,
-            body: body, timeout: configuration.retry.attemptTimeout,
-            connectTimeout: configuration.retry.connectTimeout)
-        let deadline = clock.now + configuration.retry.budget
-        perform(request, pathAndQuery: pathAndQuery, attempt: 1, deadline: deadline) { [self] response, attempts in
+            body: body, timeout: policy.attemptTimeout, connectTimeout: policy.connectTimeout)
+        let attempts = AttemptState(policy: policy, deadline: clock.now + policy.budget)
+        perform(request, pathAndQuery: pathAndQuery, state: attempts) { [self] response, attempts in
             switch response {
             case .failure(let failure) where failure.sawTransportFailure:
                 // An attempt that timed out or lost its connection may have reached ACS and been accepted.
                 // Before telling the client to retry (and so to send again under a new Operation-Id), ask
-                // ACS once whether this operation exists (review finding F14).
+                // ACS once whether this operation exists.
                 verify(operationID: operationID, failure: failure.with(attempts: attempts), completion: completion)
             case .failure(let failure):
                 completion(failure.with(attempts: attempts))
@@ -121,52 +168,86 @@ public final class ACSEmailClient: Sendable {
                     return
                 }
                 let result = Self.operationResult(http.body)
-                let id = result?.id ?? operationID
-                let status = result?.status ?? "Running"
-                let retryAfter = Self.retryAfter(http) ?? configuration.defaultPollInterval
+                let status = ACSOperationStatus(
+                    operationID: result?.id ?? operationID, status: result?.status ?? "Running",
+                    code: result?.error?.code, message: result?.error?.message)
                 let accepted = ACSSendResult(
-                    outcome: .accepted(operationID: id, status: status), attempts: attempts,
+                    outcome: .accepted(operationID: status.operationID, status: status.status), attempts: attempts,
                     requestID: http.header("x-ms-request-id"))
-                if Self.isTerminal(status) {
-                    completion(Self.terminalResult(accepted, id: id, status: status, error: result?.error))
-                    finalStatus?(ACSOperationStatus(operationID: id, status: status, code: result?.error?.code,
-                                                    message: result?.error?.message))
+                followUp(accepted, status: status, retryAfter: Self.retryAfter(http),
+                         replyAfter: replyAfter ?? configuration.replyAfter, completion: completion,
+                         finalStatus: finalStatus)
+            }
+        }
+    }
+
+    /// After a 202: reply now or after the final status, and learn the final status for the log.
+    private func followUp(
+        _ accepted: ACSSendResult, status: ACSOperationStatus, retryAfter: Double?, replyAfter: ReplyAfter,
+        completion: @escaping @Sendable (ACSSendResult) -> Void,
+        finalStatus: (@Sendable (ACSOperationStatus) -> Void)?
+    ) {
+        let id = status.operationID
+        let wait = retryAfter ?? configuration.defaultPollInterval
+        if status.isTerminal {
+            completion(Self.result(accepted, with: status))
+            finalStatus?(status)
+            return
+        }
+        switch replyAfter {
+        case .final:
+            poll(id: id, after: wait, deadline: clock.now + configuration.pollDeadline, pollsLeft: Int.max) { status in
+                guard let status else {
+                    completion(accepted)  // deadline: accepted by ACS, final status unknown
                     return
                 }
-                switch configuration.replyAfter {
-                case .final:
-                    poll(id: id, after: retryAfter, deadline: clock.now + configuration.pollDeadline,
-                         pollsLeft: Int.max) { status in
-                        guard let status else {
-                            completion(accepted)  // deadline: accepted by ACS, final status unknown
-                            return
-                        }
-                        completion(Self.terminalResult(accepted, id: id, status: status.status, error: status))
-                        finalStatus?(status)
-                    }
-                case .accepted:
-                    completion(accepted)
-                    guard let finalStatus, configuration.backgroundPolls > 0 else { return }
-                    poll(id: id, after: max(retryAfter, 1), deadline: clock.now + configuration.pollDeadline,
-                         pollsLeft: configuration.backgroundPolls) { status in
-                        finalStatus(status ?? ACSOperationStatus(operationID: id, status: "Unknown"))
-                    }
-                }
+                completion(Self.result(accepted, with: status))
+                finalStatus?(status)
+            }
+        case .accepted:
+            completion(accepted)
+            guard let finalStatus, configuration.backgroundPolls > 0 else { return }
+            poll(id: id, after: max(wait, 1), deadline: clock.now + configuration.pollDeadline,
+                 pollsLeft: configuration.backgroundPolls) { status in
+                finalStatus(status ?? ACSOperationStatus(operationID: id, status: "Unknown"))
             }
         }
     }
 
     // MARK: Attempts
 
+    /// Where a send is in its retries: one value instead of a recursion with a parameter per fact.
+    private struct AttemptState: Sendable {
+        let policy: RetryPolicy
+        /// Monotonic seconds after which no attempt starts.
+        let deadline: Double
+        /// The attempt about to be made, from 1.
+        var attempt = 1
+        /// Some attempt ended without an HTTP answer: it may have reached ACS.
+        var sawTransportFailure = false
+        /// A refused bearer token was already replaced once.
+        var credentialsRefreshed = false
+
+        init(policy: RetryPolicy, deadline: Double) {
+            self.policy = policy
+            self.deadline = deadline
+        }
+
+        func next() -> AttemptState {
+            var next = self
+            next.attempt += 1
+            return next
+        }
+    }
+
     /// Performs `request` with retries until success, a permanent answer, or the deadline.
     private func perform(
-        _ request: HTTPRequest, pathAndQuery: String, attempt: Int, deadline: Double,
-        sawTransportFailure: Bool = false, credentialsRefreshed: Bool = false,
+        _ request: HTTPRequest, pathAndQuery: String, state: AttemptState,
         completion: @escaping @Sendable (Result<HTTPResponse, ACSSendResultFailure>, Int) -> Void
     ) {
         var attemptRequest = request
         // Never let one attempt outlive the budget.
-        attemptRequest.timeout = max(0.5, min(request.timeout, deadline - clock.now))
+        attemptRequest.timeout = max(0.5, min(request.timeout, state.deadline - clock.now))
         authenticator.authenticate(
             attemptRequest, host: configuration.endpoint.authority, pathAndQuery: pathAndQuery
         ) { [self] authenticated in
@@ -174,58 +255,66 @@ public final class ACSEmailClient: Sendable {
             switch authenticated {
             case .failure(let error):
                 completion(
-                    .failure(ACSSendResultFailure(.notAuthenticated(error), sawTransportFailure: sawTransportFailure)),
-                    attempt - 1)
+                    .failure(ACSSendResultFailure(.notAuthenticated(error), sawTransportFailure: state.sawTransportFailure)),
+                    state.attempt - 1)
                 return
             case .success(let value):
                 signed = value
             }
             perform(signed) { [self] result in
-                let retryAfter: Double?
-                let lastOutcome: ACSSendOutcome
-                switch result {
-                case .success(let response)
-                where response.status == 401 && !credentialsRefreshed && authenticator.credentialsRejected():
-                    // A cached bearer token was refused and dropped: one more attempt with a fresh token.
-                    metrics.retrying(Self.operation(of: request), reason: .credentials, wait: 0)
-                    perform(request, pathAndQuery: pathAndQuery, attempt: attempt + 1, deadline: deadline,
-                            sawTransportFailure: sawTransportFailure, credentialsRefreshed: true, completion: completion)
-                    return
-                case .success(let response) where !configuration.retry.retryableStatuses.contains(response.status):
-                    completion(.success(response), attempt)
-                    return
-                case .success(let response):
-                    retryAfter = Self.retryAfter(response)
-                    lastOutcome =
-                        response.status == 429
-                        ? .throttled(retryAfter: retryAfter)
-                        : .unavailable(status: response.status, detail: Self.errorSummary(response))
-                case .failure(let error):
-                    retryAfter = nil
-                    lastOutcome = .unavailable(status: nil, detail: error.description)
-                }
-                let transportFailed = sawTransportFailure || (try? result.get()) == nil
-                // At least a second between attempts, whatever Retry-After says (0 must not mean a tight loop).
-                let wait = max(
-                    configuration.retry.minimumDelay,
-                    configuration.retry.delay(afterAttempt: attempt, retryAfter: retryAfter, random: clock.random()))
-                let tooLong = (retryAfter ?? 0) > configuration.retry.maxRetryAfter
-                guard !tooLong, clock.now + wait + 0.5 < deadline else {
-                    completion(.failure(ACSSendResultFailure(lastOutcome, sawTransportFailure: transportFailed)), attempt)
-                    return
-                }
-                let reason: ACSClientMetrics.RetryReason =
-                    switch result {
-                    case .success(let response): response.status == 429 ? .throttled : .serverError
-                    case .failure: .transportError
-                    }
-                metrics.retrying(Self.operation(of: request), reason: reason, wait: wait)
-                clock.schedule(after: wait) { [self] in
-                    perform(request, pathAndQuery: pathAndQuery, attempt: attempt + 1, deadline: deadline,
-                            sawTransportFailure: transportFailed, credentialsRefreshed: credentialsRefreshed,
-                            completion: completion)
-                }
+                attemptEnded(result, request: request, pathAndQuery: pathAndQuery, state: state, completion: completion)
             }
+        }
+    }
+
+    /// Decides what follows one attempt: done, another attempt after a wait, or out of budget.
+    private func attemptEnded(
+        _ result: Result<HTTPResponse, HTTPTransportError>, request: HTTPRequest, pathAndQuery: String,
+        state: AttemptState, completion: @escaping @Sendable (Result<HTTPResponse, ACSSendResultFailure>, Int) -> Void
+    ) {
+        let policy = state.policy
+        let retryAfter: Double?
+        let lastOutcome: ACSSendOutcome
+        let reason: ACSClientMetrics.RetryReason
+        switch result {
+        case .success(let response)
+        where response.status == 401 && !state.credentialsRefreshed && authenticator.credentialsRejected():
+            // A cached bearer token was refused and dropped: one more attempt with a fresh token.
+            metrics.retrying(Self.operation(of: request), reason: .credentials, wait: 0)
+            var next = state.next()
+            next.credentialsRefreshed = true
+            perform(request, pathAndQuery: pathAndQuery, state: next, completion: completion)
+            return
+        case .success(let response) where !policy.retryableStatuses.contains(response.status):
+            completion(.success(response), state.attempt)
+            return
+        case .success(let response):
+            retryAfter = Self.retryAfter(response)
+            lastOutcome =
+                response.status == 429
+                ? .throttled(retryAfter: retryAfter)
+                : .unavailable(status: response.status, detail: Self.errorSummary(response))
+            reason = response.status == 429 ? .throttled : .serverError
+        case .failure(let error):
+            retryAfter = nil
+            lastOutcome = .unavailable(status: nil, detail: error.description)
+            reason = .transportError
+        }
+        var next = state.next()
+        next.sawTransportFailure = state.sawTransportFailure || (try? result.get()) == nil
+        // At least a second between attempts, whatever Retry-After says (0 must not mean a tight loop).
+        let wait = max(
+            policy.minimumDelay,
+            policy.delay(afterAttempt: state.attempt, retryAfter: retryAfter, random: clock.random()))
+        let tooLong = (retryAfter ?? 0) > policy.maxRetryAfter
+        guard !tooLong, clock.now + wait + 0.5 < state.deadline else {
+            completion(
+                .failure(ACSSendResultFailure(lastOutcome, sawTransportFailure: next.sawTransportFailure)), state.attempt)
+            return
+        }
+        metrics.retrying(Self.operation(of: request), reason: reason, wait: wait)
+        clock.schedule(after: wait) { [self, next] in
+            perform(request, pathAndQuery: pathAndQuery, state: next, completion: completion)
         }
     }
 
@@ -234,33 +323,67 @@ public final class ACSEmailClient: Sendable {
     private func verify(
         operationID: String, failure: ACSSendResult, completion: @escaping @Sendable (ACSSendResult) -> Void
     ) {
+        lookUp(operationID: operationID) { lookup in
+            var result = failure
+            switch lookup {
+            case .found(let status, _):
+                result.outcome = status.outcome
+            case .notFound:
+                break  // never reached ACS: the failure stands, and a resend is safe
+            case .unknown:
+                result.outcomeUncertain = true
+            }
+            completion(result)
+        }
+    }
+
+    /// Reads an operation's status once (`GET /emails/operations/{id}`): found, not found (never accepted,
+    /// so a send is safe), or unknown. The spool asks this before it sends a message whose earlier attempt
+    /// may have reached ACS unseen, and to follow an accepted message to its final status.
+    public func lookUp(operationID: String, completion: @escaping @Sendable (ACSOperationLookup) -> Void) {
+        let (request, pathAndQuery) = statusRequest(operationID: operationID)
+        authenticator.authenticate(request, host: configuration.endpoint.authority, pathAndQuery: pathAndQuery) {
+            [self] authenticated in
+            let signed: HTTPRequest
+            switch authenticated {
+            case .failure(let error):
+                completion(.unknown("no credentials: \(error.message)"))
+                return
+            case .success(let value):
+                signed = value
+            }
+            perform(signed) { result in
+                switch result {
+                case .failure(let error):
+                    completion(.unknown(error.description))
+                case .success(let http) where http.status == 404:
+                    completion(.notFound)
+                case .success(let http) where http.status == 200:
+                    guard let operation = Self.operationResult(http.body), let status = operation.status else {
+                        completion(.unknown("an operation status without a status"))
+                        return
+                    }
+                    completion(
+                        .found(
+                            ACSOperationStatus(
+                                operationID: operation.id ?? operationID, status: status, code: operation.error?.code,
+                                message: operation.error?.message),
+                            retryAfter: Self.retryAfter(http)))
+                case .success(let http):
+                    completion(.unknown(Self.errorSummary(http)))
+                }
+            }
+        }
+    }
+
+    /// `GET /emails/operations/{id}`: the request every status read uses, built in one place.
+    private func statusRequest(operationID: String) -> (HTTPRequest, pathAndQuery: String) {
         let pathAndQuery = "/emails/operations/\(operationID)?api-version=\(configuration.apiVersion)"
         let request = HTTPRequest(
             method: "GET", url: configuration.endpoint.url + pathAndQuery,
             headers: [("Accept", "application/json"), ("User-Agent", configuration.userAgent)],
             timeout: min(10, configuration.retry.attemptTimeout), connectTimeout: configuration.retry.connectTimeout)
-        authenticator.authenticate(request, host: configuration.endpoint.authority, pathAndQuery: pathAndQuery) {
-            [self] authenticated in
-            guard case .success(let signed) = authenticated else {
-                completion(failure)
-                return
-            }
-            perform(signed) { result in
-                guard case .success(let http) = result, http.status == 200,
-                    let operation = Self.operationResult(http.body), let status = operation.status
-                else {
-                    completion(failure)
-                    return
-                }
-                var found = failure
-                found.outcome =
-                    ["failed", "canceled", "cancelled"].contains(status.lowercased())
-                    ? .failed(operationID: operationID, status: status, code: operation.error?.code,
-                              message: operation.error?.message)
-                    : .accepted(operationID: operationID, status: status)
-                completion(found)
-            }
-        }
+        return (request, pathAndQuery)
     }
 
     // MARK: Probing
@@ -281,11 +404,7 @@ public final class ACSEmailClient: Sendable {
     /// id that cannot exist. ACS authenticates the request first, so 404 means the credentials work and
     /// 401/403 means they do not. It cannot check a sender address: only a send does that.
     public func probe(completion: @escaping @Sendable (ProbeResult) -> Void) {
-        let pathAndQuery = "/emails/operations/\(UUID().uuidString.lowercased())?api-version=\(configuration.apiVersion)"
-        let request = HTTPRequest(
-            method: "GET", url: configuration.endpoint.url + pathAndQuery,
-            headers: [("Accept", "application/json"), ("User-Agent", configuration.userAgent)],
-            timeout: configuration.retry.attemptTimeout, connectTimeout: configuration.retry.connectTimeout)
+        let (request, pathAndQuery) = statusRequest(operationID: UUID().uuidString.lowercased())
         authenticator.authenticate(request, host: configuration.endpoint.authority, pathAndQuery: pathAndQuery) {
             [transport] authenticated in
             switch authenticated {
@@ -299,10 +418,8 @@ public final class ACSEmailClient: Sendable {
                     case .success(let http) where http.status == 404 || http.status == 200:
                         completion(.credentialsAccepted(status: http.status))
                     case .success(let http) where http.status == 401 || http.status == 403:
-                        let detail = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(http.body)))?.error
-                        completion(.credentialsRefused(
-                            status: http.status, code: detail?.code ?? http.header("x-ms-error-code"),
-                            message: detail?.message))
+                        let detail = Self.errorDetail(http)
+                        completion(.credentialsRefused(status: http.status, code: detail.code, message: detail.message))
                     case .success(let http):
                         completion(.unreachable("ACS answered HTTP \(http.status) to a status read"))
                     }
@@ -329,6 +446,7 @@ public final class ACSEmailClient: Sendable {
 
     // MARK: Polling
 
+    /// Reads the status until it is terminal, the deadline, or `pollsLeft` reads; nil when it stays unknown.
     private func poll(
         id: String, after wait: Double, deadline: Double, pollsLeft: Int,
         completion: @escaping @Sendable (ACSOperationStatus?) -> Void
@@ -338,12 +456,10 @@ public final class ACSEmailClient: Sendable {
             return
         }
         clock.schedule(after: wait) { [self] in
-            let pathAndQuery = "/emails/operations/\(id)?api-version=\(configuration.apiVersion)"
-            let request = HTTPRequest(
-                method: "GET", url: configuration.endpoint.url + pathAndQuery,
-                headers: [("Accept", "application/json"), ("User-Agent", configuration.userAgent)],
-                timeout: configuration.retry.attemptTimeout, connectTimeout: configuration.retry.connectTimeout)
-            perform(request, pathAndQuery: pathAndQuery, attempt: 1, deadline: deadline) { [self] response, _ in
+            let (request, pathAndQuery) = statusRequest(operationID: id)
+            var state = AttemptState(policy: configuration.retry, deadline: deadline)
+            state.attempt = 1
+            perform(request, pathAndQuery: pathAndQuery, state: state) { [self] response, _ in
                 guard case .success(let http) = response, http.status == 200,
                     let result = Self.operationResult(http.body)
                 else {
@@ -353,7 +469,7 @@ public final class ACSEmailClient: Sendable {
                 let status = ACSOperationStatus(
                     operationID: result.id ?? id, status: result.status ?? "Unknown", code: result.error?.code,
                     message: result.error?.message)
-                if Self.isTerminal(status.status) {
+                if status.isTerminal {
                     completion(status)
                 } else {
                     poll(id: id, after: max(1, Self.retryAfter(http) ?? configuration.defaultPollInterval),
@@ -366,69 +482,63 @@ public final class ACSEmailClient: Sendable {
     // MARK: Interpreting answers
 
     struct OperationResult: Decodable {
-        struct ErrorDetail: Decodable {
-            var code: String?
-            var message: String?
-        }
         var id: String?
         var status: String?
         var error: ErrorDetail?
     }
 
-    struct ErrorResponse: Decodable {
-        var error: OperationResult.ErrorDetail?
+    /// ACS's `error` object: in error responses and in a failed operation's status.
+    struct ErrorDetail: Decodable {
+        var code: String?
+        var message: String?
+    }
+
+    private struct ErrorResponse: Decodable {
+        var error: ErrorDetail?
     }
 
     static func operationResult(_ body: [UInt8]) -> OperationResult? {
         try? JSONDecoder().decode(OperationResult.self, from: Data(body))
     }
 
-    /// Succeeded, Failed and Canceled are terminal; anything else (Running, NotStarted, unknown values)
-    /// is not (§1.6: compare case-insensitively, treat unknown strings as non-terminal).
+    /// The error of a non-2xx answer, decoded once: the body's `error`, with the code falling back to the
+    /// `x-ms-error-code` header (§1.8).
+    static func errorDetail(_ response: HTTPResponse) -> ErrorDetail {
+        let detail = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(response.body)))?.error
+        return ErrorDetail(code: detail?.code ?? response.header("x-ms-error-code"), message: detail?.message)
+    }
+
+    /// Succeeded, Failed and Canceled are terminal (``ACSOperationStatus/isTerminal``).
     static func isTerminal(_ status: String) -> Bool {
-        ["succeeded", "failed", "canceled", "cancelled"].contains(status.lowercased())
+        ACSOperationStatus(operationID: "", status: status).isTerminal
     }
 
-    private static func terminalResult(
-        _ accepted: ACSSendResult, id: String, status: String, error: OperationResult.ErrorDetail?
-    ) -> ACSSendResult {
+    /// `accepted` with the operation's terminal (or last known) status applied.
+    private static func result(_ accepted: ACSSendResult, with status: ACSOperationStatus) -> ACSSendResult {
         var result = accepted
-        if status.lowercased() != "succeeded" {
-            result.outcome = .failed(operationID: id, status: status, code: error?.code, message: error?.message)
-        } else {
-            result.outcome = .accepted(operationID: id, status: status)
-        }
+        result.outcome = status.outcome
         return result
-    }
-
-    private static func terminalResult(
-        _ accepted: ACSSendResult, id: String, status: String, error: ACSOperationStatus
-    ) -> ACSSendResult {
-        terminalResult(
-            accepted, id: id, status: status,
-            error: OperationResult.ErrorDetail(code: error.code, message: error.message))
     }
 
     /// A non-retryable, non-202 answer: classified by HTTP status first, code second (§1.8 [REC]).
     static func classify(_ response: HTTPResponse) -> ACSSendOutcome {
-        let detail = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(response.body)))?.error
-        let code = detail?.code ?? response.header("x-ms-error-code")
+        let detail = errorDetail(response)
         switch response.status {
         case 401, 403:
-            return .authenticationFailed(status: response.status, code: code, message: detail?.message)
+            return .authenticationFailed(status: response.status, code: detail.code, message: detail.message)
         case 429:
             return .throttled(retryAfter: retryAfter(response))
         case 500...:
             return .unavailable(status: response.status, detail: errorSummary(response))
         case 413:
-            return .rejected(status: 413, code: code, message: detail?.message)
-        case 400..<500 where code != nil:
+            return .rejected(status: 413, code: detail.code, message: detail.message)
+        case 400..<500 where detail.code != nil:
             // An ACS refusal: it names its reason (body `error.code` or `x-ms-error-code`).
-            return .rejected(status: response.status, code: code, message: detail?.message)
+            return .rejected(status: response.status, code: detail.code, message: detail.message)
         default:
             // 1xx, another 2xx, 3xx, or a 4xx without an ACS error: not an answer from ACS (a wrong endpoint,
             // a redirect, a proxy's error page). Bouncing the mail for good over that would lose it, so the
-            // client is told to retry while the operator fixes the endpoint (review finding F6).
+            // client is told to retry while the operator fixes the endpoint.
             return .unavailable(
                 status: response.status,
                 detail: "HTTP \(response.status) without an ACS error: is the ACS endpoint right?")
@@ -436,16 +546,15 @@ public final class ACSEmailClient: Sendable {
     }
 
     static func errorSummary(_ response: HTTPResponse) -> String {
-        let detail = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(response.body)))?.error
-        let code = detail?.code ?? response.header("x-ms-error-code")
-        return ["HTTP \(response.status)", code, detail?.message].compactMap { $0 }.joined(separator: ": ")
+        let detail = errorDetail(response)
+        return ["HTTP \(response.status)", detail.code, detail.message].compactMap { $0 }.joined(separator: ": ")
     }
 
     /// `Retry-After` in seconds: `retry-after-ms`/`x-ms-retry-after-ms`, then `Retry-After` as seconds or an
     /// HTTP-date (§5.2).
     static func retryAfter(_ response: HTTPResponse, now: Date = Date()) -> Double? {
         // Whatever the server sends, the result is a finite number of seconds within a day: "inf", "nan" or
-        // "1e300" must not reach arithmetic or integer conversions downstream (review finding F1).
+        // "1e300" must not reach arithmetic or integer conversions downstream.
         func sane(_ seconds: Double) -> Double? { seconds.isFinite && seconds >= 0 ? min(seconds, 86_400) : nil }
         for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
             if let value = response.header(name).flatMap(Double.init), let seconds = sane(value / 1000) {
@@ -454,11 +563,7 @@ public final class ACSEmailClient: Sendable {
         }
         guard let value = response.header("retry-after")?.trimmingCharacters(in: .whitespaces) else { return nil }
         if let number = Double(value) { return sane(number) }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = formatter.date(from: value) else { return nil }
+        guard let date = HTTPDate.parse(value) else { return nil }
         return sane(max(0, date.timeIntervalSince(now)))
     }
 }

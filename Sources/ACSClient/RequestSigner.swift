@@ -51,31 +51,6 @@ public struct RequestSigner: Sendable {
         Data(Digest.sha256(body)).base64EncodedString()
     }
 
-    /// RFC 1123 date in GMT with English names and a zero-padded day: `Mon, 01 Jan 2024 00:00:00 GMT`.
-    /// Formatted by hand: no locale or formatter state can change it.
-    public static func httpDate(_ date: Date) -> String {
-        let seconds = Int(floor(date.timeIntervalSince1970))
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let secondOfDay = seconds - days * 86_400
-        let (year, month, day) = civilDate(daysSinceEpoch: days)
-        let weekday = ((days % 7) + 11) % 7  // 1970-01-01 was a Thursday (index 4)
-        let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(weekdays[weekday]), \(two(day)) \(months[month - 1]) \(year) "
-            + "\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60)) GMT"
-    }
-
-    /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's `civil_from_days`.
-    static func civilDate(daysSinceEpoch days: Int) -> (Int, Int, Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthPrime = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthPrime + 2) / 5 + 1
-        let month = monthPrime < 10 ? monthPrime + 3 : monthPrime - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
-    }
+    /// The `x-ms-date` value: an IMF-fixdate in GMT (``HTTPDate``).
+    public static func httpDate(_ date: Date) -> String { HTTPDate.format(date) }
 }

@@ -44,7 +44,7 @@ public enum AttachmentTypes {
     public static let allowedTypes: Set<String> = Set(typeByExtension.values.map { $0.lowercased() } + ["text/xml"])
 
     /// Extensions for types outside the table, used only to name attachments that have no name
-    /// (issue 3: `message/rfc822` parts become `.eml` attachments).
+    /// (`message/rfc822` parts become `.eml` attachments).
     private static let extraExtensionByType: [String: String] = [
         "message/rfc822": "eml", "message/global": "eml", "text/html": "html", "application/octet-stream": "bin",
         "image/jpg": "jpg", "image/pjpeg": "jpg", "application/x-zip-compressed": "zip",

@@ -14,7 +14,8 @@ public struct Envelope: Sendable, Hashable, Codable {
     }
 }
 
-/// Address comparison as the translation rules need it (issue 3 "Recipients come from the envelope").
+/// Address comparison as the translation rules need it (recipients come from the envelope and are matched
+/// against the header addresses).
 ///
 /// The local part is compared exactly, because RFC 5321 §2.4 leaves its case to the receiving host; the
 /// domain is compared case-insensitively (RFC 5321 §2.4), ignoring a trailing root dot.
@@ -60,5 +61,30 @@ enum AddressKey {
             text = text.dropFirst().dropLast()
         }
         return String(text)
+    }
+}
+
+/// The address form ACS takes (acs-email-api.md §2.2: anything else is `400 InvalidEmailAddress`, which fails the
+/// whole request): `local@domain.tld`, no quoted local part, no address literal, no domain without a dot, a local
+/// part of at most 64 octets, no whitespace or control characters. The SMTP layer refuses such recipients at
+/// RCPT (`SMTPLimits.plainRecipientsOnly`); header addresses that become request fields are checked here.
+enum ACSAddress {
+    /// Why ACS would refuse `address`, or nil when it takes it.
+    static func refusalReason(_ address: String) -> String? {
+        let text = AddressKey.stripped(address)
+        guard let at = text.lastIndex(of: "@") else { return "no domain" }
+        let local = text[..<at]
+        let domain = text[text.index(after: at)...]
+        if local.isEmpty { return "no local part" }
+        if domain.isEmpty { return "no domain" }
+        if local.hasPrefix("\"") { return "a quoted local part" }
+        if domain.hasPrefix("[") { return "an address literal" }
+        if !domain.contains(".") || domain.hasPrefix(".") || domain.hasSuffix("..") { return "a domain without a dot" }
+        if local.utf8.count > 64 { return "a local part longer than 64 octets" }
+        let specials = "<>()[],;\\".unicodeScalars
+        if text.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || specials.contains($0) }) {
+            return "whitespace or a special character"
+        }
+        return nil
     }
 }

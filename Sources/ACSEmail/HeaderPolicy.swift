@@ -1,5 +1,5 @@
 /// Which message headers are forwarded to ACS as custom headers (the `headers` map,
-/// docs/acs-email-api.md §6; issue 3 "Headers").
+/// docs/acs-email-api.md §6).
 ///
 /// Order of decision for a header name (case-insensitive):
 /// 1. **Built-in deny-list** (``builtInDenied``), never overridable: headers the request body represents or

@@ -1,5 +1,4 @@
-/// Maps envelope recipients onto `to`, `cc` and `bcc` (issue 3 "Recipients come from the envelope";
-/// docs/acs-email-api.md §2.5).
+/// Maps envelope recipients onto `to`, `cc` and `bcc` (docs/acs-email-api.md §2.5).
 ///
 /// - An envelope recipient whose address appears in the `To` header goes to `to`, with the header's display
 ///   name; one in `Cc` (and not in `To`) goes to `cc`; every other envelope recipient goes to `bcc`, without

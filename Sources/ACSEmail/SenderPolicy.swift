@@ -1,4 +1,4 @@
-/// Chooses `senderAddress` and decides `replyTo` (issue 3 "Sender"; docs/acs-email-api.md §2.2 "Sender",
+/// Chooses `senderAddress` and decides `replyTo` (docs/acs-email-api.md §2.2 "Sender",
 /// §2.5).
 ///
 /// ACS sends only from a MailFrom address on a domain linked to the resource; anything else fails with
@@ -14,7 +14,9 @@
 ///
 /// When the chosen sender is not the first `From` address (the sender was *replaced*), the original `From`
 /// mailboxes become `replyTo`, so replies still reach the author, unless the message has its own `Reply-To`,
-/// which always wins. Without replacement, `replyTo` is the message's `Reply-To`, or absent.
+/// which always wins. Without replacement, `replyTo` is the message's `Reply-To`, or absent. An address ACS would
+/// refuse (``ACSAddress``, e.g. `user2` with no domain) is dropped from `replyTo`: ACS refuses the whole request
+/// for one such address, and losing a reply address is better than losing the message.
 public enum SenderPolicy {
     /// The outcome: the address ACS sends from and the `replyTo` list (nil when absent).
     public struct Resolution: Sendable, Hashable {
@@ -22,6 +24,20 @@ public enum SenderPolicy {
         public var replyTo: [EmailAddress]?
         /// Whether the sender differs from the message's first `From` address.
         public var replaced: Bool
+        /// Reply addresses left out because ACS would refuse them, each with the reason.
+        public var droppedReplyTo: [(address: String, reason: String)] = []
+
+        public static func == (lhs: Resolution, rhs: Resolution) -> Bool {
+            lhs.senderAddress == rhs.senderAddress && lhs.replyTo == rhs.replyTo && lhs.replaced == rhs.replaced
+                && lhs.droppedReplyTo.map(\.address) == rhs.droppedReplyTo.map(\.address)
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(senderAddress)
+            hasher.combine(replyTo)
+            hasher.combine(replaced)
+            hasher.combine(droppedReplyTo.map(\.address))
+        }
     }
 
     public static func resolve(
@@ -59,10 +75,20 @@ public enum SenderPolicy {
         } else {
             replyToList = []
         }
-        let cleaned = replyToList.map {
-            EmailAddress(
-                address: AddressKey.stripped($0.address), displayName: RecipientMapping.nonBlank($0.displayName))
+        var cleaned: [EmailAddress] = []
+        var dropped: [(address: String, reason: String)] = []
+        for address in replyToList {
+            let stripped = AddressKey.stripped(address.address)
+            if let reason = ACSAddress.refusalReason(stripped) {
+                dropped.append((stripped, reason))
+            } else {
+                cleaned.append(
+                    EmailAddress(address: stripped, displayName: RecipientMapping.nonBlank(address.displayName)))
+            }
         }
-        return .success(Resolution(senderAddress: chosen, replyTo: cleaned.isEmpty ? nil : cleaned, replaced: replaced))
+        return .success(
+            Resolution(
+                senderAddress: chosen, replyTo: cleaned.isEmpty ? nil : cleaned, replaced: replaced,
+                droppedReplyTo: dropped))
     }
 }

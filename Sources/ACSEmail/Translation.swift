@@ -1,7 +1,7 @@
 import MailParser
 
 /// The translation of a parsed message into an ACS Email request:
-/// `ParsedMail + Envelope + TranslationPolicy → Result<EmailMessage, TranslationRejection>` (issue 3).
+/// `ParsedMail + Envelope + TranslationPolicy → Result<EmailMessage, TranslationRejection>`.
 ///
 /// ## Rules
 ///
@@ -19,9 +19,12 @@ import MailParser
 /// 4. **Subject**: the RFC 2047-decoded `Subject`; missing or blank → ``TranslationPolicy/subjectPlaceholder``
 ///    (ACS requires a non-empty subject, §2.2).
 /// 5. **Bodies**, from the RFC 8621 §4.1.4 lists the parser computed:
-///    - `plainText`: the `text/plain` parts of `textBody`, in order, joined (a line break is inserted between
-///      two parts when the first does not end with one); omitted when `textBody` also holds a `text/html`
-///      part, which has no plain alternative, so that `plainText` is never a silently incomplete copy.
+///    - `plainText`: the text parts of `textBody`, in order, joined (a line break is inserted between two parts
+///      when the first does not end with one), when `textBody` holds at least one `text/plain` part. A
+///      `text/html` part there (one with no plain alternative, e.g. beside the plain part in a
+///      `multipart/mixed`) is read as text (``HTMLText``), as RFC 8621 §4.1.4 expects of a client showing
+///      text, so that `plainText` is never a silently incomplete copy. A message whose text is HTML only gets
+///      no `plainText`: none was written.
 ///      `html`: the parts of `htmlBody` joined when it holds
 ///      at least one `text/html` part; a `text/plain` part among them is HTML-escaped inside `<pre>`, so the
 ///      joined HTML shows every inline text part in order (RFC 8621 §4.1.4: the lists are meant to be shown
@@ -92,6 +95,11 @@ public enum ACSTranslation {
         }
         if resolution.replaced {
             notes.append(TranslationNote(code: "sender-replaced", message: "sent as \(resolution.senderAddress)"))
+        }
+        for dropped in resolution.droppedReplyTo {
+            notes.append(
+                TranslationNote(
+                    code: "reply-to-dropped", message: "\(dropped.address): \(dropped.reason), which ACS refuses"))
         }
 
         // Rule 2: recipients.
@@ -184,7 +192,7 @@ public struct TranslationNote: Sendable, Hashable {
 extension Envelope {
     /// An envelope taken from the headers, for tools that have a message but no SMTP transaction (the
     /// `convert` command without `--rcpt`): MAIL FROM is the first `From` (else `Sender`) address, and the
-    /// recipients are the `To`, `Cc` and `Bcc` addresses (issue 3 "Wiring and tools").
+    /// recipients are the `To`, `Cc` and `Bcc` addresses.
     public init(headersOf mail: ParsedMail) {
         self.init(
             mailFrom: mail.from.first?.address ?? mail.sender?.address ?? "",
@@ -207,13 +215,13 @@ struct Bodies {
     var usedPartIndices: Set<Int> = []
 
     init(_ mail: ParsedMail) {
-        let plainParts = mail.textBody.filter { $0.contentType == "text/plain" }
-        // A text/html part in textBody has no plain alternative (RFC 8621 §4.1.4), so the plain parts alone
-        // would be an incomplete copy of the message: then only `html` (which holds every part) is sent.
-        let textBodyHasHTML = mail.textBody.contains { $0.contentType == "text/html" }
-        if !plainParts.isEmpty, !textBodyHasHTML {
-            plainText = Self.join(plainParts.map(Self.text))
-            usedPartIndices.formUnion(plainParts.map(\.partIndex))
+        // A text/html part in textBody has no plain alternative (RFC 8621 §4.1.4): it is read as text, so that
+        // plainText holds every part, as html does.
+        if mail.textBody.contains(where: { $0.contentType == "text/plain" }) {
+            let textParts = mail.textBody.filter { $0.contentType == "text/plain" || $0.contentType == "text/html" }
+            plainText = Self.join(
+                textParts.map { $0.contentType == "text/html" ? HTMLText.plainText(Self.text($0)) : Self.text($0) })
+            usedPartIndices.formUnion(textParts.map(\.partIndex))
         }
         if mail.htmlBody.contains(where: { $0.contentType == "text/html" }) {
             let htmlParts = mail.htmlBody.filter { $0.contentType == "text/html" || $0.contentType == "text/plain" }
@@ -395,37 +403,12 @@ enum Attachments {
                 end += 1
             }
             if end > index + 4 {
-                result.insert(String(decoding: percentDecoded(bytes[(index + 4)..<end]), as: UTF8.self).lowercased())
+                let decoded = ContentParameters.percentDecode(bytes[(index + 4)..<end])
+                result.insert(String(decoding: decoded, as: UTF8.self).lowercased())
             }
             index = end
         }
         return result
-    }
-
-    static func percentDecoded(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
-        var result: [UInt8] = []
-        var index = bytes.startIndex
-        while index < bytes.endIndex {
-            if bytes[index] == UInt8(ascii: "%"), index + 2 < bytes.endIndex,
-                let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
-            {
-                result.append(high << 4 | low)
-                index += 3
-            } else {
-                result.append(bytes[index])
-                index += 1
-            }
-        }
-        return result
-    }
-
-    static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }
 

@@ -1,5 +1,5 @@
 /// What an attachment whose type ACS does not list (docs/acs-email-api.md §7.1) becomes, after the type
-/// inferred from its file extension has been tried (issue 3 "Attachments").
+/// inferred from its file extension has been tried.
 public enum AttachmentTypePolicy: String, Sendable, Hashable, CaseIterable, Codable {
     /// Send the declared type and let ACS have the last word; its 400 becomes `554 5.6.0` naming the
     /// attachment (``TranslationRejection/attachmentRejectedByACS(_:)``). The default: the §7.1 list is the

@@ -28,8 +28,11 @@ public final class ACSEmulator: Sendable {
     let store: EmulatorStore
     private let logger: Logger
 
-    /// Opens the record file, if one is configured.
+    /// Opens the record file, if one is configured; throws for a ``SendQuota`` with a ``SendQuota/problem``.
     public init(configuration: EmulatorConfiguration, logger: Logger = Logger(label: "acs-email-emulator")) throws {
+        if let problem = configuration.sendQuota.problem {
+            throw EmulatorError("send quota: \(problem)")
+        }
         self.configuration = configuration
         self.logger = logger
         self.store = try EmulatorStore(configuration: configuration, logger: logger)

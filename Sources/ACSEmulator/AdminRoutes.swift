@@ -7,12 +7,14 @@ import Hummingbird
 /// |---|---|
 /// | `GET /admin/messages` | JSON array of ``RecordedMessage``, oldest first |
 /// | `DELETE /admin/messages` | forgets them (204) |
-/// | `GET /admin/requests` | `{"send":{"total":N,"statuses":{"202":N},"httpVersions":{"2":N},"connections":N},…}` |
+/// | `GET /admin/requests` | `{"send":{"total":N,"statuses":{"202":N},"dropped":N,"replays":N,"httpVersions":{"2":N},…},…}` |
 /// | `DELETE /admin/requests` | resets the counts (204) |
 /// | `GET /admin/faults` | the faults not used up, `count` = what is left |
 /// | `POST /admin/faults` | appends a ``Fault`` or a JSON array of them (200, the active list) |
 /// | `DELETE /admin/faults` | removes all faults (204) |
-/// | `POST /admin/reset` | forgets operations, messages, faults and counts (204) |
+/// | `GET /admin/quota` | the ``SendQuota`` and the sends counted: `{…,"used":{"minute":N,"hour":N}}` |
+/// | `POST /admin/quota` | changes members of the ``SendQuota`` (`null` turns a limit off; 200, the new state) |
+/// | `POST /admin/reset` | forgets operations, messages, faults, counts and quota history (204) |
 struct AdminRoutes: Sendable {
     let store: EmulatorStore
 
@@ -41,6 +43,10 @@ struct AdminRoutes: Sendable {
         case (.delete, "/admin/faults"):
             await store.clearFaults()
             return Response(status: .noContent)
+        case (.get, "/admin/quota"):
+            return Self.json(200, await store.quotaState().serialized())
+        case (.post, "/admin/quota"):
+            return await updateQuota(request)
         case (.post, "/admin/reset"):
             await store.reset()
             return Response(status: .noContent)
@@ -70,6 +76,18 @@ struct AdminRoutes: Sendable {
         }
         await store.addFaults(faults)
         return Self.json(200, Self.encode(await store.activeFaults()))
+    }
+
+    private func updateQuota(_ request: Request) async -> Response {
+        guard let buffer = try? await request.body.collect(upTo: Self.maxAdminBodyBytes),
+            let json = JSONValue(parsing: Array(buffer.readableBytesView))
+        else {
+            return Self.problem("The body must be a JSON object such as {\"perMinute\":30,\"minuteSeconds\":10}.")
+        }
+        switch await store.updateQuota(with: json) {
+        case .success(let state): return Self.json(200, state.serialized())
+        case .failure(let error): return Self.problem("Quota: \(error.message).")
+        }
     }
 
     private static func encode(_ faults: [Fault]) -> [UInt8] {

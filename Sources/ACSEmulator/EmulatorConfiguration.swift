@@ -40,6 +40,9 @@ public struct EmulatorConfiguration: Sendable {
     /// Whether https offers HTTP/2 as well as HTTP/1.1 (ALPN `h2`, `http/1.1`), as ACS endpoints do; the client
     /// picks. Plain http is HTTP/1.1 only either way (no h2c).
     public var http2: Bool
+    /// ACS-like send quotas with sliding windows (429 `TooManyRequests` + `Retry-After` over them); off by
+    /// default. `POST /admin/quota` changes them while the emulator runs.
+    public var sendQuota: SendQuota
 
     public init(
         accessKey: AccessKey? = nil,
@@ -54,7 +57,8 @@ public struct EmulatorConfiguration: Sendable {
         maxRecipients: Int = 50,
         conflictOnDifferentBody: Bool = true,
         recordFile: String? = nil,
-        http2: Bool = true
+        http2: Bool = true,
+        sendQuota: SendQuota = SendQuota()
     ) {
         self.accessKey = accessKey
         self.bearerToken = bearerToken
@@ -69,6 +73,7 @@ public struct EmulatorConfiguration: Sendable {
         self.conflictOnDifferentBody = conflictOnDifferentBody
         self.recordFile = recordFile
         self.http2 = http2
+        self.sendQuota = sendQuota
     }
 
     /// The api-versions the emulator serves (acs-email-api.md §1.2): the two GA versions and the two

@@ -48,10 +48,17 @@ struct EmulatorResponder: HTTPResponder {
         }
         outcome.headers.append(
             ("api-supported-versions", EmulatorConfiguration.supportedAPIVersions.joined(separator: ", ")))
-        await store.count(route: route, status: outcome.status, connection: context.connection)
+        await store.count(
+            route: route, status: outcome.dropsConnection ? nil : outcome.status, connection: context.connection)
         var metadata: Logger.Metadata = ["http.version": "\(context.connection.httpVersion)"]
         if let operationID = outcome.operationID {
             metadata["acs.operation_id"] = "\(operationID)"
+        }
+        if outcome.dropsConnection {
+            logger.info("\(request.method.rawValue) \(path) → connection dropped", metadata: metadata)
+            await context.dropConnection()
+            // Nothing can be written any more; Hummingbird's attempt to answer the error fails quietly.
+            throw ConnectionDropped()
         }
         logger.info("\(request.method.rawValue) \(path) → \(outcome.status)", metadata: metadata)
         return outcome.response
@@ -76,6 +83,10 @@ struct EmulatorResponder: HTTPResponder {
     private func handleACS(
         _ request: Request, target: String, path: String, route: EmulatorRoute, httpVersion: String
     ) async throws -> Outcome {
+        // An outage comes before everything, as a service that is down neither authenticates nor routes.
+        if let outage = await store.outage(route: route), let outcome = try await apply(outage) {
+            return outcome
+        }
         let expectedMethod: HTTPRequest.Method
         switch route {
         case .send: expectedMethod = .post
@@ -139,8 +150,9 @@ struct EmulatorResponder: HTTPResponder {
         var finalStatus: (status: String, code: String?, message: String?)?
         var pendingFaultID: Int?
         if let (fault, pendingID) = await store.takeFault(route: .send, senderAddress: sender, recipients: recipients) {
-            if let answer = try await apply(fault) {
-                return Outcome(answer, operationID: operationID)
+            if var outcome = try await apply(fault) {
+                outcome.operationID = operationID
+                return outcome
             }
             pendingFaultID = pendingID
             if let status = fault.finalStatus {
@@ -166,6 +178,8 @@ struct EmulatorResponder: HTTPResponder {
                         "An operation with Operation-Id '\(operationID)' already exists with a different "
                         + "request body."),
                 operationID: operationID)
+        case .throttled(let throttle):
+            return Outcome(throttle.response, operationID: operationID)
         case .created(let created): result = created
         case .replayed(let existing): result = existing
         }
@@ -184,8 +198,9 @@ struct EmulatorResponder: HTTPResponder {
         if let (fault, _) = await store.takeFault(
             route: .poll, senderAddress: parties?.sender, recipients: parties?.recipients ?? [])
         {
-            if let answer = try await apply(fault) {
-                return Outcome(answer, operationID: id)
+            if var outcome = try await apply(fault) {
+                outcome.operationID = id
+                return outcome
             }
         }
         guard let result = await store.poll(id: id) else {
@@ -198,9 +213,10 @@ struct EmulatorResponder: HTTPResponder {
         return Outcome(status: 200, headers: headers, body: result.body, operationID: id)
     }
 
-    /// Stalls for `delayMs`, then returns the error to answer with, or nil to carry on normally. Throws
-    /// `CancellationError` when the request's task was cancelled outside a graceful shutdown.
-    private func apply(_ fault: Fault) async throws -> ACSErrorResponse? {
+    /// Stalls for `delayMs`, then returns the error to answer with or the dropped connection, or nil to carry
+    /// on normally. Throws `CancellationError` when the request's task was cancelled outside a graceful
+    /// shutdown.
+    private func apply(_ fault: Fault) async throws -> Outcome? {
         if let delay = fault.delayMs, delay > 0 {
             // At shutdown the stall ends sooner and the request is answered as usual. Hummingbird's graceful
             // shutdown waits for open requests without cancelling them, so the sleep must watch for it itself:
@@ -213,14 +229,17 @@ struct EmulatorResponder: HTTPResponder {
                 throw CancellationError()
             }
         }
-        guard let status = fault.status else { return nil }
+        if fault.refuse == true {
+            return .dropped
+        }
+        guard let status = fault.answerStatus else { return nil }
         var error = ACSErrorResponse(
             status: status, code: fault.code ?? ACSErrorResponse.defaultCode(forStatus: status),
             message: fault.message ?? ACSErrorResponse.defaultMessage(forStatus: status))
         if let retryAfter = fault.retryAfter {
             error.headers.append(("Retry-After", String(retryAfter)))
         }
-        return error
+        return Outcome(error)
     }
 
     // MARK: Helpers
@@ -289,15 +308,28 @@ struct EmulatorResponder: HTTPResponder {
     }
 }
 
+/// Thrown after a `refuse` fault dropped the connection: there is no response to give.
+struct ConnectionDropped: Error {}
+
 /// `HTTPField.Name`, named through the type Hummingbird re-exports rather than by importing HTTPTypes.
 typealias FieldName = HTTPFields.Element.Name
 
-/// A response under construction: status, headers and body, plus the operation id for the log.
+/// A response under construction: status, headers and body, plus the operation id for the log; or no
+/// response at all (``dropped``).
 struct Outcome: Sendable {
     var status: Int
     var headers: [(name: String, value: String)]
     var body: [UInt8]
     var operationID: String?
+    /// The connection is to be dropped without an answer (a `refuse` fault).
+    var dropsConnection = false
+
+    /// No answer: the responder drops the connection.
+    static var dropped: Outcome {
+        var outcome = Outcome(status: 0, headers: [], body: [])
+        outcome.dropsConnection = true
+        return outcome
+    }
 
     init(status: Int, headers: [(name: String, value: String)], body: [UInt8], operationID: String? = nil) {
         self.status = status

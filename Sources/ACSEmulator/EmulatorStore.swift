@@ -33,6 +33,8 @@ enum AcceptOutcome: Sendable, Equatable {
     case replayed(OperationResult)
     /// The `Operation-Id` was seen before with another body.
     case conflict
+    /// A new operation over a send quota: nothing recorded.
+    case throttled(QuotaThrottle)
 }
 
 /// The emulator's mutable state, behind one actor: operations, recorded messages, faults and request
@@ -54,6 +56,8 @@ actor EmulatorStore {
         var id: Int
         var fault: Fault
         var remaining: Int?
+        /// When an outage ends.
+        var until: ContinuousClock.Instant?
     }
 
     private let configuration: EmulatorConfiguration
@@ -66,11 +70,18 @@ actor EmulatorStore {
     /// Per route: requests by HTTP version ("1.1", "2"), and the client connections that carried them.
     private var versionCounts: [EmulatorRoute: [String: Int]] = [:]
     private var connections: [EmulatorRoute: Set<String>] = [:]
+    /// Per route: requests answered by dropping the connection (no status).
+    private var dropped: [EmulatorRoute: Int] = [:]
+    /// Sends of an Operation-Id the emulator already had (answered as the same operation).
+    private var replays = 0
+    private var quota: SendQuota
+    private var quotaWindow = SendQuotaWindow()
     private let recorder: FileHandle?
 
     init(configuration: EmulatorConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        self.quota = configuration.sendQuota
         if let path = configuration.recordFile {
             if !FileManager.default.fileExists(atPath: path) {
                 guard FileManager.default.createFile(atPath: path, contents: nil) else {
@@ -93,7 +104,8 @@ actor EmulatorStore {
 
     // MARK: Operations
 
-    /// Creates the operation `id` for `send`, or finds the one a previous request with the same id made.
+    /// Creates the operation `id` for `send`, or finds the one a previous request with the same id made. A
+    /// new operation over the send quota is refused (``AcceptOutcome/throttled(_:)``); a known one never is.
     func accept(
         id: String, apiVersion: String, httpVersion: String, send: ValidatedSend,
         finalStatus: (status: String, code: String?, message: String?)?,
@@ -101,9 +113,15 @@ actor EmulatorStore {
     ) -> AcceptOutcome {
         if let existing = operations[id] {
             if existing.request == send.requestJSON || !configuration.conflictOnDifferentBody {
+                // A client that sends one operation twice relies on this answer; counted, so tests of
+                // exactly-once delivery can tell "sent once" from "sent twice and deduplicated here".
+                replays += 1
                 return .replayed(result(id: id, existing))
             }
             return .conflict
+        }
+        if let throttle = quotaWindow.admit(at: .now, quota: quota) {
+            return .throttled(throttle)
         }
         var finalStatus = finalStatus
         if let faultID {
@@ -173,21 +191,42 @@ actor EmulatorStore {
     // MARK: Faults
 
     func addFaults(_ new: [Fault]) {
+        let now = ContinuousClock.now
         for fault in new {
-            faults.append(FaultEntry(id: nextFaultID, fault: fault, remaining: fault.count))
+            faults.append(
+                FaultEntry(
+                    id: nextFaultID, fault: fault, remaining: fault.count,
+                    until: fault.outageMs.map { now + .milliseconds($0) }))
             nextFaultID += 1
         }
     }
 
     func clearFaults() { faults.removeAll() }
 
-    /// The faults not yet used up, `count` showing what is left.
+    /// The faults not yet used up, `count` showing what is left (and `outageMs` what is left of an outage,
+    /// rounded up).
     func activeFaults() -> [Fault] {
-        faults.map { entry in
+        let now = ContinuousClock.now
+        removeEndedOutages(at: now)
+        return faults.map { entry in
             var fault = entry.fault
             fault.count = entry.remaining
+            if let until = entry.until {
+                fault.outageMs = max(1, Int((SendQuotaWindow.seconds(until - now) * 1000).rounded(.up)))
+            }
             return fault
         }
+    }
+
+    /// The first outage in progress on `route`, if any. Ended outages are removed here.
+    func outage(route: EmulatorRoute) -> Fault? {
+        removeEndedOutages(at: .now)
+        return faults.first { $0.until != nil && $0.fault.matches(route: route, senderAddress: nil, recipients: []) }?
+            .fault
+    }
+
+    private func removeEndedOutages(at now: ContinuousClock.Instant) {
+        faults.removeAll { entry in entry.until.map { $0 <= now } ?? false }
     }
 
     /// The first fault that matches. One that answers or stalls (`status`, `delayMs`) is used up here, in
@@ -199,7 +238,8 @@ actor EmulatorStore {
     ) -> (fault: Fault, pendingID: Int?)? {
         guard
             let entry = faults.first(where: {
-                $0.fault.matches(route: route, senderAddress: senderAddress, recipients: recipients)
+                !$0.fault.isOutage
+                    && $0.fault.matches(route: route, senderAddress: senderAddress, recipients: recipients)
             })
         else { return nil }
         if entry.fault.status != nil || entry.fault.delayMs != nil {
@@ -222,20 +262,28 @@ actor EmulatorStore {
 
     // MARK: Request counts
 
-    func count(route: EmulatorRoute, status: Int, connection: RequestConnection) {
-        counts[route, default: [:]][status, default: 0] += 1
+    /// Counts a request answered with `status`, or dropped without an answer (nil).
+    func count(route: EmulatorRoute, status: Int?, connection: RequestConnection) {
+        if let status {
+            counts[route, default: [:]][status, default: 0] += 1
+        } else {
+            dropped[route, default: 0] += 1
+        }
         versionCounts[route, default: [:]][connection.httpVersion, default: 0] += 1
         connections[route, default: []].insert(connection.client)
     }
 
-    /// `{"send":{"total":N,"statuses":{"202":N,…},"httpVersions":{"2":N,…},"connections":N},"poll":{…},…}`
-    /// where `connections` is the number of distinct client connections (peer address and port) seen.
+    /// `{"send":{"total":N,"statuses":{"202":N,…},"dropped":N,"replays":N,"httpVersions":{"2":N,…},"connections":N},
+    /// "poll":{…},…}` where `dropped` counts requests answered by dropping the connection (also in `total`)
+    /// and `connections` is the number of distinct client connections (peer address and port) seen.
     func requestCounts() -> JSONValue {
         var object: [String: JSONValue] = [:]
         for route in EmulatorRoute.allCases {
             let byStatus = counts[route] ?? [:]
             object[route.rawValue] = .object([
-                "total": .integer(Int64(byStatus.values.reduce(0, +))),
+                "total": .integer(Int64(byStatus.values.reduce(dropped[route] ?? 0, +))),
+                "dropped": .integer(Int64(dropped[route] ?? 0)),
+                "replays": .integer(Int64(route == .send ? replays : 0)),
                 "statuses": .object(
                     Dictionary(uniqueKeysWithValues: byStatus.map { (String($0.key), .integer(Int64($0.value))) })),
                 "httpVersions": .object((versionCounts[route] ?? [:]).mapValues { .integer(Int64($0)) }),
@@ -246,17 +294,39 @@ actor EmulatorStore {
     }
 
     func clearRequestCounts() {
+        replays = 0
         counts.removeAll()
+        dropped.removeAll()
         versionCounts.removeAll()
         connections.removeAll()
     }
 
-    /// Forgets operations, messages, faults and counts (`POST /admin/reset`).
+    // MARK: Send quota
+
+    /// `{"perMinute","perHour","minuteSeconds","hourSeconds","used":{"minute":N,"hour":N}}`.
+    func quotaState() -> JSONValue {
+        let used = quotaWindow.used(at: .now, quota: quota)
+        var object = quota.json
+        object["used"] = .object(["minute": .integer(Int64(used.minute)), "hour": .integer(Int64(used.hour))])
+        return .object(object)
+    }
+
+    /// Applies a `POST /admin/quota` object. The sends already counted stay counted.
+    func updateQuota(with json: JSONValue) -> Result<JSONValue, QuotaUpdateError> {
+        quota.updated(with: json).map { updated in
+            quota = updated
+            return quotaState()
+        }
+    }
+
+    /// Forgets operations, messages, faults, counts and the sends counted against the quota, whose limits
+    /// stay as they are (`POST /admin/reset`).
     func reset() {
         operations.removeAll()
         messages.removeAll()
         faults.removeAll()
         clearRequestCounts()
+        quotaWindow.reset()
     }
 
     static func iso8601(_ date: Date) -> String {

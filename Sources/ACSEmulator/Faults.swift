@@ -10,6 +10,15 @@ import Foundation
 /// - `delayMs`: stall that long first, then answer with `status` if given, otherwise normally.
 /// - `finalStatus` (`Failed`/`Canceled`/`Succeeded`): accept the send, but polling ends with that status
 ///   and `error` `{code, message}`. Used up only when a send is accepted.
+///
+/// An outage (`outageMs`) is timed instead of counted: for that many milliseconds after it is posted, every
+/// request on its route is answered `status` (503 `ServiceUnavailable` by default; `retryAfter` adds
+/// `Retry-After`) or, with `refuse`, gets its connection dropped without an answer (a network failure for
+/// the client), before authentication and every other check; then it ends by itself. An outage takes no
+/// patterns, `count`, `delayMs` or `finalStatus`: a service that is down is down for everyone. `refuse` is
+/// for outages only: libcurl resends a request once, on a new connection, when a reused connection closes
+/// before any answer, so one dropped request would go unseen (OutageTests pin both kinds).
+
 public struct Fault: Sendable, Hashable, Codable {
     /// `send` (the default), `poll` or `any`.
     public var route: String?
@@ -25,11 +34,16 @@ public struct Fault: Sendable, Hashable, Codable {
     public var message: String?
     public var delayMs: Int?
     public var finalStatus: String?
+    /// During an outage, drop the connection instead of answering.
+    public var refuse: Bool?
+    /// The length of an outage in milliseconds, from when the fault is posted. `GET /admin/faults` shows
+    /// what is left of it.
+    public var outageMs: Int?
 
     public init(
         route: String? = nil, sender: String? = nil, recipient: String? = nil, count: Int? = nil,
         status: Int? = nil, retryAfter: Int? = nil, code: String? = nil, message: String? = nil,
-        delayMs: Int? = nil, finalStatus: String? = nil
+        delayMs: Int? = nil, finalStatus: String? = nil, refuse: Bool? = nil, outageMs: Int? = nil
     ) {
         self.route = route
         self.sender = sender
@@ -41,6 +55,8 @@ public struct Fault: Sendable, Hashable, Codable {
         self.message = message
         self.delayMs = delayMs
         self.finalStatus = finalStatus
+        self.refuse = refuse
+        self.outageMs = outageMs
     }
 
     /// The terminal statuses a `finalStatus` may name (acs-email-api.md §1.6).
@@ -48,8 +64,8 @@ public struct Fault: Sendable, Hashable, Codable {
 
     /// Why this fault cannot be used, or nil.
     var problem: String? {
-        if status == nil && delayMs == nil && finalStatus == nil {
-            return "a fault needs status, delayMs or finalStatus"
+        if status == nil && delayMs == nil && finalStatus == nil && outageMs == nil {
+            return "a fault needs status, delayMs, finalStatus or outageMs"
         }
         if let status, !(400...599).contains(status) {
             return "status must be between 400 and 599"
@@ -74,7 +90,33 @@ public struct Fault: Sendable, Hashable, Codable {
                 return "finalStatus applies to sends, not to polls"
             }
         }
+        if refuse == true && outageMs == nil {
+            return "refuse needs outageMs: a single dropped request is resent unseen by clients such as libcurl"
+        }
+        if refuse == true && status != nil {
+            return "refuse drops the connection: it takes no status"
+        }
+        if let outageMs {
+            if outageMs < 1 || outageMs > Self.maxOutageMs {
+                return "outageMs must be between 1 and \(Self.maxOutageMs)"
+            }
+            if sender != nil || recipient != nil || count != nil || delayMs != nil || finalStatus != nil {
+                return "an outage applies to every request on its route for its duration: "
+                    + "sender, recipient, count, delayMs and finalStatus do not apply"
+            }
+        }
         return nil
+    }
+
+    /// An hour: long enough for any test of a client's patience, short enough that a forgotten outage ends.
+    static let maxOutageMs = 3_600_000
+
+    /// Whether this fault is an outage (timed, checked before everything else) rather than a counted fault.
+    var isOutage: Bool { outageMs != nil }
+
+    /// The status an answering fault gives: its own, or 503 for an outage that does not drop connections.
+    var answerStatus: Int? {
+        status ?? (isOutage && refuse != true ? 503 : nil)
     }
 
     /// Whether the fault applies to a request on `route` from `senderAddress` to `recipients`. A pattern

@@ -74,6 +74,15 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
+    /// An integer or a number as a `Double`.
+    var doubleValue: Double? {
+        switch self {
+        case .integer(let value): Double(value)
+        case .number(let value): value
+        default: nil
+        }
+    }
+
     public var arrayValue: [JSONValue]? {
         if case .array(let value) = self { return value }
         return nil

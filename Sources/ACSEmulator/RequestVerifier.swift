@@ -82,34 +82,8 @@ struct RequestVerifier: Sendable {
         return signature.isEmpty ? nil : signature
     }
 
-    /// Parses an RFC 1123 date (`Mon, 01 Jan 2024 00:00:00 GMT`), the only form the SDKs send. By hand,
-    /// like `RequestSigner.httpDate`, so no locale can change the result.
-    static func parseHTTPDate(_ text: String) -> Date? {
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        let fields = text.split(separator: " ")
-        guard fields.count == 6, fields[0].hasSuffix(","), fields[5] == "GMT" || fields[5] == "UTC",
-            fields[1].count <= 2, let day = Int(fields[1]), (1...31).contains(day),
-            let monthIndex = months.firstIndex(of: String(fields[2])),
-            // Four digits: an unbounded year overflowed the day arithmetic (review finding F11).
-            fields[3].count == 4, let year = Int(fields[3]), (1970...9999).contains(year)
-        else { return nil }
-        let time = fields[4].split(separator: ":")
-        guard time.count == 3, let hour = Int(time[0]), let minute = Int(time[1]), let second = Int(time[2]),
-            (0..<24).contains(hour), (0..<60).contains(minute), (0...60).contains(second)
-        else { return nil }
-        let days = daysSinceEpoch(year: year, month: monthIndex + 1, day: day)
-        return Date(timeIntervalSince1970: TimeInterval(days * 86_400 + hour * 3600 + minute * 60 + second))
-    }
-
-    /// Howard Hinnant's `days_from_civil`, the inverse of `RequestSigner.civilDate`.
-    static func daysSinceEpoch(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
-    }
+    /// Parses the request's date: the client's own ``HTTPDate``, so signer and verifier agree by construction.
+    static func parseHTTPDate(_ text: String) -> Date? { HTTPDate.parse(text) }
 
     /// Compares without an early exit, so the time taken does not reveal how much of a token matched.
     static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {

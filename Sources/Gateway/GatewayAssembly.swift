@@ -1,6 +1,9 @@
 import ACSClient
+import ACSEmail
+import Foundation
 import Logging
 import SMTPServer
+import Spool
 
 /// What a configuration turns into: the SMTP server's configuration and the submitter that delivers
 /// accepted messages (ACS, or the outbox). Built at start-up and again on every SIGHUP reload, so both
@@ -15,19 +18,24 @@ public struct GatewayAssembly: Sendable {
     /// mistake stops the daemon (or the reload) with a clear message instead of failing every message later.
     public static func assemble(
         _ settings: GatewaySettings, environment: [String: String], logger: Logger,
-        authServices: AuthenticationServices = .shared
+        runtime: DeliveryRuntime = DeliveryRuntime(), authServices: AuthenticationServices = .shared
     ) throws -> GatewayAssembly {
         var configuration = settings.serverConfiguration
         try configureTLSAndAuth(&configuration, settings, logger: logger, authServices: authServices)
         // ACS takes only plain local@domain.tld recipients; a dry run refuses what ACS would.
         configuration.limits.plainRecipientsOnly = settings.acs.isConfigured(environment: environment)
         if settings.acs.isConfigured(environment: environment) && !settings.acs.dryRun {
-            let submitter = try acsSubmitter(settings, environment: environment, logger: logger)
+            let submitter = try acsSubmitter(settings, environment: environment, logger: logger, runtime: runtime)
             // An ACS call in flight at shutdown must be allowed to finish: cutting it off with 421 while ACS
             // may still accept the message would make the client send it again.
             // The same holds for the submission timeout: a 451 sent while ACS may still accept the message
-            // would make the client send it twice (review finding F5). Token fetches take at most 10 s more.
-            let needed = settings.acs.retryBudget + settings.acs.pollDeadlineIfFinal + 15
+            // would make the client send it twice. Token fetches take at most 10 s more.
+            let needed: Double =
+                switch settings.delivery.mode {
+                case .direct: settings.acs.retryBudget + settings.acs.pollDeadlineIfFinal + 15
+                case .hybrid: settings.delivery.directTimeout + 15
+                case .queue: 15
+                }
             if configuration.timeouts.shutdownGracePeriod < needed {
                 configuration.timeouts.shutdownGracePeriod = needed
                 logger.notice("shutdown grace raised to cover an ACS call in flight", metadata: ["grace_s": "\(needed)"])
@@ -89,7 +97,7 @@ public struct GatewayAssembly: Sendable {
     }
 
     private static func acsSubmitter(
-        _ settings: GatewaySettings, environment: [String: String], logger: Logger
+        _ settings: GatewaySettings, environment: [String: String], logger: Logger, runtime: DeliveryRuntime
     ) throws -> (submitter: MessageSubmitter, summary: String) {
         let policy = settings.translationPolicy
         let transport = try CurlMultiTransport(options: .init(caFile: settings.acs.caFile, proxy: settings.acs.proxy))
@@ -101,15 +109,39 @@ public struct GatewayAssembly: Sendable {
                 endpoint: credentials.endpoint, apiVersion: policy.apiVersion.rawValue),
             authenticator: credentials.authenticator, transport: transport)
         let copy = try settings.outboxDirectory.map { try OutboxSubmitter(directory: $0, logger: logger) }
+        let mode = settings.delivery.mode
         logger.notice(
             "delivering through ACS",
             metadata: [
                 "acs.endpoint": "\(credentials.endpoint)", "acs.auth": "\(credentials.method)",
-                "acs.reply_after": "\(settings.acs.replyAfter)", "outbox_copy": "\(settings.outboxDirectory ?? "none")",
+                "delivery.mode": "\(mode)", "acs.reply_after": "\(settings.acs.replyAfter)",
+                "outbox_copy": "\(settings.outboxDirectory ?? "none")",
+                "spool": "\(mode == .direct ? "none" : settings.delivery.spoolDirectory)",
             ])
-        let submitter = ACSSubmitter(
-            client: client, translator: MessageTranslator(policy: policy), outboxCopy: copy, logger: logger)
-        return (submitter, "ACS \(credentials.endpoint) (\(credentials.method))")
+        let translator = MessageTranslator(policy: policy)
+        let bouncer = Bouncer(
+            recipientPolicy: settings.delivery.bounce, senderAddress: policy.senderAddress, hostname: settings.hostname,
+            apiVersion: policy.apiVersion)
+        let followUp = FinalStatusFollowUp(
+            client: client, bouncer: bouncer, pollDeadline: settings.acs.pollDeadline, logger: logger)
+        let dependencies = SpoolDelivery.Dependencies(
+            client: client, translator: translator, settings: settings.delivery, bouncer: bouncer,
+            pollDeadline: settings.acs.pollDeadline, attemptTimeout: settings.acs.attemptTimeout)
+        let summary = "ACS \(credentials.endpoint) (\(credentials.method)), \(mode) mode"
+        if mode == .direct {
+            // No state on disk; but a spool left by an earlier mode is still delivered, never stranded.
+            if runtime.hasDelivery || Spool.hasMessages(in: settings.delivery.spoolDirectory) {
+                _ = try runtime.delivery(settings.delivery.spoolDirectory, dependencies: dependencies, logger: logger)
+            }
+            let submitter = ACSSubmitter(
+                client: client, translator: translator, outboxCopy: copy, followUp: followUp, logger: logger)
+            return (submitter, summary)
+        }
+        let delivery = try runtime.delivery(settings.delivery.spoolDirectory, dependencies: dependencies, logger: logger)
+        let submitter = CustodySubmitter(
+            mode: mode, delivery: delivery, client: client, translator: translator, settings: settings.delivery,
+            followUp: followUp, logger: logger)
+        return (submitter, summary)
     }
 
     /// The outbox: a strict dry run with a sender policy, capture-everything without one.
@@ -146,4 +178,58 @@ public final class AuthenticationServices: Sendable {
     }
 
     public static let shared = AuthenticationServices()
+}
+
+/// What outlives a reload: the spool's scheduler and its lock, created the first time a configuration
+/// needs them and handed the new client and settings on each reload.
+public final class DeliveryRuntime: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: SpoolDelivery?
+
+    public init() {}
+
+    var hasDelivery: Bool { lock.withLock { current != nil } }
+
+    func delivery(
+        _ directory: String, dependencies: SpoolDelivery.Dependencies, logger: Logger
+    ) throws -> SpoolDelivery {
+        try lock.withLock {
+            if let current {
+                if current.spool.directory != directory {
+                    logger.warning("spool.directory changes only on restart", metadata: ["spool": "\(current.spool.directory)"])
+                }
+                current.reconfigure(dependencies)
+                return current
+            }
+            let created: SpoolDelivery
+            do {
+                created = try SpoolDelivery(directory: directory, dependencies: dependencies, logger: logger)
+            } catch {
+                throw SpoolError(
+                    "cannot use the spool: \(error). Set spool.directory to a writable directory, or "
+                        + "delivery.mode to direct")
+            }
+            created.start()
+            current = created
+            return created
+        }
+    }
+
+    /// Why `/readyz` should say not ready, if anything: the spool cannot be written.
+    public func notReadyReason() -> String? {
+        guard let delivery = lock.withLock({ current }) else { return nil }
+        return delivery.isWritable ? nil : "the spool \(delivery.spool.directory) is not writable"
+    }
+
+    /// Re-reads records changed by `queue` commands (SIGUSR1).
+    public func rescan() { lock.withLock { current }?.rescan() }
+
+    /// Lets deliveries in flight finish; the rest stays spooled.
+    public func shutdown(completion: @escaping @Sendable () -> Void) {
+        guard let delivery = lock.withLock({ current }) else {
+            completion()
+            return
+        }
+        delivery.shutdown(completion: completion)
+    }
 }

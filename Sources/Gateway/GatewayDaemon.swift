@@ -17,7 +17,8 @@ public enum GatewayDaemon {
     public static let reservedDescriptors = 96
 
     /// Makes sure running out of descriptors is a refusal at connect (421), never a crash: libdispatch aborts
-    /// when it cannot create its internal descriptors (seen with `ulimit -n 24`, review finding F4).
+    /// when it cannot create its internal descriptors (seen with `ulimit -n 24`;
+    /// `test_resource_limits.py` pins the refusal).
     /// Raises the soft RLIMIT_NOFILE to the hard limit, clamps `maxConnections` to what then fits, and makes
     /// libdispatch create its timer descriptors now, while descriptors are plentiful.
     public static func prepareDescriptors(for configuration: inout SMTPServerConfiguration, logger: Logger) {
@@ -66,7 +67,7 @@ public enum GatewayDaemon {
     public static func run(
         server: SMTPServer, logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment, statusInterval: Double = 5,
-        admin: AdminServer? = nil, reload: Reload? = nil
+        admin: AdminServer? = nil, delivery: DeliveryRuntime? = nil, reload: Reload? = nil
     ) -> Never {
         // A peer that vanishes must not kill the process; sockets use MSG_NOSIGNAL, this covers the rest.
         signal(SIGPIPE, SIG_IGN)
@@ -75,6 +76,7 @@ public enum GatewayDaemon {
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         signal(SIGHUP, SIG_IGN)
+        signal(SIGUSR1, SIG_IGN)
         let notifier = SystemdNotifier(environment: environment, logger: logger)
         // Signals, status and watchdog timers share one serial queue: the state below needs no lock.
         let queue = DispatchQueue(label: "gateway.lifecycle")
@@ -106,10 +108,22 @@ public enum GatewayDaemon {
                 lastStatus = statusLine(listening: listening, statistics: server.statistics.snapshot, stopping: true)
                 notifier.stopping(status: lastStatus)
                 if notifier.isEnabled { statusTimer.schedule(deadline: .now() + 1, repeating: 1) }
+                // Read here, on the lifecycle queue: the completion below runs on the server's own queue.
+                let grace = server.currentConfiguration.timeouts.shutdownGracePeriod
                 server.shutdown {
-                    notifier.status("Stopped: " + countersText(server.statistics.snapshot))
-                    logger.info("stopped")
-                    exit(0)
+                    // Spool deliveries in flight finish within the grace period; what is not delivered stays
+                    // spooled. One cut off by the deadline is asked about (not re-sent) at the next start.
+                    let stopped: @Sendable () -> Void = {
+                        notifier.status("Stopped: " + countersText(server.statistics.snapshot))
+                        logger.info("stopped")
+                        exit(0)
+                    }
+                    guard let delivery else { return stopped() }
+                    queue.asyncAfter(deadline: .now() + grace) {
+                        logger.notice("spool deliveries still in flight at the shutdown deadline; ACS is asked about them at the next start")
+                        stopped()
+                    }
+                    delivery.shutdown { queue.async { stopped() } }
                 }
             }
             source.resume()
@@ -155,6 +169,15 @@ public enum GatewayDaemon {
         }
         hangUp.resume()
         sources.append(hangUp)
+
+        // SIGUSR1: a `queue` command changed spool records (release, retry…): look at them now.
+        let poke = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: queue)
+        poke.setEventHandler {
+            logger.debug("SIGUSR1: rescanning the spool")
+            delivery?.rescan()
+        }
+        poke.resume()
+        sources.append(poke)
 
         // The watchdog ping goes through the server's own queue: if that queue is stuck, pings stop and
         // systemd restarts the service (systemd.service(5) WatchdogSec=, sd_watchdog_enabled(3)).

@@ -133,8 +133,16 @@ enum AddressParser {
         return output
     }
 
-    /// Turns one comma-separated entry into at most one mailbox.
+    /// Turns one comma-separated entry into at most one mailbox. An address with a control character (a bare CR
+    /// left in a quoted local part) is no mailbox (RFC 5322 §3.2.3, §3.2.4) and is left out, so no consumer can be
+    /// handed a line break (`AddressTests.addressesWithControlCharactersAreLeftOut`).
     private static func resolve(_ entry: [Token], into addresses: inout [MailAddress]) {
+        var resolved: [MailAddress] = []
+        resolveOne(entry, into: &resolved)
+        addresses += resolved.filter { !$0.address.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } }
+    }
+
+    private static func resolveOne(_ entry: [Token], into addresses: inout [MailAddress]) {
         var phrase: [[UInt8]] = []
         var comments: [[UInt8]] = []
         var angle: [UInt8]?

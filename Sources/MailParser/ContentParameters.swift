@@ -7,7 +7,7 @@ struct ParameterizedValue: Equatable {
 }
 
 /// Parsing of MIME parameters (RFC 2045 §5.1) including RFC 2231 extended values.
-enum ContentParameters {
+package enum ContentParameters {
     /// Above this many RFC 2231 sections a parameter is cut off: it bounds the work an
     /// adversarial `name*99999=` can cause. Real filenames need a handful.
     static let maxSections = 1_000
@@ -177,7 +177,9 @@ enum ContentParameters {
         return EncodedWords.headerText(parameter.value)
     }
 
-    static func percentDecode(_ value: ArraySlice<UInt8>) -> [UInt8] {
+    /// `%XX` escapes decoded (RFC 2231 §4, RFC 3986 §2.1); a `%` without two hex digits stays as written.
+    /// Shared with the ACS translation (`cid:` URLs, RFC 2392), hence `package`.
+    package static func percentDecode(_ value: ArraySlice<UInt8>) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(value.count)
         var index = value.startIndex

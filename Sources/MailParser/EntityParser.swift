@@ -216,6 +216,9 @@ struct EntityParser {
         if header.report.missingSeparator && !header.fields.isEmpty {
             note("header-missing-separator", "no empty line after the header fields", nodeID)
         }
+        if header.report.repairedLeadingWhitespace {
+            note("header-leading-whitespace", "the header block started with whitespace; read past it", nodeID)
+        }
         if header.report.skippedMboxLine {
             note("header-mbox-from-line", "skipped an mbox \"From \" line before the header", nodeID)
         }
@@ -391,7 +394,9 @@ struct EntityParser {
         func first(_ name: String) -> HeaderField? {
             fields.first { $0.name.lowercased() == name }
         }
-        // Content-Type (RFC 2045 §5): absent → the context default; invalid → text/plain (§5.2).
+        // Content-Type (RFC 2045 §5): absent → the context default; invalid → text/plain; charset=us-ascii
+        // (§5.2). QUIRK: a charset parameter beside the invalid type is kept: the generators that write such
+        // types still label their text correctly, and 8-bit text under us-ascii is sniffed anyway (Charset).
         var contentType = defaultType
         var parameters: [String: String] = [:]
         if let field = first("content-type") {
@@ -401,6 +406,7 @@ struct EntityParser {
                 contentType = parsed.value
             } else if !parsed.value.isEmpty {
                 contentType = "text/plain"
+                if nonEmpty(parameters["charset"]) == nil { parameters["charset"] = "us-ascii" }
             }
         }
         var dispositionType: String?
@@ -428,13 +434,17 @@ struct EntityParser {
             .flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    /// `type "/" subtype`, each an RFC 2045 §5.1 token: printable US-ASCII except SPACE and the tspecials.
     private static func isValidMediaType(_ value: String) -> Bool {
         let pieces = value.split(separator: "/", omittingEmptySubsequences: false)
         guard pieces.count == 2 else { return false }
         return pieces.allSatisfy { piece in
-            !piece.isEmpty && piece.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") }
+            !piece.isEmpty && piece.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && !tspecials.contains($0) }
         }
     }
+
+    /// RFC 2045 §5.1 `tspecials` ("/" separates type and subtype, so it is not in a piece either).
+    private static let tspecials: Set<UInt8> = Set("()<>@,;:\\\"/[]?=".utf8)
 
     private static func nonEmpty(_ value: String?) -> String? {
         guard let value else { return nil }

@@ -9,6 +9,9 @@ enum HeaderBlock {
         var missingSeparator = false
         /// An mbox `From ` line preceded the header and was skipped.
         var skippedMboxLine = false
+        /// The block started with whitespace (a fold with nothing to continue): the first field was read
+        /// without it, or the stray lines before the first field were skipped.
+        var repairedLeadingWhitespace = false
     }
 
     /// The parsed block.
@@ -87,10 +90,26 @@ enum HeaderBlock {
                     currentValue.append(contentsOf: input[index..<contentEnd])
                     dropIfOverSize()
                 } else if fields.isEmpty && !report.truncated {
-                    // Indented text where the first field should be: a part with no header and
-                    // no empty separator line. Keep it as body rather than drop it.
-                    bodyStart = index
-                    break
+                    // A fold with nothing to continue where the first field should be. Some broken generators
+                    // indent the first field: read it without the whitespace (Stalwart does the same). Stray
+                    // indented lines right before real fields are skipped (Python's email does). Otherwise it
+                    // is a part with no header and no empty separator line: keep it as body, not drop it.
+                    var fieldStart = index
+                    while fieldStart < contentEnd, input[fieldStart] == 0x20 || input[fieldStart] == 0x09 {
+                        fieldStart += 1
+                    }
+                    if isField(input[fieldStart..<contentEnd]) {
+                        report.repairedLeadingWhitespace = true
+                        index = fieldStart
+                        continue
+                    }
+                    guard let following = firstUnindentedLine(input, from: next), isField(following) else {
+                        bodyStart = index
+                        break
+                    }
+                    report.repairedLeadingWhitespace = true
+                    index = following.startIndex
+                    continue
                 }
                 index = next
                 continue
@@ -102,14 +121,16 @@ enum HeaderBlock {
                 continue
             }
             guard let colon = input[index..<contentEnd].firstIndex(of: UInt8(ascii: ":")),
-                let name = fieldName(input[index..<colon])
+                isFieldName(input[index..<colon])
             else {
                 report.missingSeparator = true
                 bodyStart = index
                 break
             }
             flush()
-            if !report.truncated {
+            // Past the cap only the end of the block is looked for: no name or value is built for a field that
+            // is dropped anyway (a million header lines: `AdversarialSizeTests.millionHeaderLines`).
+            if !report.truncated, let name = fieldName(input[index..<colon]) {
                 currentName = name
                 currentValue.append(contentsOf: input[(colon + 1)..<contentEnd])
                 dropIfOverSize()
@@ -120,16 +141,50 @@ enum HeaderBlock {
         return Parsed(fields: fields, bodyStart: min(bodyStart, end), report: report)
     }
 
-    /// The field name if `octets` form one: printable ASCII except ":" (RFC 5322 §3.6.8),
-    /// followed by optional whitespace (obsolete §4.5).
-    private static func fieldName(_ octets: ArraySlice<UInt8>) -> String? {
+    /// Whether `line` (without its line break) starts a header field: a valid name, then a colon.
+    private static func isField(_ line: ArraySlice<UInt8>) -> Bool {
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return false }
+        return isFieldName(line[line.startIndex..<colon])
+    }
+
+    /// Whether `octets` form a field name (see ``fieldName(_:)``), without building it.
+    private static func isFieldName(_ octets: ArraySlice<UInt8>) -> Bool {
         var nameEnd = octets.endIndex
         while nameEnd > octets.startIndex, octets[nameEnd - 1] == 0x20 || octets[nameEnd - 1] == 0x09 {
             nameEnd -= 1
         }
-        guard nameEnd > octets.startIndex else { return nil }
-        for byte in octets[octets.startIndex..<nameEnd] where byte < 33 || byte > 126 {
-            return nil
+        guard nameEnd > octets.startIndex else { return false }
+        var index = octets.startIndex
+        while index < nameEnd {
+            guard octets[index] >= 33 && octets[index] <= 126 else { return false }
+            index += 1
+        }
+        return true
+    }
+
+    /// The first line at or after `start` that does not start with whitespace (without its line break), or
+    /// nil when an empty line or the end comes first.
+    private static func firstUnindentedLine(_ input: ArraySlice<UInt8>, from start: Int) -> ArraySlice<UInt8>? {
+        var index = start
+        while index < input.endIndex {
+            var lineEnd = index
+            while lineEnd < input.endIndex, input[lineEnd] != 0x0A { lineEnd += 1 }
+            var contentEnd = lineEnd
+            if contentEnd > index, input[contentEnd - 1] == 0x0D { contentEnd -= 1 }
+            guard contentEnd > index else { return nil }
+            if input[index] != 0x20 && input[index] != 0x09 { return input[index..<contentEnd] }
+            index = lineEnd < input.endIndex ? lineEnd + 1 : input.endIndex
+        }
+        return nil
+    }
+
+    /// The field name if `octets` form one: printable ASCII except ":" (RFC 5322 §3.6.8),
+    /// followed by optional whitespace (obsolete §4.5).
+    private static func fieldName(_ octets: ArraySlice<UInt8>) -> String? {
+        guard isFieldName(octets) else { return nil }
+        var nameEnd = octets.endIndex
+        while nameEnd > octets.startIndex, octets[nameEnd - 1] == 0x20 || octets[nameEnd - 1] == 0x09 {
+            nameEnd -= 1
         }
         return String(decoding: octets[octets.startIndex..<nameEnd], as: UTF8.self)
     }

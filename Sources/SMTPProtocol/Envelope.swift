@@ -33,8 +33,8 @@ public struct SMTPLimits: Hashable, Sendable {
     /// Largest accepted message, in octets, after dot-unstuffing. Advertised as `SIZE` (RFC 1870).
     /// Default 7 MiB: ACS accepts requests up to 10 MB of JSON, and a message's base64 and text grow a little
     /// in the request (JSON escapes, re-encoded parts), so 7 MiB of MIME stays under it
-    /// (smtp-behaviour #10) — a client that checks SIZE is not refused for size after its upload (e2e
-    /// finding F6). The exact check still happens after translation.
+    /// (smtp-behaviour #10) — a client that checks SIZE is not refused for size after its upload
+    /// (`test_default_size_limit_advertised_size_is_accepted`). The exact check still happens after translation.
     public var maxMessageSize: Int = 7 * 1024 * 1024
 
     /// Longest command line in octets, including CRLF. RFC 5321 §4.5.3.1.4 requires at least 512;
@@ -54,9 +54,11 @@ public struct SMTPLimits: Hashable, Sendable {
     /// Postfix `smtpd_soft_error_limit = 10`). The session may make this many errors; the next one closes it.
     public var maxErrors: Int = 10
 
-    /// Where `RCPT TO:<postmaster>` (RFC 5321 §4.1.1.3) goes: this gateway has no local mailboxes, so the
-    /// special recipient is mapped to a real address, or refused (550 5.1.1) when none is configured — never
-    /// accepted and then failed for the whole message by ACS (review finding F9).
+    /// Where `RCPT TO:<postmaster>` (RFC 5321 §4.1.1.3, §4.5.1), or postmaster at the gateway's own name, goes:
+    /// this gateway has no local mailboxes, so the special recipient is mapped to this address. Without one the
+    /// outbox keeps it as written, and with ``plainRecipientsOnly`` (ACS) it is refused (550 5.1.1), never
+    /// accepted and then failed for the whole message by ACS
+    /// (`SMTPSessionTests.postmaster_withoutAnAddress_isRefusedForACS_andNotAnError`).
     public var postmaster: Mailbox?
 
     /// What to do with a bare LF (not preceded by CR) in commands and message data.

@@ -69,7 +69,7 @@ public struct SMTPReply: Hashable, Sendable, CustomStringConvertible {
 
     /// Longest reply text per line, in octets. RFC 5321 §4.5.3.1.5 bounds a reply line at 512 octets with the
     /// code; text echoing attachment names or ACS error messages could otherwise exceed what clients accept
-    /// (Python's smtplib turns a line over 8 KiB into a permanent 500, review finding F7).
+    /// (Python's smtplib turns a line over 8 KiB into a permanent 500).
     public static let maxTextLength = 400
 
     /// Reply text is one line of printable ASCII at most `maxTextLength` octets: CR or LF would forge extra
@@ -189,6 +189,10 @@ extension SMTPReply {
     /// 451 when the submitter did not answer in time; the client keeps the message.
     public static let submissionTimedOut = SMTPReply(
         451, EnhancedStatusCode(4, 4, 1), "Delivery did not complete in time, try again later")
+    /// `452 4.3.1` (RFC 3463 X.3.1 "mail system full"): the mail store cannot take the message now.
+    public static func insufficientStorage(_ detail: String) -> SMTPReply {
+        SMTPReply(452, EnhancedStatusCode(4, 3, 1), "Insufficient system storage: \(detail), try again later")
+    }
     /// 451 for an internal error while storing or handing over a message.
     public static func localError(_ detail: String) -> SMTPReply {
         SMTPReply(451, EnhancedStatusCode(4, 3, 0), "Local error: \(detail), try again later")
@@ -216,7 +220,8 @@ extension SMTPReply {
     /// A bare LF ending a command when the bare-LF policy is `reject`.
     public static let bareLineFeedInCommand = SMTPReply(
         500, EnhancedStatusCode(5, 5, 2), "Bare <LF> received; commands must end with <CRLF>")
-    /// 550 for `RCPT TO:<postmaster>` when no postmaster address is configured (the gateway has no mailboxes).
+    /// 550 for `RCPT TO:<postmaster>` when delivery goes to ACS and no postmaster address is configured (the
+    /// gateway has no mailboxes).
     public static let noPostmaster = SMTPReply(
         550, EnhancedStatusCode(5, 1, 1), "No local postmaster here: this gateway only relays; use a full address")
     public static func syntaxError(_ detail: String) -> SMTPReply {
@@ -281,7 +286,8 @@ extension SMTPReply {
         554, EnhancedStatusCode(5, 7, 1), "Access denied: your address is not allowed to use this gateway")
     /// 554 when a client sends message text after its DATA was refused (it did not wait for the 354):
     /// the rest of its input cannot be framed, so the connection is closed rather than the text being read
-    /// as commands (e2e finding F2; Postfix `smtpd_forbid_unauth_pipelining`, Exim `smtp_enforce_sync`).
+    /// as commands (the text could smuggle a transaction; Postfix `smtpd_forbid_unauth_pipelining`, Exim
+    /// `smtp_enforce_sync`).
     public static let synchronizationError = SMTPReply(
         554, EnhancedStatusCode(5, 5, 0), "Protocol synchronization error: message text sent although DATA was refused")
 

@@ -119,6 +119,9 @@ public struct SMTPServerStateMachine: Sendable {
     public private(set) var security: SessionSecurity
     /// The user the client authenticated as, until STARTTLS (RFC 3207 §4.2) or the end of the session.
     public private(set) var authenticatedUser: AuthenticatedUser?
+    /// When set, MAIL is answered with this reply (e.g. `452 4.3.1` while the mail store is full), so the
+    /// client hears it before sending its message. Set by whoever knows, before input is processed.
+    public var admissionRefusal: SMTPReply?
 
     public init(hostname: String, limits: SMTPLimits = SMTPLimits(), security: SessionSecurity = SessionSecurity()) {
         self.hostname = hostname
@@ -152,8 +155,8 @@ public struct SMTPServerStateMachine: Sendable {
     }
 
     /// Octets of BDAT chunks accepted so far in the open transaction; nil when no chunked transaction is open.
-    /// The session keeps exactly this many octets of chunk data (e2e finding F3: nothing may outlive its
-    /// transaction).
+    /// The session keeps exactly this many octets of chunk data (nothing may outlive its transaction,
+    /// or a later one could deliver it).
     public var chunkedOctets: Int? {
         switch state {
         case .inTransaction(_, let transaction): transaction.chunkedOctets
@@ -245,6 +248,8 @@ public struct SMTPServerStateMachine: Sendable {
                     ? .authenticationRequired : .authenticationRequiredAfterStartTLS)
         case (.ready, .mail(let from, _)) where authenticatedUser.map { !$0.mayUse(from) } ?? false:
             return error(.senderNotAllowedForUser)
+        case (.ready, .mail) where admissionRefusal != nil:
+            return .reply(admissionRefusal!)
         case (.ready(let greeting), .mail(let from, let parameters)):
             switch validateMailParameters(parameters, extended: greeting.extended) {
             case .some(let reply): return error(reply)
@@ -270,10 +275,18 @@ public struct SMTPServerStateMachine: Sendable {
         case (.ready(let greeting), .binaryData(let size, _)):
             return rejectChunk(size: size, greeting: greeting, reply: .badSequence("need MAIL command"))
 
-        case (.inTransaction, .recipient(.postmaster, _)) where limits.postmaster == nil:
-            return .reply(.noPostmaster)
         case (.inTransaction(let greeting, var transaction), .recipient(let requested, let parameters)):
-            let to: ForwardPath = requested == .postmaster ? limits.postmaster.map(ForwardPath.mailbox) ?? requested : requested
+            // RFC 5321 §4.5.1: <postmaster>, and postmaster at the gateway's own name, MUST be accepted. It goes
+            // to the configured address; without one, the outbox keeps it as written, and only a delivery that
+            // cannot reach it (ACS takes no such address) refuses it, for this recipient alone.
+            var to = requested
+            if isPostmaster(requested) {
+                if let postmaster = limits.postmaster {
+                    to = .mailbox(postmaster)
+                } else if limits.plainRecipientsOnly {
+                    return .reply(.noPostmaster)
+                }
+            }
             if let (keyword, _) = parameters.first(where: { _ in true }) {
                 // No RCPT parameter is advertised (no DSN), so any is unknown (RFC 5321 §4.1.1.11).
                 return error(.unsupportedParameter(keyword))
@@ -486,6 +499,17 @@ public struct SMTPServerStateMachine: Sendable {
     }
 
     /// A protocol error: counted, and once the budget is spent the session is closed with 421.
+    /// `<postmaster>`, or `postmaster@` the gateway's own name (any case; RFC 5321 §4.5.1).
+    private func isPostmaster(_ path: ForwardPath) -> Bool {
+        switch path {
+        case .postmaster:
+            return true
+        case .mailbox(let mailbox):
+            return mailbox.localPart.lowercased() == "postmaster"
+                && mailbox.domain.lowercased() == hostname.lowercased()
+        }
+    }
+
     private mutating func error(_ reply: SMTPReply) -> Action {
         errorCount += 1
         if errorCount > limits.maxErrors {

@@ -106,6 +106,12 @@ public struct SMTPSession: Sendable {
         }
     }
 
+    /// The reply MAIL gets while the submitter cannot take new transactions (``SMTPServerStateMachine/admissionRefusal``).
+    public var admissionRefusal: SMTPReply? {
+        get { machine.admissionRefusal }
+        set { machine.admissionRefusal = newValue }
+    }
+
     /// Octets received but not yet processed (pipelined input waiting behind a submission).
     public var bufferedOctets: Int { buffer.count - readIndex }
 
@@ -220,7 +226,7 @@ public struct SMTPSession: Sendable {
                     if !keep { chunkedMessage = [] }  // a rejected chunk aborts the transaction
                     switch (refusal, action) {
                     case (let refusal?, .reply(let reply)), (let refusal?, .replyAndClose(let reply)):
-                        // Over the size limit (review finding F5: audited like a message over DATA). Once per
+                        // Over the size limit: audited like a message over DATA, so no refusal goes unlogged. Once per
                         // transaction: this chunk's end ends it. 421 when the 552 was one error too many.
                         output.refusedMessages.append(
                             RefusedMessage(
@@ -271,7 +277,7 @@ public struct SMTPSession: Sendable {
             if case .failure = parsed {
                 // QUIRK: a line that is not a command right after a refused DATA is message text from a
                 // client that did not wait for the 354. Reading it as commands would let the text start a
-                // transaction of its own (e2e finding F2), so the session ends here.
+                // transaction of its own (smuggling), so the session ends here.
                 apply(machine.commandRejected(.synchronizationError, closing: true), to: &output)
                 return true
             }
@@ -285,7 +291,7 @@ public struct SMTPSession: Sendable {
                 dataWasRefused = true
                 if buffer.count > readIndex {
                     // RFC 2920 §3.1: DATA ends a pipelined group, so octets already behind a refused DATA are
-                    // message text sent without waiting for the 354 (e2e finding F2b): never run them.
+                    // message text sent without waiting for the 354: never run them (they could smuggle a transaction).
                     apply(machine.commandRejected(.synchronizationError, closing: true), to: &output)
                 }
             }

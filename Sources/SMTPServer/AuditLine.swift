@@ -59,16 +59,10 @@ struct AuditLine {
         return metadata
     }
 
-    /// What only the submitter knows: the bounded reason and the delivery's facts.
+    /// What only the submitter knows: the bounded reason and its audit fields.
     static func submitterFields(_ result: SubmissionResult) -> Logger.Metadata {
-        let annotations = result.annotations
-        var metadata: Logger.Metadata = ["reason": "\(annotations.reason)"]
-        if let value = annotations.acsOperationID { metadata["acs.operation_id"] = "\(value)" }
-        if let value = annotations.acsStatus { metadata["acs.status"] = "\(value)" }
-        if let value = annotations.acsErrorCode { metadata["acs.error_code"] = "\(value)" }
-        if let value = annotations.acsRequestID { metadata["acs.request_id"] = "\(value)" }
-        if let value = annotations.acsAttempts { metadata["acs.attempts"] = "\(value)" }
-        if let value = annotations.translationRejection { metadata["acs.rejection"] = "\(value)" }
+        var metadata: Logger.Metadata = ["reason": "\(result.reason)"]
+        for field in result.auditFields { metadata[field.key] = "\(field.value)" }
         return metadata
     }
 

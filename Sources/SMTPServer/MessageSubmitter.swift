@@ -1,7 +1,7 @@
 import Foundation
 import SMTPProtocol
 
-/// The seam between the SMTP server and whatever delivers messages (the outbox, ACS).
+/// The seam between the SMTP server and whatever delivers messages (the outbox, ACS, the spool).
 ///
 /// The server calls `submit` once per complete message and does not read further input from that
 /// client until `completion` is called with the outcome. `completion` may be called on any thread,
@@ -9,63 +9,62 @@ import SMTPProtocol
 ///
 /// The outcome is more than the reply: the connection, which knows the session, the envelope, the size
 /// and the timing, writes the one audit line per message and counts it in the metrics, and the submitter
-/// adds what only it knows (the ACS operation and status, a bounded reason).
+/// adds what only it knows as bounded audit fields. The server speaks SMTP only: what those fields mean
+/// (a delivery service's operation id, status, error code) is the submitter's business.
 public protocol MessageSubmitter: Sendable {
     func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void)
+
+    /// The reply for a new transaction (MAIL FROM) when the submitter cannot take one now (its storage is
+    /// full or unwritable), else nil. Asked before each MAIL, so a client hears 452 before it sends the
+    /// message rather than after. The default takes everything.
+    func admissionRefusal() -> SMTPReply?
+}
+
+extension MessageSubmitter {
+    public func admissionRefusal() -> SMTPReply? { nil }
 }
 
 /// What became of one submitted message: the reply the client gets, and facts for the audit line and metrics.
 public struct SubmissionResult: Sendable, Hashable {
     public var reply: SMTPReply
-    public var annotations: SubmissionAnnotations
+    /// Why the message got its reply, as a metric label (bounded).
+    public var reason: SubmissionReason
+    /// The submitter's facts for the audit line, in order (never secrets, never content).
+    public var auditFields: [AuditField]
 
-    public init(reply: SMTPReply, annotations: SubmissionAnnotations) {
+    public init(reply: SMTPReply, reason: SubmissionReason, auditFields: [AuditField] = []) {
         self.reply = reply
-        self.annotations = annotations
+        self.reason = reason
+        self.auditFields = auditFields
     }
 
-    /// A reply with only a reason (no ACS facts): the outbox, tests.
+    /// A reply with only a reason: the outbox, tests.
     public init(_ reply: SMTPReply, reason: SubmissionReason) {
-        self.init(reply: reply, annotations: SubmissionAnnotations(reason: reason))
+        self.init(reply: reply, reason: reason)
+    }
+
+    /// The value of the audit field `key`, if the submitter gave one.
+    public subscript(field key: String) -> String? {
+        auditFields.first { $0.key == key }?.value
     }
 }
 
-/// Facts a submitter knows about a message's outcome, for the audit line (never secrets, never content).
-public struct SubmissionAnnotations: Sendable, Hashable {
-    /// Why the message got its reply, as a metric label (bounded).
-    public var reason: SubmissionReason
-    /// The ACS operation id, when ACS was asked.
-    public var acsOperationID: String?
-    /// The operation's status as ACS last reported it (`Running`, `Succeeded`, `Failed`, `Canceled`).
-    public var acsStatus: String?
-    /// ACS's error code when it refused or failed the message (`InvalidEmailAddress`, `TooManyRequests`…).
-    public var acsErrorCode: String?
-    /// The `x-ms-request-id` of ACS's last answer, for support cases.
-    public var acsRequestID: String?
-    /// HTTP attempts made for the send.
-    public var acsAttempts: Int?
-    /// The translation rule that refuses the message for ACS (`senderNotMappable`…), also when the outbox
-    /// stores it anyway.
-    public var translationRejection: String?
+/// One fact for the audit line: a key from a fixed vocabulary (only string literals make one, so log and
+/// metric keys stay bounded) and its value.
+public struct AuditField: Sendable, Hashable {
+    public let key: String
+    public var value: String
 
-    public init(
-        reason: SubmissionReason, acsOperationID: String? = nil, acsStatus: String? = nil,
-        acsErrorCode: String? = nil, acsRequestID: String? = nil, acsAttempts: Int? = nil,
-        translationRejection: String? = nil
-    ) {
-        self.reason = reason
-        self.acsOperationID = acsOperationID
-        self.acsStatus = acsStatus
-        self.acsErrorCode = acsErrorCode
-        self.acsRequestID = acsRequestID
-        self.acsAttempts = acsAttempts
-        self.translationRejection = translationRejection
+    public init(_ key: StaticString, _ value: String) {
+        self.key = key.description
+        self.value = value
     }
 }
 
 /// Why a message got its reply: a short token from a fixed vocabulary, logged as `reason` and used as the
 /// `reason` label of `acsgw_smtp_messages_total`. Only string literals make one, so label values stay bounded
-/// (design.md principle 6: an extensible struct, not a closed enum, so submitters can add their own).
+/// (design.md principle 6: an extensible struct, not a closed enum, so submitters add their own; the
+/// delivery reasons live with the submitters in `Gateway`).
 public struct SubmissionReason: Hashable, Sendable, CustomStringConvertible {
     public let rawValue: String
 
@@ -77,26 +76,6 @@ public struct SubmissionReason: Hashable, Sendable, CustomStringConvertible {
 
     /// The submitter gave no reason.
     public static let unspecified = SubmissionReason("unspecified")
-    /// Written to the outbox.
-    public static let stored = SubmissionReason("stored")
-    /// The outbox could not be written (451).
-    public static let storageFailed = SubmissionReason("storage_failed")
-    /// The translation to ACS refused the message (sender policy, limits).
-    public static let translationRefused = SubmissionReason("translation_refused")
-    /// ACS accepted the message (202, or polled to Succeeded).
-    public static let acsAccepted = SubmissionReason("acs_accepted")
-    /// ACS's operation ended Failed or Canceled.
-    public static let acsFailed = SubmissionReason("acs_failed")
-    /// ACS refused the request (4xx with an ACS error).
-    public static let acsRejected = SubmissionReason("acs_rejected")
-    /// ACS refused the gateway's credentials (401/403).
-    public static let acsAuthentication = SubmissionReason("acs_authentication")
-    /// No credentials could be obtained (token endpoint, unreadable secret).
-    public static let acsNoCredentials = SubmissionReason("acs_no_credentials")
-    /// Still throttled (429) when the retry budget ran out.
-    public static let acsThrottled = SubmissionReason("acs_throttled")
-    /// 5xx, timeouts or network failures until the retry budget ran out.
-    public static let acsUnavailable = SubmissionReason("acs_unavailable")
     /// The submitter did not answer within the submission timeout (set by the connection).
     public static let submissionTimeout = SubmissionReason("submission_timeout")
     /// The shutdown deadline came while the message was being delivered (set by the connection).
@@ -107,6 +86,8 @@ public struct SubmissionReason: Hashable, Sendable, CustomStringConvertible {
     public static let lineTooLong = SubmissionReason("line_too_long")
     /// A bare LF with `--bare-lf reject` (refused at the end of DATA).
     public static let bareLineFeed = SubmissionReason("bare_lf")
+    /// The submitter could not take a new transaction (refused at MAIL).
+    public static let admissionRefused = SubmissionReason("admission_refused")
 }
 
 /// A message as received over SMTP, with its envelope and where it came from.
@@ -161,6 +142,14 @@ public enum Identifiers {
         let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
                      hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
         return parts.joined(separator: "-")
+    }
+
+    /// When a message id (``messageID(now:)``) was made, from its 48-bit millisecond prefix; nil for
+    /// anything else.
+    public static func timestamp(ofMessageID id: String) -> Date? {
+        let hex = id.replacingOccurrences(of: "-", with: "").prefix(12)
+        guard hex.count == 12, let milliseconds = UInt64(hex, radix: 16) else { return nil }
+        return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
     }
 
     /// Twelve random hex digits: enough to tell sessions apart in logs.

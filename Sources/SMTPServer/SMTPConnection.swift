@@ -168,7 +168,7 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
                     "shutdown deadline reached while a message was being delivered; the client is told to retry",
                     metadata: ["smtp.message_id": "\(message.id)"])
                 // The client is told 421 now; a late answer from the submitter must find nothing pending
-                // (review finding F2).
+                // (`SMTPSessionTests.lateSubmissionAnswer_afterAnAbort_isIgnored`).
                 pending = nil
                 metrics.submissionEnded()
                 audit(message, SubmissionResult(output.replies.last ?? .shuttingDown, reason: .shutdown))
@@ -191,6 +191,7 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
         octetsIn += bytes.count
         lastReadAt = clock.now()
         if session.phase == .messageData || session.phase == .chunkData { dataOctets += bytes.count }
+        session.admissionRefusal = submitter.admissionRefusal()
         handle(session.receive(bytes))
     }
 
@@ -302,7 +303,8 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
         }
         if let submission = output.submission {
             // A client that vanished while its replies were being written has no one to tell the outcome to;
-            // its message is not delivered (review finding F13a).
+            // its message is not delivered
+            // (`SMTPServerTests.clientVanishingMidData_submitsNothing_andFreesTheConnection`).
             guard lifecycle == .open || lifecycle == .draining else { return }
             submit(submission)
         }
@@ -425,7 +427,7 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
             replySent: replySent)
         if result.reply.isPositive { messagesAccepted += 1 } else { messagesRejected += 1 }
         statistics.messageAnswered(result.reply)
-        metrics.messageAnswered(result.reply, reason: result.annotations.reason, seconds: line.duration)
+        metrics.messageAnswered(result.reply, reason: result.reason, seconds: line.duration)
         if let user = auditedSession.authenticatedUser { metrics.messageAnswered(result.reply, user: user) }
         line.write(to: logger)
     }

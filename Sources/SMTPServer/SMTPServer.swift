@@ -201,7 +201,8 @@ public final class SMTPServer: @unchecked Sendable {
             return
         }
         let clientKey = client.unmappedIPBytes
-        guard connectionsPerClient[clientKey, default: 0] < configuration.maxConnectionsPerClient else {
+        let isLimited = !configuration.connectionLimitExceptions.contains { $0.contains(client) }
+        guard !isLimited || connectionsPerClient[clientKey, default: 0] < configuration.maxConnectionsPerClient else {
             refuse(fd: fd, client: client, reply: .tooManyConnectionsFromClient, reason: .clientLimit)
             return
         }

@@ -83,6 +83,11 @@ public struct SMTPServerConfiguration: Sendable {
     /// Simultaneous connections from one client IP address (Postfix `smtpd_client_connection_count_limit = 50`).
     public var maxConnectionsPerClient: Int = 50
 
+    /// Clients the per-client limit does not apply to; ``maxConnections`` still does. Default: loopback, like
+    /// ``allowedNetworks``: every local application shares 127.0.0.1, and a connection pool of 60 from one of
+    /// them is not abuse (Postfix `smtpd_client_connection_limit_exceptions = $mynetworks`).
+    public var connectionLimitExceptions: [IPNetwork] = IPNetwork.loopback
+
     /// Pending connections the kernel may queue before `accept` (`listen(2)` backlog).
     public var listenBacklog: Int32 = 1024
 

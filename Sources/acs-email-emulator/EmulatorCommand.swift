@@ -18,18 +18,31 @@ struct EmulatorCommand: AsyncParsableCommand {
             Prints a line containing "listening on" with the bound port (use port 0 to pick a free one) and exits
             0 on SIGTERM or SIGINT.
 
+            Send quotas (off by default) work like ACS's: at most --quota-per-minute accepted sends in any sliding
+            minute and --quota-per-hour in any sliding hour (ACS's defaults for a custom domain: 30 and 100). A send
+            over a quota gets 429 TooManyRequests with Retry-After = the whole seconds until the oldest send of the
+            full window leaves it. A repeated Operation-Id is the same operation: it is neither counted nor refused.
+            Status reads are not limited. --quota-minute-seconds and --quota-hour-seconds shorten the windows for
+            tests (e.g. a "minute" of 10 s).
+
             Admin routes (no authentication; bind to loopback):
               GET    /admin/messages   accepted messages as a JSON array of
                                        {"operationId","receivedAt","apiVersion","request","httpVersion",
                                         ["droppedAttachments"]}
               DELETE /admin/messages   forget them
-              GET    /admin/requests   {"send":{"total":N,"statuses":{"202":N},"httpVersions":{"2":N},
-                                       "connections":N},"poll":{...},"other":{...}}
+              GET    /admin/requests   {"send":{"total":N,"statuses":{"202":N},"dropped":N,
+                                       "httpVersions":{"2":N},"connections":N},"poll":{...},"other":{...}}
+                                       ("dropped": connections reset by a refusing outage;
+                                       "replays": sends of an Operation-Id already known)
               DELETE /admin/requests   reset the counts
               GET    /admin/faults     faults not used up yet ("count" = what is left)
               POST   /admin/faults     append one fault object or a JSON array of them
               DELETE /admin/faults     remove all faults
-              POST   /admin/reset      forget operations, messages, faults and counts
+              GET    /admin/quota      {"perMinute":N|null,"perHour":N|null,"minuteSeconds":S,"hourSeconds":S,
+                                       "used":{"minute":N,"hour":N}}
+              POST   /admin/quota      change any of perMinute, perHour, minuteSeconds, hourSeconds
+                                       (null turns a limit off), e.g. {"perMinute":2,"minuteSeconds":10}
+              POST   /admin/reset      forget operations, messages, faults, counts and quota history
 
             Fault JSON (checked in order, first match wins; "count" requests, then used up; no count = forever):
               {"route":"send"|"poll"|"any",         default "send"
@@ -45,6 +58,11 @@ struct EmulatorCommand: AsyncParsableCommand {
               {"delayMs":200,"status":503}                          stall, then answer 503
               {"finalStatus":"Failed","code":"EmailDroppedAllRecipientsSuppressed","message":"..."}
                                                                     accept (202), polling ends Failed
+            Outages (timed from when they are posted; before authentication; no patterns or count):
+              {"outageMs":5000}                                     every send answered 503 for 5 s
+              {"route":"any","outageMs":5000,"retryAfter":2}        every ACS request 503 + Retry-After: 2
+              {"outageMs":5000,"refuse":true}                       every send's connection dropped (reset),
+                                                                    no HTTP answer, for 5 s
             Example: curl -X POST http://127.0.0.1:8080/admin/faults -d '[{"status":503,"count":2}]'
             """)
 
@@ -92,6 +110,18 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Flag(help: "Answer a repeated Operation-Id with a different body like an identical one instead of 409 Conflict.")
     var acceptChangedReplays = false
 
+    @Option(help: "Accepted sends allowed in any sliding minute; more get 429 with Retry-After. Default: no limit.")
+    var quotaPerMinute: Int?
+
+    @Option(help: "Accepted sends allowed in any sliding hour; more get 429 with Retry-After. Default: no limit.")
+    var quotaPerHour: Int?
+
+    @Option(help: "The length in seconds of the quota's \"minute\", shorter for tests (e.g. 10).")
+    var quotaMinuteSeconds: Double = 60
+
+    @Option(help: "The length in seconds of the quota's \"hour\", shorter for tests (e.g. 60).")
+    var quotaHourSeconds: Double = 3600
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -108,6 +138,9 @@ struct EmulatorCommand: AsyncParsableCommand {
         }
         if pollsUntilDone < 0 || completionDelayMs < 0 || retryAfter < 0 {
             throw ValidationError("--polls-until-done, --completion-delay-ms and --retry-after must not be negative")
+        }
+        if let problem = sendQuota.problem {
+            throw ValidationError("--quota-*: \(problem)")
         }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("unknown --log-level '\(logLevel)'")
@@ -141,7 +174,7 @@ struct EmulatorCommand: AsyncParsableCommand {
             accessKey: key, bearerToken: bearerToken, senderDomains: senderDomain, senderAddresses: senderAddress,
             pollsUntilDone: pollsUntilDone, completionDelay: .milliseconds(completionDelayMs),
             retryAfterSeconds: retryAfter, conflictOnDifferentBody: !acceptChangedReplays, recordFile: record,
-            http2: http2)
+            http2: http2, sendQuota: sendQuota)
         let tls = tlsCert.flatMap { cert in tlsKey.map { ACSEmulator.TLSFiles(certificateChain: cert, privateKey: $0) }
         }
         let (host, port) = try listenAddress()
@@ -172,6 +205,12 @@ struct EmulatorCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
         logger.notice("acs-email-emulator stopped")
+    }
+
+    private var sendQuota: SendQuota {
+        SendQuota(
+            perMinute: quotaPerMinute, perHour: quotaPerHour, minuteSeconds: quotaMinuteSeconds,
+            hourSeconds: quotaHourSeconds)
     }
 
     /// `HOST:PORT`, `[IPv6]:PORT`, or the default for the scheme.

@@ -5,6 +5,7 @@ import Foundation
 import Gateway
 import Logging
 import SMTPServer
+import Spool
 
 /// `check-config`: loads the configuration exactly as `serve` would, prints the effective result, and
 /// resolves the credentials (offline by default; `--online` also asks ACS whether they work).
@@ -70,6 +71,7 @@ struct CheckConfig: ParsableCommand {
         if !quiet {
             print("# delivery: \(settings.acs.dryRun ? "outbox (dry run); ACS would be " : "")ACS \(credentials.endpoint)")
             print("# credentials: \(credentials.method); secret ***")
+            print("# mode: \(Self.modeLine(settings.delivery))")
             for warning in credentials.warnings { print("# warning: \(warning)") }
         }
         guard online else {
@@ -167,4 +169,29 @@ struct CheckConfig: ParsableCommand {
 
 private final class ResultBox: @unchecked Sendable {
     var result: ACSEmailClient.ProbeResult?
+}
+
+extension CheckConfig {
+    /// What the delivery mode means for this configuration, and the spool it uses.
+    static func modeLine(_ delivery: DeliverySettings) -> String {
+        let spool = delivery.spoolDirectory
+        let state: String
+        if Spool.hasMessages(in: spool) {
+            state = "\(Spool.messageCount(in: spool)) message(s) waiting"
+        } else if FileManager.default.fileExists(atPath: spool) {
+            state = "empty"
+        } else {
+            state = "not created yet"
+        }
+        switch delivery.mode {
+        case .direct:
+            return "direct: every ACS outcome goes to the client; no spool"
+                + (state.hasSuffix("waiting") ? " (the spool \(spool) still has \(state); it is delivered)" : "")
+        case .hybrid:
+            return "hybrid: ACS first (up to \(Int(delivery.directTimeout)) s), custody in the spool \(spool) "
+                + "when ACS is busy (\(state))"
+        case .queue:
+            return "queue: every message spooled in \(spool) first (\(state))"
+        }
+    }
 }

@@ -8,11 +8,22 @@ import Gateway
 
 /// Help text that names the configuration key and its built-in default.
 func keyHelp(_ flag: String, _ text: String) -> ArgumentHelp {
-    guard let key = ConfigurationSchema.key(flag: flag) else { return ArgumentHelp(text) }
-    let defaults = key.values(in: GatewaySettings())
-    let shown = defaults.isEmpty ? "" : ", default \(defaults.joined(separator: ","))"
-    return ArgumentHelp("\(text) [\(key.path)\(shown)]")
+    guard let suffix = keySuffixes[flag] else { return ArgumentHelp(text) }
+    return ArgumentHelp("\(text) \(suffix)")
 }
+
+/// `[section.key, default …]` for every flag, computed once: ArgumentParser builds the flag groups again
+/// and again while it parses, and rendering every default each time made a `queue` command take seconds.
+private let keySuffixes: [String: String] = {
+    let defaults = GatewaySettings()
+    var suffixes: [String: String] = [:]
+    for key in ConfigurationSchema.keys {
+        let values = key.values(in: defaults)
+        let shown = values.isEmpty ? "" : ", default \(values.joined(separator: ","))"
+        suffixes[key.flag] = "[\(key.path)\(shown)]"
+    }
+    return suffixes
+}()
 
 /// Collects the flags that were given, as (flag, values).
 struct FlagOverrides {
@@ -137,6 +148,13 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("auth-failure-delay", "Wait before the 421 of a client over the failure limit."))
     var authFailureDelay: String?
 
+    @Option(name: .customLong("connection-limit-exception"),
+            help: keyHelp(
+                "connection-limit-exception",
+                "A network, CIDR, the per-client limit spares (repeatable; default loopback and allowed networks; "
+                    + "none: no exception)."))
+    var connectionLimitExceptions: [String] = []
+
     @Option(help: keyHelp("max-message-size", "Largest accepted message in octets (advertised as SIZE); K/KiB and M/MiB suffixes."))
     var maxMessageSize: String?
 
@@ -167,7 +185,11 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("shutdown-grace", "Time open transactions may take to finish on shutdown."))
     var shutdownGrace: String?
 
-    @Option(help: keyHelp("postmaster-address", "Address RCPT TO:<postmaster> is delivered to; without it, <postmaster> gets 550 5.1.1."))
+    @Option(
+        help: keyHelp(
+            "postmaster-address",
+            "Address RCPT TO:<postmaster> is delivered to; without it, delivery through ACS refuses <postmaster> "
+                + "(550 5.1.1)."))
     var postmasterAddress: String?
 
     @Option(help: keyHelp("outbox", "Directory for accepted messages (./outbox without ACS; with ACS, a copy of what was sent)."))
@@ -198,6 +220,7 @@ struct ServerFlags: ParsableArguments {
         overrides.add("auth-max-failures", authMaxFailures)
         overrides.add("auth-failure-window", authFailureWindow)
         overrides.add("auth-failure-delay", authFailureDelay)
+        overrides.add("connection-limit-exception", connectionLimitExceptions)
         overrides.add("max-message-size", maxMessageSize)
         overrides.add("max-recipients", maxRecipients)
         overrides.add("max-command-line-length", maxCommandLineLength)
@@ -288,17 +311,77 @@ struct DeliveryFlags: ParsableArguments {
 }
 
 /// The daemon's whole configuration surface: `serve` and `check-config` take exactly these.
+/// Delivery modes, pacing, retries, bounces and the spool.
+struct CustodyFlags: ParsableArguments {
+    @Option(help: keyHelp("delivery-mode", "direct (the client hears every ACS outcome), hybrid (custody in the spool when ACS is busy) or queue (spool first)."))
+    var deliveryMode: String?
+
+    @Option(help: keyHelp("direct-timeout", "Hybrid mode: how long the first try inside the SMTP transaction may take."))
+    var directTimeout: String?
+
+    @Option(help: keyHelp("max-lifetime", "How long a spooled message is retried before it bounces."))
+    var maxLifetime: String?
+
+    @Option(help: keyHelp("min-backoff", "First retry delay of a spooled message (doubled per failure)."))
+    var minBackoff: String?
+
+    @Option(help: keyHelp("max-backoff", "Largest retry delay of a spooled message."))
+    var maxBackoff: String?
+
+    @Option(help: keyHelp("bounce", "Where bounces go: sender, none, or \"admin ADDRESS\"."))
+    var bounce: String?
+
+    @Option(help: keyHelp("max-in-flight", "Spool sends in flight at once."))
+    var maxInFlight: String?
+
+    @Option(help: keyHelp("acs-max-per-minute", "Sends per minute to stay under a known ACS quota (0: off)."))
+    var acsMaxPerMinute: String?
+
+    @Option(help: keyHelp("acs-max-per-hour", "Sends per hour to stay under a known ACS quota (0: off)."))
+    var acsMaxPerHour: String?
+
+    @Option(help: keyHelp("spool-directory", "The spool's directory."))
+    var spoolDirectory: String?
+
+    @Option(help: keyHelp("spool-max-messages", "Messages the spool holds at most (then 452)."))
+    var spoolMaxMessages: String?
+
+    @Option(help: keyHelp("spool-max-size", "Octets the spool holds at most (then 452)."))
+    var spoolMaxSize: String?
+
+    @Option(help: keyHelp("spool-min-free", "Free space the spool's file system must keep (else 452)."))
+    var spoolMinFree: String?
+
+    func addOverrides(to overrides: inout FlagOverrides) {
+        overrides.add("delivery-mode", deliveryMode)
+        overrides.add("direct-timeout", directTimeout)
+        overrides.add("max-lifetime", maxLifetime)
+        overrides.add("min-backoff", minBackoff)
+        overrides.add("max-backoff", maxBackoff)
+        overrides.add("bounce", bounce)
+        overrides.add("max-in-flight", maxInFlight)
+        overrides.add("acs-max-per-minute", acsMaxPerMinute)
+        overrides.add("acs-max-per-hour", acsMaxPerHour)
+        overrides.add("spool-directory", spoolDirectory)
+        overrides.add("spool-max-messages", spoolMaxMessages)
+        overrides.add("spool-max-size", spoolMaxSize)
+        overrides.add("spool-min-free", spoolMinFree)
+    }
+}
+
 struct GatewayConfigurationOptions: ParsableArguments {
     @OptionGroup var file: ConfigFileOption
     @OptionGroup(title: "Listeners, limits, timeouts, outbox, logging") var server: ServerFlags
     @OptionGroup(title: "Translation to ACS") var translation: TranslationFlags
     @OptionGroup(title: "ACS delivery") var delivery: DeliveryFlags
+    @OptionGroup(title: "Delivery modes and the spool") var custody: CustodyFlags
 
     var overrides: [(flag: String, values: [String])] {
         var overrides = FlagOverrides()
         server.addOverrides(to: &overrides)
         translation.addOverrides(to: &overrides)
         delivery.addOverrides(to: &overrides)
+        custody.addOverrides(to: &overrides)
         return overrides.entries
     }
 

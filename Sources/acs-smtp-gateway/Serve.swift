@@ -29,17 +29,21 @@ struct Serve: ParsableCommand {
         // Once per process (swift-metrics), so a reload keeps the registry and the admin listener.
         let metricsRegistry = settings.adminListen.map { _ in GatewayMetrics.bootstrap() }
 
-        let server = try Self.makeServer(settings, environment: environment, logger: logger)
+        let delivery = DeliveryRuntime()
+        let server = try Self.makeServer(settings, environment: environment, logger: logger, delivery: delivery)
         var admin: AdminServer?
         if let address = settings.adminListen, let metricsRegistry {
             admin = try AdminServer(
                 address: address, registry: metricsRegistry, liveness: { server.whenResponsive($0) }, logger: logger)
+            admin?.readiness.require { delivery.notReadyReason() }
         }
 
         // SIGHUP: the same file, environment and flags, read again; credentials resolved again.
         let file = loaded.file
         let flags = options.overrides
-        GatewayDaemon.run(server: server, logger: logger, environment: environment, admin: admin) {
+        GatewayDaemon.run(
+            server: server, logger: logger, environment: environment, admin: admin, delivery: delivery
+        ) {
             let reloaded: LoadedConfiguration
             do {
                 reloaded = try ConfigurationLoader.load(file: file, environment: environment, flags: flags)
@@ -53,7 +57,8 @@ struct Serve: ParsableCommand {
             if new.adminListen != settings.adminListen {
                 logger.warning("admin.listen changes only on restart")
             }
-            let assembly = try GatewayAssembly.assemble(new, environment: environment, logger: logger)
+            let assembly = try GatewayAssembly.assemble(
+                new, environment: environment, logger: logger, runtime: delivery)
             levelControl.level = new.logLevel
             return assembly
         }
@@ -62,11 +67,14 @@ struct Serve: ParsableCommand {
 
 extension Serve {
     /// The server with the start-up assembly. Only the server keeps the submitter: after a reload replaced
-    /// it, the start-up ACS client and its pooled connection go away once idle (review F9).
-    static func makeServer(_ settings: GatewaySettings, environment: [String: String], logger: Logger) throws -> SMTPServer {
+    /// it, the start-up ACS client and its pooled connection go away once idle rather than holding a
+    /// connection to ACS for the life of the daemon.
+    static func makeServer(
+        _ settings: GatewaySettings, environment: [String: String], logger: Logger, delivery: DeliveryRuntime
+    ) throws -> SMTPServer {
         var assembly: GatewayAssembly
         do {
-            assembly = try GatewayAssembly.assemble(settings, environment: environment, logger: logger)
+            assembly = try GatewayAssembly.assemble(settings, environment: environment, logger: logger, runtime: delivery)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(78)  // EX_CONFIG: systemd shows status=78/CONFIG

@@ -198,7 +198,7 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
     }
 
     @Test func timedOutSends_thatACSAcceptedAfterAll_areFoundBeforeGivingUp() {
-        // Review finding F14: without this check the client gets 451 and resends under a new Operation-Id.
+        // Without this check the client gets 451 and resends under a new Operation-Id.
         let timeout: Result<HTTPResponse, HTTPTransportError> = .failure(HTTPTransportError(.timeout, "stalled"))
         // A budget of one attempt: the send times out, then the check finds the operation.
         let transport = ScriptedTransport([timeout], thenForever: Self.poll("Running"))
@@ -318,7 +318,7 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
 
     @Test(arguments: [200, 204, 301, 308, 404, 405, 400])
     func answersThatAreNotFromACS_areRetryable_notBounced(_ status: Int) {
-        // Review finding F6: a redirect, a proxy page or a wrong endpoint must not bounce mail for good.
+        // A redirect, a proxy page or a wrong endpoint must not bounce mail for good.
         let outcome = ACSEmailClient.classify(HTTPResponse(status: status, body: Array("<html>".utf8)))
         guard case .unavailable(let reported, let detail) = outcome else {
             Issue.record("HTTP \(status) became \(outcome)")
@@ -335,7 +335,7 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
     }
 
     @Test func retryAfterZero_stillWaits() {
-        // Review finding F10: Retry-After: 0 must not become a tight retry loop.
+        // Retry-After: 0 must not become a tight retry loop.
         let clock = FakeClock()
         let transport = ScriptedTransport([Self.status(429, retryAfter: "0"), Self.status(429, retryAfter: "0"), Self.accepted()])
         _ = send(transport, clock: clock) { $0.backgroundPolls = 0 }
@@ -351,7 +351,7 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
         let now = Date(timeIntervalSince1970: 1_704_067_200)
         #expect(ACSEmailClient.retryAfter(response([("Retry-After", "Mon, 01 Jan 2024 00:00:30 GMT")]), now: now) == 30)
         #expect(ACSEmailClient.retryAfter(response([("Retry-After", "soon")])) == nil)
-        // Hostile values never become infinities or giant numbers (review finding F1).
+        // Hostile values never become infinities or giant numbers.
         #expect(ACSEmailClient.retryAfter(response([("Retry-After", "inf")])) == nil)
         #expect(ACSEmailClient.retryAfter(response([("Retry-After", "nan")])) == nil)
         #expect(ACSEmailClient.retryAfter(response([("Retry-After", "99999999999999999999")])) == 86_400)

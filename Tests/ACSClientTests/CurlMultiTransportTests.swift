@@ -167,7 +167,7 @@ import Testing
     }
 
     @Test func hostNamesResolve_andManyTransfersByNameAllComplete() async throws {
-        // By name, libcurl's threaded resolver registers and closes a socketpair of its own (review finding F3):
+        // By name, libcurl's threaded resolver registers and closes a socketpair of its own:
         // the watched descriptors must survive that, or transfers stall.
         let server = try TestServer()
         let transport = try CurlMultiTransport()

@@ -12,7 +12,7 @@ struct TokenCacheTests {
     }
 
     @Test func aRefusedTokenIsDropped_andTheNextCallFetchesANewOne() throws {
-        // Review finding F12: a token ACS answers 401 to must not stay cached until its refresh time.
+        // A token ACS answers 401 to must not stay cached until its refresh time.
         let clock = TestClock()
         let transport = FakeTransport([
             FakeTransport.token("revoked", expiresIn: 3600), FakeTransport.token("fresh", expiresIn: 3600),

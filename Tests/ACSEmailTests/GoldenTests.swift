@@ -108,7 +108,7 @@ struct GoldenTests {
             w.member("rejection") { w in
                 w.object { w in
                     w.member("reason") { $0.string(rejection.reason.rawValue) }
-                    w.member("reply") { $0.string(rejection.smtpReply) }
+                    w.member("text") { $0.string(rejection.text) }
                 }
             }
         }

@@ -62,6 +62,79 @@ struct TranslationTests {
         #expect(translated.message.replyTo == [EmailAddress(address: "carol@outside.example")])
     }
 
+    /// text/plain and text/html side by side in multipart/mixed (no multipart/alternative): RFC 8621 puts both
+    /// in textBody and htmlBody. Both ACS bodies are filled: `plainText` from textBody (the HTML part as text),
+    /// `html` from htmlBody; a reader that shows only text still gets every part.
+    @Test func mixedPlainAndHTMLSideBySide_fillBothBodies() throws {
+        let mail = Self.parse(
+            """
+            From: a@example.com
+            To: b@example.org
+            Subject: side by side
+            Content-Type: multipart/mixed; boundary=b
+
+            --b
+            Content-Type: text/plain; charset=utf-8
+
+            Plain part & more.
+            --b
+            Content-Type: text/html; charset=utf-8
+
+            <html><head><style>p {color: red}</style></head><body><p>HTML&nbsp;part &amp; more</p>\
+            <p>second<br>line</p></body></html>
+            --b--
+            """)
+        let content = try ACSTranslation.translate(mail, envelope: Envelope(headersOf: mail), policy: Self.policy)
+            .get().content
+        #expect(content.plainText == "Plain part & more.\r\nHTML\u{A0}part & more\r\nsecond\r\nline")
+        let html = try #require(content.html)
+        #expect(html.hasPrefix("<pre>Plain part &amp; more.</pre>\r\n<html>"))
+        #expect(html.contains("<p>HTML&nbsp;part &amp; more</p>"))
+    }
+
+    /// HTML read as text for `plainText`: tags dropped, blocks on their own lines, script and style skipped,
+    /// entities decoded; linear in the input.
+    @Test func htmlAsPlainText() {
+        #expect(HTMLText.plainText("<p>a</p><p>b<br/>c</p>") == "a\nb\nc")
+        #expect(HTMLText.plainText("<script>x<y</script>t&lt;&#65;&#x42;&bogus;&amp") == "t<AB&bogus;&amp")
+        #expect(HTMLText.plainText("  two   words \n split  ") == "two words split")
+        #expect(HTMLText.plainText("<!-- <p>hidden</p> -->shown<li>item") == "shown\nitem")
+        #expect(HTMLText.plainText("<unclosed") == "")
+    }
+
+    /// A Content-Type that does not parse is `text/plain; charset=us-ascii` (RFC 2045 §5.2): the text is the
+    /// body, not an attachment beside "(no message body)".
+    @Test func unparsableContentType_isThePlainTextBody() throws {
+        let mail = Self.parse(
+            "From: a@example.com\nTo: b@example.org\nSubject: s\nContent-Type: text/plain>\n\nhello\n")
+        let message = try ACSTranslation.translate(mail, envelope: Envelope(headersOf: mail), policy: Self.policy).get()
+        #expect(message.content.plainText == "hello\r\n")
+        #expect(message.attachments == nil)
+    }
+
+    /// The original From becomes replyTo when the sender is replaced, but ACS refuses the whole request for a
+    /// replyTo address it does not take (`user2`, no domain): such an address is dropped with a note.
+    @Test func replyToAddressesACSWouldRefuse_areDroppedWithANote() throws {
+        let mail = Self.parse("From: User Two <user2>, ok@outside.example\nTo: b@example.org\nSubject: s\n\nx\n")
+        let translated = try ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(mailFrom: "user2", recipients: ["b@example.org"]), policy: Self.policy
+        ).get()
+        #expect(translated.message.senderAddress == "DoNotReply@gateway.example")
+        #expect(translated.message.replyTo == [EmailAddress(address: "ok@outside.example")])
+        #expect(translated.notes.contains { $0.code == "reply-to-dropped" && $0.message.contains("user2") })
+
+        let alone = Self.parse("From: user2\nTo: b@example.org\nSubject: s\n\nx\n")
+        let single = try ACSTranslation.translateWithDetails(
+            alone, envelope: Envelope(mailFrom: "", recipients: ["b@example.org"]), policy: Self.policy
+        ).get()
+        #expect(single.message.replyTo == nil)
+        #expect(single.notes.map(\.code).contains("reply-to-dropped"))
+        for refused in ["\"a b\"@example.org", "x@[192.0.2.1]", "x@localhost", "@example.org", "x@", "a b@c.org"] {
+            #expect(ACSAddress.refusalReason(refused) != nil, "\(refused)")
+        }
+        #expect(ACSAddress.refusalReason("o'brien+tag@mail.example.org") == nil)
+    }
+
     @Test func sizeLimit_countsTheExactEncodedBytes() throws {
         let mail = Self.parse("From: a@example.com\nTo: b@example.org\nSubject: s\n\nbody\n")
         let envelope = Envelope(headersOf: mail)
@@ -77,12 +150,12 @@ struct TranslationTests {
     }
 }
 
-/// The shared corpus (`../shared/corpus`): every message converts or is rejected with a reason, and no
-/// message crashes or hangs the translation (issue 3 "Acceptance").
+/// The shared corpus (`../shared/corpus`, or `ACSGW_TEST_CORPUS`): every message converts or is rejected with a
+/// reason, and no message crashes or hangs the translation. Skipped, with one notice, where the corpus is absent
+/// (a bare clone of the repository).
+@Suite(.enabled(if: SharedCorpus.isPresent, SharedCorpus.missing))
 struct TranslationCorpusTests {
-    static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent()  // Tests/ACSEmailTests
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("shared/corpus")
+    static let corpus = SharedCorpus.directory
 
     static func messages() -> [URL] {
         guard let enumerator = FileManager.default.enumerator(at: corpus, includingPropertiesForKeys: nil) else {
@@ -114,9 +187,22 @@ struct TranslationCorpusTests {
                     "\(file.lastPathComponent)")
                 #expect(result.message.attachments?.allSatisfy { !$0.contentInBase64.isEmpty } ?? true)
             case .failure(let rejection):
-                #expect(rejection.code >= 500 && !rejection.text.isEmpty, "\(file.lastPathComponent)")
+                #expect(!rejection.text.isEmpty, "\(file.lastPathComponent)")
             }
         }
         #expect(translated > 0)
     }
+}
+
+/// Where the shared corpus is: `../shared/corpus` beside the repository, or the directory `ACSGW_TEST_CORPUS`
+/// names (pointing it at a missing path shows what a bare clone does).
+enum SharedCorpus {
+    static let directory = ProcessInfo.processInfo.environment["ACSGW_TEST_CORPUS"].map { URL(fileURLWithPath: $0) }
+        ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent()  // Tests/ACSEmailTests
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("shared/corpus")
+    static let isPresent = FileManager.default.fileExists(atPath: directory.path)
+    static let missing = Comment(
+        rawValue: "no shared corpus at \(directory.path) (a bare clone has none; CI places shared/ beside the "
+            + "repository, or set ACSGW_TEST_CORPUS): skipped translating every corpus message")
 }

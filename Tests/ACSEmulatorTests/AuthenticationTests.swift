@@ -172,7 +172,7 @@ import Testing
             #expect(RequestVerifier.parseHTTPDate(RequestSigner.httpDate(date)) == date)
         }
         #expect(RequestVerifier.parseHTTPDate("2024-01-01T00:00:00Z") == nil)
-        // Review finding F11: an absurd year crashed the emulator before the signature was checked.
+        // An absurd year crashed the emulator before the signature was checked.
         #expect(RequestVerifier.parseHTTPDate("Mon, 01 Jan 99999999999999 00:00:00 GMT") == nil)
         #expect(RequestVerifier.parseHTTPDate("Mon, 001 Jan 2024 00:00:00 GMT") == nil)
         #expect(RequestVerifier.parseHTTPDate("Mon, 01 Foo 2024 00:00:00 GMT") == nil)

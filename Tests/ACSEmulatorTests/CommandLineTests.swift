@@ -115,6 +115,19 @@ import Testing
         #expect(emulator.stop(with: SIGTERM) == 0)
     }
 
+    @Test(.enabled(if: binary != nil))
+    func quotaOptions_throttleTheSendOverThem() async throws {
+        let emulator = try EmulatorProcess([
+            "--listen", "127.0.0.1:0", "--access-key", Self.keyText, "--quota-per-minute", "1",
+            "--quota-minute-seconds", "5",
+        ])
+        #expect(try await Self.send(port: emulator.port, scheme: "http").status == 202)
+        let throttled = try await Self.send(port: emulator.port, scheme: "http")
+        #expect(throttled.status == 429)
+        #expect((4...5).contains(Int(throttled.header("Retry-After") ?? "") ?? 0))
+        #expect(emulator.stop(with: SIGTERM) == 0)
+    }
+
     /// Runs the binary to completion and returns its status and stdout + stderr.
     private static func run(_ arguments: [String]) throws -> (Int32, String) {
         let process = Process()
@@ -142,6 +155,8 @@ import Testing
                     "--tls-key", "/nonexistent.key",
                 ], "certificate"
             ),
+            (["--access-key", Self.keyText, "--quota-per-minute", "0"], "perMinute must be at least 1"),
+            (["--access-key", Self.keyText, "--quota-hour-seconds", "0"], "hourSeconds must be more than 0"),
         ]
         for (arguments, reason) in cases {
             let (status, output) = try Self.run(arguments)
@@ -156,7 +171,8 @@ import Testing
         #expect(status == 0)
         for text in [
             "/admin/faults", "/admin/messages", "/admin/requests", "finalStatus", "retryAfter", "delayMs",
-            "--sender-domain", "--no-http2", "httpVersions",
+            "--sender-domain", "--no-http2", "httpVersions", "--quota-per-minute", "--quota-per-hour",
+            "--quota-minute-seconds", "--quota-hour-seconds", "/admin/quota", "outageMs", "refuse",
         ] {
             #expect(output.contains(text), "\(text)")
         }

@@ -52,6 +52,9 @@ import Testing
             #expect(third.json?["status"]?.stringValue == "Succeeded")
             #expect(third.header("Retry-After") == nil)
             #expect(try await emulator.recordedMessages().count == 1)
+            // Counted, so a test of exactly-once delivery can tell a resend from a single send.
+            let counts = try #require(JSONValue(parsing: try await emulator.admin("GET", "/admin/requests").body))
+            #expect(counts["send"]?["replays"]?.intValue == 2)
         }
     }
 

@@ -1,3 +1,4 @@
+import ACSEmail
 import Foundation
 import Testing
 
@@ -244,6 +245,23 @@ import Testing
             "<a@b.co>", "a@b_c.co",
         ] {
             #expect(!SendValidator.isValidAddress(bad), "\(bad)")
+        }
+    }
+
+    @Test func theGatewaysBounce_isAValidSend() async throws {
+        let report = DeliveryFailureReport(
+            reportingMTA: "gw.example.com", messageID: "0190a5f2-0000-7000-8000-000000000001",
+            originalSender: "app@example.com", recipients: ["jane@example.net"], arrivalDate: Date(),
+            status: "5.1.0", diagnostic: "EmailDropped: dropped",
+            originalHeaders: Array("From: app@example.com\r\nSubject: Hi\r\n\r\nbody".utf8), originalSubject: "Hi")
+        let body = Bounce.requestBody(
+            for: report, senderAddress: "DoNotReply@contoso.com", bounceRecipient: "app@example.com")
+        try await EmulatorHarness.with { emulator in
+            let response = try await emulator.send(String(decoding: body, as: UTF8.self))
+            #expect(response.status == 202, "\(response.text)")
+            let recorded = try #require(try await emulator.recordedMessages().first)
+            #expect(recorded.request["headers"]?["Auto-Submitted"]?.stringValue == "auto-replied")
+            #expect(recorded.request["attachments"]?.arrayValue?.count == 2)
         }
     }
 }

@@ -67,6 +67,8 @@ class Gateway:
         self.port = port or free_port(listen_host)
         self.outbox = workdir / f"{name}-outbox"
         self.outbox.mkdir(parents=True, exist_ok=True)
+        # Each gateway its own spool (the default under /var/lib would be shared by every test).
+        self.spool = workdir / f"{name}-spool"
         self.stderr_path = workdir / f"{name}-stderr.log"
         self.extra_args = list(args or [])
         self.proc: subprocess.Popen | None = None
@@ -84,8 +86,12 @@ class Gateway:
     def command(self) -> list[str]:
         # With --config the file decides the log level (flags would override it).
         level = [] if "--config" in self.extra_args else ["--log-level", "info"]
+        # The tests written before the spool expect direct delivery (every ACS outcome reaches the client);
+        # the spool's tests name their mode.
+        mode = [] if "--delivery-mode" in self.extra_args else ["--delivery-mode", "direct"]
+        spool = [] if "--spool-directory" in self.extra_args else ["--spool-directory", str(self.spool)]
         return [str(self.binary), "serve", "--listen", self.listen, "--outbox", str(self.outbox),
-                *level, *self.extra_args]
+                *level, *mode, *spool, *self.extra_args]
 
     def start(self, ready_timeout: float = 15.0) -> "Gateway":
         self._stderr_file = open(self.stderr_path, "wb")

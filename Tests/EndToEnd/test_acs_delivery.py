@@ -1,4 +1,4 @@
-"""Issue 4 end to end: smtplib → the real gateway → the real `acs-email-emulator` over https with a test CA.
+"""ACS delivery end to end: smtplib → the real gateway → the real `acs-email-emulator` over https with a test CA.
 
 For each fault the emulator is told to inject, the tests assert the SMTP reply (code and enhanced code),
 how many requests the emulator saw, and that it recorded exactly one message when the client got 250 and
@@ -206,6 +206,26 @@ def test_a_recipient_acs_cannot_take_is_refused_at_rcpt_and_the_rest_delivered(d
     [recorded] = emulator.messages()
     assert recorded["request"]["recipients"]["to"] == [{"address": "ann@example.net", "displayName": "Ann"}]
     assert "bcc" not in recorded["request"]["recipients"] or recorded["request"]["recipients"]["bcc"] == []
+
+
+def test_postmaster_with_acs_goes_to_the_postmaster_address_and_without_one_is_refused_alone(deliver):
+    # RFC 5321 §4.5.1: <postmaster> MUST be accepted. ACS has no such address, so it goes to
+    # senders.postmaster_address; only without one is it refused (550 5.1.1), for that recipient alone.
+    gateway, emulator = deliver("--postmaster-address", "hostmaster@example.net")
+    code, _ = send(gateway, recipients=("postmaster", "ann@example.net"))
+    assert code == 250
+    [recorded] = emulator.messages()
+    assert recorded["request"]["recipients"]["bcc"] == [{"address": "hostmaster@example.net"}]
+
+    bare, bare_emulator = deliver()
+    with smtplib.SMTP(bare.host, bare.port, local_hostname="client.example", timeout=60) as smtp:
+        smtp.ehlo()
+        assert smtp.mail("app@legacy.example")[0] == 250
+        code, text = smtp.rcpt("postmaster")
+        assert (code, text.decode().split(" ")[0]) == (550, "5.1.1")
+        assert smtp.rcpt("ann@example.net")[0] == 250
+        assert smtp.data(MESSAGE)[0] == 250
+    assert len(bare_emulator.messages()) == 1
 
 
 def test_without_acs_such_recipients_are_kept_in_the_outbox(gateway):

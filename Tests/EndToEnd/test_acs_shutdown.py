@@ -253,7 +253,7 @@ def test_the_emulator_ends_a_stall_at_sigterm_and_exits_0_promptly(start_emulato
 
 def test_a_reload_that_lowers_the_grace_does_not_cut_short_a_call_in_flight(start_gateway, start_emulator,
                                                                             certificates, tmp_path):
-    # Review finding F1: the call in flight runs under the start-up configuration (ACS, grace raised to
+    # The call in flight runs under the start-up configuration (ACS, grace raised to
     # 20 + 15 s). A reload to a dry run brings the default grace down to the configured 1 s; the SIGTERM that
     # follows must still wait for the stalled call, or its client gets 421 for a message ACS accepts.
     emulator = start_emulator()

@@ -1,4 +1,4 @@
-"""Issue 3 end to end: a realistic message through the running gateway; the outbox's `acsRequest` is the
+"""MIME → ACS translation end to end: a realistic message through the running gateway; the outbox's `acsRequest` is the
 exact ACS request, and what the translation refuses gets its 5xx over SMTP."""
 
 from __future__ import annotations

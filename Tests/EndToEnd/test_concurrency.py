@@ -84,8 +84,29 @@ def test_200_concurrent_connections_5_messages_each_no_thread_explosion(start_ga
     print(f"\n{CONNECTIONS}x{MESSAGES_PER_CONNECTION} messages in {elapsed:.1f}s, peak {peak['threads']} threads")
 
 
+def test_a_pool_of_60_connections_from_127_0_0_1_is_not_refused_by_default(start_gateway):
+    # Every local application shares 127.0.0.1: the per-client limit (50) spares loopback and the admitted
+    # networks by default (Postfix smtpd_client_connection_limit_exceptions = $mynetworks). The global limit
+    # still applies to loopback.
+    gw = start_gateway("--max-connections", "60")
+    time.sleep(0.3)  # let the gateway see the close of the readiness probe's connection
+    pool = [gw.connect() for _ in range(60)]
+    try:
+        for smtp in pool:
+            smtp.greeting()
+        for smtp in pool[::10]:
+            check(smtp.cmd("NOOP"), 250, "2.0.0")
+        with gw.connect() as extra:
+            check(extra.reply(), 421, "4.7.0")
+            extra.assert_closed()
+    finally:
+        for smtp in pool:
+            smtp.close()
+
+
 def test_per_client_connection_limit_421_at_connect(start_gateway):
-    gw = start_gateway("--max-connections-per-client", "3")
+    # `none`: no client is spared, so the limit applies to 127.0.0.1 too.
+    gw = start_gateway("--max-connections-per-client", "3", "--connection-limit-exception", "none")
     time.sleep(0.3)  # let the gateway see the close of the readiness probe's connection
     held = [gw.connect() for _ in range(3)]
     try:
@@ -304,7 +325,7 @@ def test_sigterm_under_load_every_open_transaction_finishes(start_gateway):
 
 
 def test_pipelined_group_replies_are_flushed_in_one_write(gateway, tmp_path):
-    # RFC 2920 §3.2 / issue 2: the replies to a pipelined group go out in one write. Observed with strace
+    # RFC 2920 §3.2: the replies to a pipelined group go out in one write. Observed with strace
     # on the gateway's send calls (skipped where strace or ptrace is unavailable).
     import shutil
     import subprocess

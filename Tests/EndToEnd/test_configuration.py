@@ -1,4 +1,4 @@
-"""Issue 5 "Configuration" end to end: the real binary reading a configuration file, the ACSGW_ environment
+"""Configuration end to end (README "Configuration"): the real binary reading a configuration file, the ACSGW_ environment
 and flags; check-config (offline and --online against the emulator); SIGHUP with a valid and an invalid
 file, including credentials read again.
 """

@@ -359,7 +359,7 @@ def test_100_recipients_pipelined_extra_452s_do_not_count_as_errors(gateway):
 
 
 def test_default_size_limit_advertised_size_is_accepted(gateway):
-    # Whatever the default limit is (10 MiB in issue 2; smtp-behaviour #10 suggests ~7 MB so that the ACS
+    # Whatever the default limit is (once 10 MiB; smtp-behaviour #10 suggests ~7 MB so that the ACS
     # request stays under 10 MB), a message of exactly the advertised SIZE must be accepted and one octet
     # more refused with 552 5.3.4 — a client that checks SIZE before sending must never be refused later.
     with gateway.connect() as probe:

@@ -1,5 +1,5 @@
-"""A low open-file limit must mean clean refusals at connect, never a crash, a spin or a log flood (review F4),
-on the SMTP listener and on the admin listener (issue-5 review F4).
+"""A low open-file limit must mean clean refusals at connect, never a crash, a spin or a log flood,
+on the SMTP listener and on the admin listener.
 
 libdispatch aborts the process when it cannot create its own descriptors, so the gateway keeps a reserve:
 it raises its soft limit to the hard one and clamps --max-connections to what fits; extra clients get 421.
@@ -71,7 +71,7 @@ def test_a_tiny_open_file_limit_refuses_extra_clients_cleanly_and_recovers(tmp_p
 
 
 def test_admin_listener_out_of_descriptors_pauses_instead_of_spinning_and_recovers(tmp_path):
-    """Review F4 (issue 5): with the descriptors used up by held admin connections, `accept` fails with EMFILE
+    """With the descriptors used up by held admin connections, `accept` fails with EMFILE
     and the pending connection stays in the backlog. The admin listener must pause (one warning per pause), not
     spin on the level-triggered source writing a warning per attempt, and serve again once connections close."""
     admin_port = free_port()

@@ -186,7 +186,7 @@ HEADERLESS_INJECTED = (b"RCPT TO:<victim@example.com>\r\nDATA\r\n"
 
 @pytest.mark.parametrize("content", [INJECTED, HEADERLESS_INJECTED], ids=["after-a-header", "first-line"])
 def test_content_after_a_refused_data_is_never_delivered(shared_gateway, content):
-    # The gateway serves clients that write message content before the 354 (issue 2). When such a
+    # The gateway serves clients that write message content before the 354 (smtp-behaviour #6). When such a
     # client's DATA is refused (here: its only RCPT had a syntax error), the content that follows is
     # already on the wire. It must not be run as commands: a message body that contains an SMTP
     # transaction would otherwise be delivered as a message of its own (here: to victim@example.com,

@@ -4,7 +4,7 @@ import Testing
 
 @testable import Gateway
 
-/// Every row of the reply table (issue 4 "Reply mapping").
+/// Every row of the reply table (`ACSReplyMapping`, README "Delivering through ACS").
 @Suite struct ACSReplyMappingTests {
     struct Row: Sendable, CustomTestStringConvertible {
         var name: String

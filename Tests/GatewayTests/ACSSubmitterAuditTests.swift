@@ -17,32 +17,35 @@ import Testing
     @Test func accepted_namesTheOperationAndItsStatus() {
         let result = annotations(.accepted(operationID: Self.id, status: "Running"))
         #expect(result.reply.code == 250)
-        #expect(result.annotations == SubmissionAnnotations(
-            reason: .acsAccepted, acsOperationID: Self.id, acsStatus: "Running", acsRequestID: "req-1", acsAttempts: 1))
+        #expect(result.reason == .acsAccepted)
+        #expect(result.auditFields == [
+            AuditField("acs.operation_id", Self.id), AuditField("acs.status", "Running"),
+            AuditField("acs.request_id", "req-1"), AuditField("acs.attempts", "1"),
+        ])
     }
 
     @Test func failed_namesTheStatusAndACSsCode() {
         let result = annotations(.failed(operationID: Self.id, status: "Failed", code: "EmailDropped", message: "x"))
         #expect(result.reply.code == 554)
-        #expect(result.annotations.reason == .acsFailed)
-        #expect(result.annotations.acsStatus == "Failed")
-        #expect(result.annotations.acsErrorCode == "EmailDropped")
+        #expect(result.reason == .acsFailed)
+        #expect(result[field: "acs.status"] == "Failed")
+        #expect(result[field: "acs.error_code"] == "EmailDropped")
     }
 
     @Test func refusals_andDeferrals_haveTheirReasons() {
         let rejected = annotations(.rejected(status: 400, code: "InvalidEmailAddress", message: nil))
-        #expect(rejected.annotations.reason == .acsRejected)
-        #expect(rejected.annotations.acsErrorCode == "InvalidEmailAddress")
-        #expect(rejected.annotations.acsOperationID == Self.id)  // the Operation-Id that was sent
-        #expect(rejected.annotations.acsStatus == nil)
-        #expect(annotations(.authenticationFailed(status: 401, code: nil, message: nil)).annotations.reason
+        #expect(rejected.reason == .acsRejected)
+        #expect(rejected[field: "acs.error_code"] == "InvalidEmailAddress")
+        #expect(rejected[field: "acs.operation_id"] == Self.id)  // the Operation-Id that was sent
+        #expect(rejected[field: "acs.status"] == nil)
+        #expect(annotations(.authenticationFailed(status: 401, code: nil, message: nil)).reason
             == .acsAuthentication)
-        #expect(annotations(.throttled(retryAfter: 3), attempts: 4).annotations.reason == .acsThrottled)
-        #expect(annotations(.unavailable(status: 503, detail: "HTTP 503")).annotations.reason == .acsUnavailable)
+        #expect(annotations(.throttled(retryAfter: 3), attempts: 4).reason == .acsThrottled)
+        #expect(annotations(.unavailable(status: 503, detail: "HTTP 503")).reason == .acsUnavailable)
         let unauthenticated = annotations(
             .notAuthenticated(AuthenticationError("token endpoint down", isTransient: true)), attempts: 0)
-        #expect(unauthenticated.annotations.reason == .acsNoCredentials)
-        #expect(unauthenticated.annotations.acsOperationID == nil)  // ACS was never asked
+        #expect(unauthenticated.reason == .acsNoCredentials)
+        #expect(unauthenticated[field: "acs.operation_id"] == nil)  // ACS was never asked
         #expect(unauthenticated.reply.code == 451)
     }
 }

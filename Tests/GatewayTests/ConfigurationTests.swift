@@ -5,7 +5,7 @@ import Testing
 
 @testable import Gateway
 
-/// The configuration layers (issue 5 "Configuration"): precedence, every error path, the shipped file.
+/// The configuration layers (README "Configuration"): precedence, every error path, the shipped file.
 @Suite struct ConfigurationTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -80,6 +80,30 @@ import Testing
         #expect(fromFlags.settings.serverConfiguration.allowedNetworks.count == IPNetwork.loopback.count + 1)
     }
 
+    /// Every local application shares 127.0.0.1: by default the per-client connection limit spares loopback and
+    /// the admitted networks (Postfix `smtpd_client_connection_limit_exceptions = $mynetworks`); `none` applies
+    /// it to every client.
+    @Test func connectionLimitExceptions_defaultToTheAdmittedNetworks() throws {
+        #expect(GatewaySettings().serverConfiguration.connectionLimitExceptions == IPNetwork.loopback)
+        let admitted = try ConfigurationLoader.load(
+            file: try file("smtp:\n  allow_network: [192.0.2.0/24]\n"), environment: [:])
+        #expect(admitted.settings.serverConfiguration.connectionLimitExceptions
+            == IPNetwork.loopback + [IPNetwork("192.0.2.0/24")!])
+        let listed = try ConfigurationLoader.load(
+            file: try file("smtp:\n  allow_network: [192.0.2.0/24]\n  connection_limit_exceptions: [127.0.0.1/32]\n"),
+            environment: [:])
+        #expect(listed.settings.serverConfiguration.connectionLimitExceptions == [IPNetwork("127.0.0.1/32")!])
+        let none = try ConfigurationLoader.load(
+            file: nil, environment: [:], flags: [("connection-limit-exception", ["none"])])
+        #expect(none.settings.serverConfiguration.connectionLimitExceptions == [])
+        #expect(ConfigurationRendering.yaml(none).contains("connection_limit_exceptions: [none]"))
+        let reset = try ConfigurationLoader.load(
+            file: nil, environment: ["ACSGW_SMTP_CONNECTION_LIMIT_EXCEPTIONS": ""])
+        #expect(reset.settings.serverConfiguration.connectionLimitExceptions == IPNetwork.loopback)
+        let (_, mixed) = try problems(flags: [("connection-limit-exception", ["none", "10.0.0.0/8"])])
+        #expect(mixed.count == 1)
+    }
+
     @Test func emptyValuesRestoreTheDefault() throws {
         let path = try file("senders:\n  sender_address: a@example.com\nlimits:\n  max_errors: 3\n")
         let loaded = try ConfigurationLoader.load(
@@ -135,7 +159,7 @@ import Testing
         let (path, found) = try problems(yaml: "# comment\nlimits:\n  max_message_size: ten megabytes\n")
         #expect(found == [
             "\(path!):3: limits.max_message_size: expected a size in octets from 1 to 1073741824, "
-                + "e.g. 10485760, 10240KiB or 10MiB, got \"ten megabytes\""
+                + "e.g. 10485760, 10240KiB, 10MiB or 1GiB, got \"ten megabytes\""
         ])
     }
 
@@ -185,7 +209,7 @@ import Testing
 
     @Test func structuralMistakes() throws {
         let (path, notMapping) = try problems(yaml: "- smtp\n- limits\n")
-        #expect(notMapping == ["\(path!):1: expected sections (smtp:, tls:, auth:, limits:, timeouts:, senders:, translation:, acs:, outbox:, logging:, admin:) at the top level"])
+        #expect(notMapping == ["\(path!):1: expected sections (smtp:, tls:, auth:, limits:, timeouts:, senders:, translation:, acs:, delivery:, spool:, outbox:, logging:, admin:) at the top level"])
 
         let (path2, sectionValue) = try problems(yaml: "limits: 10\n")
         #expect(sectionValue == ["\(path2!):1: limits: expected the section's keys, indented below it (key: value)"])
@@ -238,6 +262,15 @@ import Testing
         #expect(empty.origins.isEmpty)
     }
 
+    /// A bad value is echoed escaped like every other text the gateway writes: a control character in it
+    /// cannot rewrite the terminal or start a new log line.
+    @Test func aBadValueIsEchoedWithControlCharactersEscaped() throws {
+        let (_, problems) = try problems(environment: ["ACSGW_LIMITS_MAX_ERRORS": "3\u{1B}[2J\nfake: line"])
+        #expect(problems.count == 1)
+        #expect(problems.first?.hasSuffix(#"got "3\u001b[2J\nfake: line""#) == true)
+        #expect(problems.first?.contains { $0 == "\u{1B}" || $0 == "\n" } == false)
+    }
+
     @Test func environmentMistakes() throws {
         let (_, typo) = try problems(environment: ["ACSGW_LIMITS_MAX_MESAGE_SIZE": "1M"])
         #expect(typo == ["environment ACSGW_LIMITS_MAX_MESAGE_SIZE: not a configuration variable "
@@ -254,7 +287,7 @@ import Testing
     @Test func flagMistakes() throws {
         let (_, found) = try problems(flags: [("retry-budget", ["soon"]), ("listen", ["mail.example.com:25"])])
         #expect(found == [
-            "--retry-budget: acs.retry_budget: expected a duration from 1s to 24h, e.g. 30, 30s, 500ms, 5m or 1h, got \"soon\"",
+            "--retry-budget: acs.retry_budget: expected a duration from 1s to 1d, e.g. 30, 30s, 500ms, 5m, 1h or 5d, got \"soon\"",
             "--listen: smtp.listen: expected a list of an address IP:PORT or [IPv6]:PORT, e.g. 127.0.0.1:2525, got \"mail.example.com:25\"",
         ])
         let (_, unknown) = try problems(flags: [("no-such-flag", ["x"])])
@@ -458,7 +491,7 @@ import Testing
         #expect(ValueParser<Int>.size(1...(1 << 30)).parse(text) == octets)
     }
 
-    @Test(arguments: ["", "MiB", "-1M", "1GiB", "1.5M", "99999999999999999999M", "10MB"])
+    @Test(arguments: ["", "MiB", "-1M", "2GiB", "1.5M", "99999999999999999999M", "10MB"])
     func invalidSizes(text: String) {
         #expect(ValueParser<Int>.size(1...(1 << 30)).parse(text) == nil)
     }
@@ -510,7 +543,7 @@ import Testing
     }
 
     @Test func anchorsAndAliasesAreRefusedBeforeParsing() throws {
-        // A 462-octet alias "bomb" took 20 s to compose (review F6); now it is refused at once.
+        // A 462-octet alias "bomb" took 20 s to compose; now it is refused at once.
         var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
         for level in 1...8 {
             bomb += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n"

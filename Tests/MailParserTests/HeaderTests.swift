@@ -103,4 +103,26 @@ import Testing
         let mail = parse("Content-Type: multipart/mixed; boundary=b\n\n--b\n    indented\ntext\n--b--\n", ending)
         #expect(mail.root.children.first?.text == ending.text("    indented\ntext"))
     }
+
+    /// A broken generator indented the first field: the stray fold is repaired (the field is read without its
+    /// leading whitespace, as Stalwart does), not taken as the start of the body, which lost every header.
+    @Test(arguments: LineEnding.allCases)
+    func indentedFirstFieldIsRepaired(_ ending: LineEnding) {
+        let mail = parse(" Subject: hello\nFrom: a@example.com\nTo: b@example.com\n\nbody\n", ending)
+        #expect(mail.subject == "hello")
+        #expect(mail.from == [MailAddress(address: "a@example.com")])
+        #expect(mail.to == [MailAddress(address: "b@example.com")])
+        #expect(mail.root.text == ending.text("body\n"))
+        #expect(mail.codes == ["header-leading-whitespace"])
+    }
+
+    /// An indented first line that is no field (a blank or junk line before the header) is skipped, as
+    /// Python's email does (`FirstHeaderLineIsContinuationDefect`), when real fields follow it.
+    @Test(arguments: LineEnding.allCases)
+    func strayIndentedLineBeforeTheFieldsIsSkipped(_ ending: LineEnding) {
+        let mail = parse("\t \n  junk text\nSubject: hello\n\nbody\n", ending)
+        #expect(mail.subject == "hello")
+        #expect(mail.root.text == ending.text("body\n"))
+        #expect(mail.codes == ["header-leading-whitespace"])
+    }
 }

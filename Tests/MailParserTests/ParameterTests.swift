@@ -89,6 +89,23 @@ import Testing
         #expect(mail.codes == ["content-type-invalid"])
     }
 
+    /// `text/plain>` is no `type/subtype` of RFC 2045 tokens (">" is a tspecial): RFC 2045 §5.2 reads it as
+    /// `text/plain; charset=us-ascii`, so the text stays the body instead of becoming an attachment.
+    @Test(arguments: LineEnding.allCases)
+    func unparsableContentTypeIsTextPlainInUSASCII(_ ending: LineEnding) {
+        for declared in ["text/plain>", "text/<html>", "text/pl@in", "multipart/mixed,", "text/plain[1]"] {
+            let mail = parse("Content-Type: \(declared)\n\nbody\n", ending)
+            #expect(mail.root.contentType == "text/plain", "\(declared)")
+            #expect(mail.root.charset == "us-ascii", "\(declared)")
+            #expect(mail.textBody.map(\.partIndex) == [0], "\(declared)")
+            #expect(mail.attachments.isEmpty, "\(declared)")
+            #expect(mail.codes == ["content-type-invalid"], "\(declared)")
+        }
+        // Valid tokens keep their type, even unusual ones.
+        #expect(parse("Content-Type: application/x-foo+bar.v1\n\nx\n", ending).root.contentType
+            == "application/x-foo+bar.v1")
+    }
+
     @Test(arguments: LineEnding.allCases)
     func trailingCommentAfterUnquotedValue(_ ending: LineEnding) {
         // RFC 2045 §5.1's own example.

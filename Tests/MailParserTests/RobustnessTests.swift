@@ -13,15 +13,21 @@ import Testing
         return Array(text.utf8)
     }
 
-    @Test func deepMultipartNestingStopsAtMaxDepth() {
-        let parser = MailParser(limits: .init(maxDepth: 20))
-        let mail = parser.parse(Self.nestedMultiparts(100_000))
+    /// How many first children lead down from the root, and the part at the bottom.
+    static func firstChildDepth(_ mail: ParsedMail) -> (depth: Int, bottom: MIMEPart) {
         var depth = 0
         var part = mail.root
         while let child = part.children.first {
             depth += 1
             part = child
         }
+        return (depth, part)
+    }
+
+    @Test func deepMultipartNestingStopsAtMaxDepth() {
+        let parser = MailParser(limits: .init(maxDepth: 20))
+        let mail = parser.parse(Self.nestedMultiparts(100_000))
+        let (depth, part) = Self.firstChildDepth(mail)
         #expect(depth == 20)
         #expect(part.contentType == "application/octet-stream")
         #expect(mail.codes.contains("depth-limit-exceeded"))
@@ -31,13 +37,7 @@ import Testing
         // maxDepth above 1,000 acts as 1,000: building, copying, comparing and destroying a
         // 1,000-level value tree must not exhaust a test thread's stack.
         let mail = MailParser(limits: .init(maxDepth: .max)).parse(Self.nestedMultiparts(1_200))
-        var depth = 0
-        var part = mail.root
-        while let child = part.children.first {
-            depth += 1
-            part = child
-        }
-        #expect(depth == 1_000)
+        #expect(Self.firstChildDepth(mail).depth == 1_000)
         let copy = mail.root
         #expect(copy == mail.root)
     }

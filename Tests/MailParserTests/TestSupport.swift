@@ -40,8 +40,17 @@ func parse(_ text: String, _ ending: LineEnding) -> ParsedMail {
 enum Paths {
     static let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     static let packageRoot = testsDirectory.deletingLastPathComponent().deletingLastPathComponent()
-    /// `../shared/corpus` relative to the package root (CI puts a copy of shared/ beside the clone).
-    static let corpus = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus")
+    /// `../shared/corpus` relative to the package root (CI puts a copy of shared/ beside the clone), or the
+    /// directory `ACSGW_TEST_CORPUS` names (pointing it at a missing path shows what a bare clone does).
+    static let corpus = ProcessInfo.processInfo.environment["ACSGW_TEST_CORPUS"].map { URL(fileURLWithPath: $0) }
+        ?? packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus")
+    /// Whether the corpus is there: a bare clone of the repository has no `../shared`.
+    static let corpusIsPresent = FileManager.default.fileExists(atPath: corpus.path)
+    /// Why the corpus suite is skipped, shown once by the test runner.
+    static let corpusMissing = Comment(
+        rawValue: "no shared corpus at \(corpus.path) (a bare clone has none; CI places shared/ beside the "
+            + "repository, or set ACSGW_TEST_CORPUS): skipped the corpus parse-time, line-ending and Stalwart "
+            + "conformance tests")
     static let fixtures = testsDirectory.appendingPathComponent("Fixtures")
 }
 

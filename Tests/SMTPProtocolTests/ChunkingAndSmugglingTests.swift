@@ -60,7 +60,7 @@ import Testing
         #expect(result.submissions.isEmpty)
     }
 
-    // MARK: Refused messages, for the audit line (issue-5 review F5)
+    // MARK: Refused messages, for the audit line (every refusal is logged once, BDAT like DATA)
 
     private static func driver(maxMessageSize: Int, maxErrors: Int = SMTPLimits().maxErrors) -> SessionDriver {
         var limits = SMTPLimits()

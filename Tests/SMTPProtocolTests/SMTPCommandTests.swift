@@ -139,7 +139,7 @@ import Testing
     }
 
     @Test func replyText_isBoundedAndASCII() {
-        // Review finding F7: echoed attachment names or ACS messages must not make an over-long reply line.
+        // Echoed attachment names or ACS messages must not make an over-long reply line.
         let reply = SMTPReply(554, EnhancedStatusCode(5, 6, 0), "attachment " + String(repeating: "é", count: 10_000))
         let line = String(decoding: reply.wireBytes, as: UTF8.self)
         #expect(line.utf8.count <= 512)

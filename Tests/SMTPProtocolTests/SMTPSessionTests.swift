@@ -138,16 +138,49 @@ import Testing
         #expect(result.codes == [250, 553, 250, 553, 250, 250, 250])
     }
 
-    // MARK: Postmaster (review finding F9)
+    // MARK: Postmaster (RFC 5321 §4.5.1: RCPT TO:<postmaster> MUST be accepted)
 
-    @Test func postmaster_withoutAnAddress_isRefused_andNotAnError() {
+    /// The outbox has no trouble keeping a message for `postmaster`: it is accepted as written, with or
+    /// without the gateway's own domain, and travels in the envelope.
+    @Test func postmaster_withoutAnAddress_isAcceptedForTheOutbox() {
+        var driver = SessionDriver()
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<PostMaster@Gateway.Test>\r\n"
+                + "DATA\r\nx\r\n.\r\n")
+        #expect(result.codes == [250, 250, 250, 250, 354, 250])
+        #expect(
+            result.submissions.first?.envelope.forwardPaths
+                == [.postmaster, .mailbox(Mailbox(localPart: "PostMaster", domain: "Gateway.Test"))])
+    }
+
+    /// With ACS and no postmaster address there is nowhere to send it: refused for that recipient only (ACS
+    /// would refuse the whole message), and not counted as a protocol error.
+    @Test func postmaster_withoutAnAddress_isRefusedForACS_andNotAnError() {
         var limits = SMTPLimits()
         limits.maxErrors = 0
+        limits.plainRecipientsOnly = true
         var driver = SessionDriver(limits: limits)
-        let result = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<d@e.f>\r\n")
-        #expect(result.codes == [250, 250, 550, 250])
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<postmaster@gateway.test>\r\n"
+                + "RCPT TO:<d@e.f>\r\n")
+        #expect(result.codes == [250, 250, 550, 550, 250])
         #expect(result.enhancedCodes[2] == "5.1.1")
+        #expect(result.enhancedCodes[3] == "5.1.1")
         #expect(!result.closed)
+    }
+
+    /// `postmaster@<the gateway's name>` is the same mailbox as `<postmaster>` (RFC 5321 §4.5.1).
+    @Test func postmasterAtTheGatewaysDomain_goesToTheConfiguredAddress() {
+        var limits = SMTPLimits()
+        limits.postmaster = Mailbox(localPart: "hostmaster", domain: "example.org")
+        limits.plainRecipientsOnly = true
+        var driver = SessionDriver(limits: limits)
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<POSTMASTER@gateway.test>\r\nDATA\r\nx\r\n.\r\n")
+        #expect(result.codes == [250, 250, 250, 354, 250])
+        #expect(
+            result.submissions.first?.envelope.forwardPaths
+                == [.mailbox(Mailbox(localPart: "hostmaster", domain: "example.org"))])
     }
 
     @Test func postmaster_goesToTheConfiguredAddress() {
@@ -318,7 +351,7 @@ import Testing
     }
 
     @Test func lateSubmissionAnswer_afterAnAbort_isIgnored() {
-        // Review finding F2: shutdown aborts a session whose message is still with the submitter.
+        // Shutdown aborts a session whose message is still with the submitter.
         var session = SMTPSession(hostname: "gw.test")
         let output = session.receive(Array((Self.hello + Self.envelope + "DATA\r\nx\r\n.\r\n").utf8))
         #expect(output.submission != nil)

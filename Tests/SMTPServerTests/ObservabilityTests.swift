@@ -89,9 +89,11 @@ final class GatedSubmitter: MessageSubmitter, @unchecked Sendable {
 /// registry (no global bootstrap, so suites cannot disturb each other).
 @Suite(.serialized) struct ObservabilityTests {
     static let accepted = SubmissionResult(
-        reply: .messageAccepted("OK queued as op-1"),
-        annotations: SubmissionAnnotations(
-            reason: .acsAccepted, acsOperationID: "op-1", acsStatus: "Running", acsRequestID: "req-9", acsAttempts: 1))
+        reply: .messageAccepted("OK queued as op-1"), reason: SubmissionReason("acs_accepted"),
+        auditFields: [
+            AuditField("acs.operation_id", "op-1"), AuditField("acs.status", "Running"),
+            AuditField("acs.request_id", "req-9"), AuditField("acs.attempts", "1"),
+        ])
 
     static let message =
         "Subject: Quarterly\r\n report\r\nmessage-id:\r\n  <folded.1@client.example>\r\nX-Other: y\r\n\r\n"
@@ -285,7 +287,10 @@ final class GatedSubmitter: MessageSubmitter, @unchecked Sendable {
     }
 
     @Test func refusedConnections_areCountedByReason() async throws {
-        let running = try start(AnnotatingSubmitter(Self.accepted)) { $0.maxConnectionsPerClient = 1 }
+        let running = try start(AnnotatingSubmitter(Self.accepted)) {
+            $0.maxConnectionsPerClient = 1
+            $0.connectionLimitExceptions = []
+        }
         let first = try TestClient(to: running.address)
         #expect(try first.readReply().code == 220)
         let second = try TestClient(to: running.address)

@@ -60,7 +60,7 @@ import Testing
     }
 
     @Test func whileTheSubmitterWorks_theServerStopsReading_soAFloodingClientIsHeldByTheKernel() async throws {
-        // Review finding F8: the reply order alone cannot show back-pressure. Here a client keeps writing
+        // The reply order alone cannot show back-pressure. Here a client keeps writing
         // pipelined commands while its message is with a slow submitter; without back-pressure the server
         // would read (and buffer) everything, with it the kernel's socket buffers fill and send() stalls.
         let submitter = RecordingSubmitter(delay: 1.5)
@@ -94,7 +94,10 @@ import Testing
     }
 
     @Test func perClientConnectionLimit_gets421() async throws {
-        let (server, address) = try Self.startServer { $0.maxConnectionsPerClient = 2 }
+        let (server, address) = try Self.startServer {
+            $0.maxConnectionsPerClient = 2
+            $0.connectionLimitExceptions = []
+        }
         let first = try TestClient(to: address)
         let second = try TestClient(to: address)
         #expect(try first.readReply().code == 220)
@@ -103,6 +106,25 @@ import Testing
         let reply = try third.readReply()
         #expect(reply.code == 421)
         #expect(reply.enhancedCode == "4.7.0")
+        await Self.stop(server)
+    }
+
+    /// Every local application shares 127.0.0.1, so by default the per-client limit spares loopback (Postfix
+    /// `smtpd_client_connection_limit_exceptions = $mynetworks`); the global limit still applies to it.
+    @Test func perClientConnectionLimit_sparesLoopbackByDefault_butTheGlobalLimitHolds() async throws {
+        let (server, address) = try Self.startServer {
+            $0.maxConnectionsPerClient = 2
+            $0.maxConnections = 4
+        }
+        var clients: [TestClient] = []
+        for _ in 0..<4 {
+            let client = try TestClient(to: address)
+            #expect(try client.readReply().code == 220)
+            clients.append(client)
+        }
+        let extra = try TestClient(to: address)
+        #expect(try extra.readReply().code == 421)
+        #expect(SMTPServerConfiguration().connectionLimitExceptions == IPNetwork.loopback)
         await Self.stop(server)
     }
 
@@ -216,7 +238,10 @@ import Testing
     }
 
     @Test func statistics_countConnectionsAndRepliesToTheEndOfData() async throws {
-        let (server, address) = try Self.startServer { $0.maxConnectionsPerClient = 1 }
+        let (server, address) = try Self.startServer {
+            $0.maxConnectionsPerClient = 1
+            $0.connectionLimitExceptions = []
+        }
         let client = try TestClient(to: address)
         #expect(try client.readReply().code == 220)
         let refused = try TestClient(to: address)

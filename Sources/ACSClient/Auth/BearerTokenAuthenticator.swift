@@ -45,7 +45,8 @@ public struct BearerTokenAuthenticator: RequestAuthenticator, CustomStringConver
     }
 
     /// A 401 for a bearer token usually means the token was revoked or issued for the wrong audience: drop it
-    /// so the next attempt fetches a fresh one (review finding F12).
+    /// so the next attempt fetches a fresh one
+    /// (`TokenCacheTests.aRefusedTokenIsDropped_andTheNextCallFetchesANewOne`).
     public func credentialsRejected() -> Bool { credential.invalidate(scope: scope) }
 
     public var description: String { "BearerTokenAuthenticator(\(credential), scope: \(scope))" }

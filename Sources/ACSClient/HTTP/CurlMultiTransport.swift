@@ -226,7 +226,7 @@ private final class CurlMulti: @unchecked Sendable {
 /// its sockets when it likes — some (its resolver's socketpair) without any close callback — and the number
 /// is reused at once. So the sources watch a `dup` of the socket, which this object owns and closes only once
 /// its sources are cancelled: whatever curl does with its own descriptor, the watched one cannot be reused
-/// under a live source (review finding F3).
+/// under a live source (`CurlMultiTransportTests.hostNamesResolve_andManyTransfersByNameAllComplete`).
 private final class SocketWatch: @unchecked Sendable {  // confined to the transport's queue
     private let socket: curl_socket_t
     private let queue: DispatchQueue

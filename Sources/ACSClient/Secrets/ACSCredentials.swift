@@ -49,7 +49,7 @@ public struct ACSCredentialOptions: Sendable {
 }
 
 /// The ACS endpoint and the authenticator for it, resolved from configuration, systemd credentials and the
-/// environment (issue 4, "Authentication"; acs-email-api.md §3.2, §4).
+/// environment (acs-email-api.md §3.2, §4).
 ///
 /// Order: an explicit Entra credential; a connection string (`$CREDENTIALS_DIRECTORY/acs-connection-string`,
 /// `--acs-connection-string-file`, `ACS_CONNECTION_STRING`) giving endpoint and HMAC key; an endpoint with an

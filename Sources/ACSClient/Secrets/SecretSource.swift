@@ -56,7 +56,7 @@ public struct LoadedSecret: Sendable, Equatable, CustomStringConvertible {
 
 /// Reads secrets, in this order, from `$CREDENTIALS_DIRECTORY/<name>` (systemd `LoadCredential=`), an
 /// explicit file, or an environment variable — never from the command line, where `ps` would show them
-/// (issue 4, "Secrets come from…").
+/// (`SecretSourceTests`).
 ///
 /// A trailing newline (as `echo` and editors leave) is removed. A configured file readable by group or others
 /// yields a warning, not an error: the gateway still starts, and the operator sees what to fix.

@@ -23,10 +23,17 @@ public final class ServiceReadiness: @unchecked Sendable {
 
     private let lock = NSLock()
     private var current = State.starting
+    private var dependency: (@Sendable () -> String?)?
 
     public init() {}
 
     public var state: State { lock.withLock { current } }
+
+    /// Adds a condition for readiness: while it returns a reason, `/readyz` answers 503 with it.
+    public func require(_ check: @escaping @Sendable () -> String?) { lock.withLock { dependency = check } }
+
+    /// Why the gateway is not ready although listening, if anything.
+    public var notReadyReason: String? { lock.withLock { dependency }?() }
 
     /// The SMTP listener is up.
     public func markReady() { lock.withLock { if current == .starting { current = .ready } } }
@@ -58,7 +65,9 @@ public final class AdminServer: @unchecked Sendable {
         public var maxConnections = 16
         /// Seconds the listener pauses after `accept(2)` failed (out of descriptors: EMFILE, ENFILE, ENOBUFS,
         /// ENOMEM). The pending connection stays in the backlog and would wake the listener again at once, so
-        /// retrying without a pause spins and floods the log (review finding F4). A closing admin connection
+        /// retrying without a pause spins and floods the log
+        /// (`test_admin_listener_out_of_descriptors_pauses_instead_of_spinning_and_recovers`). A closing admin
+        /// connection
         /// frees a descriptor and ends the pause early.
         public var acceptPause = 0.2
 
@@ -190,7 +199,11 @@ public final class AdminServer: @unchecked Sendable {
             respond(AdminHTTP.Response(status: 200, contentType: AdminHTTP.metricsContentType, body: text))
         case .readiness:
             let state = readiness.state
-            respond(AdminHTTP.Response(status: state == .ready ? 200 : 503, body: "\(state.rawValue)\n"))
+            if state == .ready, let reason = readiness.notReadyReason {
+                respond(AdminHTTP.Response(status: 503, body: "not ready: \(reason)\n"))
+            } else {
+                respond(AdminHTTP.Response(status: state == .ready ? 200 : 503, body: "\(state.rawValue)\n"))
+            }
         case .health:
             let answer = OneAnswer(respond)
             queue.asyncAfter(deadline: .now() + limits.livenessTimeout) {

@@ -105,7 +105,7 @@ public enum ConfigurationLoader {
                             + "a secret goes in a file named by a *_file key, a systemd credential or the environment")
                 } else {
                     problems.append(
-                        "\(assignment.location)\(key.path): expected \(key.expected), got \(quoted(SecretRedaction.maskingURLPassword(bad)))")
+                        "\(assignment.location)\(key.path): expected \(key.expected), got \(EscapedText.doubleQuoted(SecretRedaction.maskingURLPassword(bad)))")
                 }
                 continue
             }
@@ -169,7 +169,8 @@ public enum ConfigurationLoader {
     static func assignments(yaml text: String, path: String) throws(ConfigurationError) -> ([Assignment], [String]) {
         // Anchors and aliases are refused before libyaml sees them: the configuration never needs them, and
         // an alias "bomb" (a few hundred octets expanding to 10^8 nodes) would cost minutes of CPU, during a
-        // reload on the daemon's lifecycle queue (review F6).
+        // reload on the daemon's lifecycle queue
+        // (`ConfigurationTests.anchorsAndAliasesAreRefusedBeforeParsing`).
         if let line = firstAnchorOrAlias(in: text) {
             throw ConfigurationError([
                 "\(path):\(line): YAML anchors and aliases (&name, *name) are not supported in the configuration "
@@ -391,10 +392,6 @@ public enum ConfigurationLoader {
             }
         }
         return nil
-    }
-
-    static func quoted(_ text: String) -> String {
-        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
     static func reason(_ error: Error) -> String {

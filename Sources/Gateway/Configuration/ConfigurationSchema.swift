@@ -72,17 +72,48 @@ extension ConfigurationKey {
         ConfigurationKey(
             section: section, name: name, flag: flag, expected: "a list of " + parser.expected, isList: true,
             mappingFields: mappingFields,
-            assign: { settings, values in
-                var parsed: [T] = []
-                for text in values {
-                    guard let value = parser.parse(text) else { return text }
-                    parsed.append(value)
-                }
-                settings[keyPath: keyPath] = parsed
-                return nil
-            },
+            assign: { settings, values in parser.parseAll(values) { settings[keyPath: keyPath] = $0 } },
             reset: { $0[keyPath: keyPath] = GatewaySettings()[keyPath: keyPath] },
             render: { settings in settings[keyPath: keyPath].map(parser.render) })
+    }
+}
+
+extension ValueParser {
+    /// Parses every item and hands the list to `assign`; returns the first item that does not parse (then
+    /// nothing is assigned), nil on success.
+    func parseAll(_ values: [String], assign: ([Value]) -> Void) -> String? {
+        var parsed: [Value] = []
+        for text in values {
+            guard let value = parse(text) else { return text }
+            parsed.append(value)
+        }
+        assign(parsed)
+        return nil
+    }
+}
+
+extension ConfigurationKey {
+    /// A list of networks whose unset (nil) value is a default computed elsewhere, and where the single item
+    /// `none` means the empty list (an empty value always restores the default).
+    static func networksOrNone(
+        _ section: String, _ name: String, flag: String,
+        _ keyPath: WritableKeyPath<GatewaySettings, [IPNetwork]?> & Sendable
+    ) -> ConfigurationKey {
+        let parser = ValueParser<IPNetwork>.network
+        return ConfigurationKey(
+            section: section, name: name, flag: flag, expected: "a list of " + parser.expected + ", or none",
+            isList: true,
+            assign: { settings, values in
+                if values.count == 1, values[0].lowercased() == "none" {
+                    settings[keyPath: keyPath] = []
+                    return nil
+                }
+                return parser.parseAll(values) { settings[keyPath: keyPath] = $0 }
+            },
+            reset: { $0[keyPath: keyPath] = nil },
+            render: { settings in
+                settings[keyPath: keyPath].map { $0.isEmpty ? ["none"] : $0.map(parser.render) } ?? []
+            })
     }
 }
 
@@ -92,7 +123,8 @@ extension ConfigurationKey {
 /// the environment and a flag on `serve`. `etc/acs-smtp-gateway/gateway.conf` documents each one.
 public enum ConfigurationSchema {
     public static let sections = [
-        "smtp", "tls", "auth", "limits", "timeouts", "senders", "translation", "acs", "outbox", "logging", "admin",
+        "smtp", "tls", "auth", "limits", "timeouts", "senders", "translation", "acs", "delivery", "spool",
+        "outbox", "logging", "admin",
     ]
 
     public static let keys: [ConfigurationKey] = [
@@ -104,6 +136,8 @@ public enum ConfigurationSchema {
         .scalar("smtp", "max_connections", flag: "max-connections", \.maxConnections, .integer(1...1_000_000)),
         .scalar("smtp", "max_connections_per_client", flag: "max-connections-per-client",
                 \.maxConnectionsPerClient, .integer(1...1_000_000)),
+        .networksOrNone("smtp", "connection_limit_exceptions", flag: "connection-limit-exception",
+                        \.connectionLimitExceptions),
 
         // TLS: the certificate of the TLS listeners, the protocol settings.
         .optional("tls", "certificate", flag: "tls-certificate", \.tls.certificate, .path),
@@ -177,6 +211,24 @@ public enum ConfigurationSchema {
         .scalar("acs", "dry_run", flag: "dry-run", \.acs.dryRun, .boolean),
         .scalar("acs", "allow_insecure_http_for_testing", flag: "allow-insecure-http-for-testing",
                 \.acs.allowInsecureHTTPForTesting, .boolean),
+        .scalar("acs", "max_per_minute", flag: "acs-max-per-minute", \.delivery.maxPerMinute,
+                .integer(0...1_000_000, unit: "sends")),
+        .scalar("acs", "max_per_hour", flag: "acs-max-per-hour", \.delivery.maxPerHour,
+                .integer(0...100_000_000, unit: "sends")),
+
+        // Delivery modes, retries and bounces; the spool.
+        .scalar("delivery", "mode", flag: "delivery-mode", \.delivery.mode, .choice),
+        .scalar("delivery", "direct_timeout", flag: "direct-timeout", \.delivery.directTimeout, .duration(1...600)),
+        .scalar("delivery", "max_lifetime", flag: "max-lifetime", \.delivery.maxLifetime, .duration(1...(60 * 86_400))),
+        .scalar("delivery", "min_backoff", flag: "min-backoff", \.delivery.minBackoff, .duration(0.1...86_400)),
+        .scalar("delivery", "max_backoff", flag: "max-backoff", \.delivery.maxBackoff, .duration(0.1...86_400)),
+        .scalar("delivery", "bounce", flag: "bounce", \.delivery.bounce, .bounceRecipient),
+        .scalar("delivery", "max_in_flight", flag: "max-in-flight", \.delivery.maxInFlight, .integer(1...1024)),
+        .scalar("spool", "directory", flag: "spool-directory", \.delivery.spoolDirectory, .path),
+        .scalar("spool", "max_messages", flag: "spool-max-messages", \.delivery.spoolMaxMessages,
+                .integer(1...100_000_000)),
+        .scalar("spool", "max_size", flag: "spool-max-size", \.delivery.spoolMaxSize, .size(1...(1 << 50))),
+        .scalar("spool", "min_free", flag: "spool-min-free", \.delivery.spoolMinFree, .size(0...(1 << 50))),
 
         // Outbox, logging, admin listener.
         .optional("outbox", "directory", flag: "outbox", \.outboxDirectory, .path),
@@ -255,6 +307,22 @@ extension ValueParser where Value == SMTPListener {
             return SMTPListener(address: address, tls: tls, auth: auth, name: fields["name"])
         },
         render: { "\($0.address) tls=\($0.tls.rawValue) auth=\($0.auth.rawValue) name=\($0.name)" })
+}
+
+extension ValueParser where Value == BounceRecipient {
+    /// `sender`, `none`, or `admin ADDRESS`.
+    static let bounceRecipient = ValueParser(
+        expected: "sender, none, or admin followed by an address (admin postmaster@example.com)",
+        parse: { text in
+            let words = text.split(separator: " ", omittingEmptySubsequences: true)
+            switch (words.first?.lowercased(), words.count) {
+            case ("sender", 1): return .sender
+            case ("none", 1): return BounceRecipient.none
+            case ("admin", 2): return ValueParser<String>.mailAddress.parse(String(words[1])).map { .admin($0) }
+            default: return nil
+            }
+        },
+        render: \.description)
 }
 
 extension ValueParser where Value == IPNetwork {

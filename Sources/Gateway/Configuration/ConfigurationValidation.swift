@@ -21,7 +21,8 @@ enum ConfigurationValidation {
         let acsDelivery = settings.acs.isConfigured(environment: environment) && !settings.acs.dryRun
         let acsLimit = settings.translation.maxRecipients
         if acsDelivery && settings.limits.maxRecipients > acsLimit {
-            // More would be accepted over SMTP and then refused whole by ACS (review finding F9).
+            // More would be accepted over SMTP and then refused whole by ACS, which takes at most
+            // that many recipients per request.
             problems.append(
                 "\(named("limits.max_recipients")) is \(settings.limits.maxRecipients), but ACS takes at most "
                     + "\(acsLimit) recipients per message")

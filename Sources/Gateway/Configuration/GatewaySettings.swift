@@ -22,6 +22,8 @@ public struct GatewaySettings: Sendable {
     public var hostname: String = SMTPServerConfiguration().hostname
     public var maxConnections: Int = SMTPServerConfiguration().maxConnections
     public var maxConnectionsPerClient: Int = SMTPServerConfiguration().maxConnectionsPerClient
+    /// Clients the per-client limit spares; nil: loopback and ``allowNetworks`` (Postfix's `$mynetworks` default).
+    public var connectionLimitExceptions: [IPNetwork]?
 
     // MARK: tls, auth
     public var tls = TLSSettings()
@@ -38,6 +40,9 @@ public struct GatewaySettings: Sendable {
 
     // MARK: acs
     public var acs = ACSSettings()
+
+    // MARK: delivery, spool
+    public var delivery = DeliverySettings()
 
     // MARK: outbox, logging, admin
     /// Where accepted messages are written: the delivery target without ACS, a copy of what was sent with it.
@@ -63,6 +68,7 @@ public struct GatewaySettings: Sendable {
         configuration.timeouts = timeouts
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerClient = maxConnectionsPerClient
+        configuration.connectionLimitExceptions = connectionLimitExceptions ?? IPNetwork.loopback + allowNetworks
         return configuration
     }
 
@@ -149,7 +155,8 @@ public struct ACSSettings: Sendable {
     /// Whether the operator configured ACS at all (then any error in it is fatal, never a silent outbox):
     /// any `acs.*` endpoint, credential or Entra ID setting, an explicit auth method, or a credential in the
     /// environment or the systemd credentials. A half-done setup (an Entra secret without an endpoint) then
-    /// stops with "no ACS endpoint" instead of answering 250 to mail that is never sent (review F3).
+    /// stops with "no ACS endpoint" instead of answering 250 to mail that is never sent
+    /// (`ConfigurationTests.halfDoneACSSetupsCountAsConfigured`).
     /// `AZURE_TENANT_ID`/`AZURE_CLIENT_ID` alone do not count: other software on the host sets them.
     public func isConfigured(environment: [String: String]) -> Bool {
         let settings: [String?] = [

@@ -40,9 +40,12 @@ extension ValueParser where Value == Int {
     static func size(_ range: ClosedRange<Int>) -> ValueParser {
         ValueParser(
             expected: "a size in octets from \(range.lowerBound) to \(range.upperBound), "
-                + "e.g. 10485760, 10240KiB or 10MiB",
+                + "e.g. 10485760, 10240KiB, 10MiB or 1GiB",
             parse: { text in
-                let multipliers: [(String, Int)] = [("KiB", 1024), ("MiB", 1 << 20), ("K", 1024), ("M", 1 << 20), ("", 1)]
+                let multipliers: [(String, Int)] = [
+                    ("KiB", 1024), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1024), ("M", 1 << 20), ("G", 1 << 30),
+                    ("", 1),
+                ]
                 for (suffix, multiplier) in multipliers where text.hasSuffix(suffix) {
                     let number = text.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
                     guard let value = Int(number), value >= 0 else { return nil }
@@ -52,6 +55,7 @@ extension ValueParser where Value == Int {
                 return nil
             },
             render: { octets in
+                if octets > 0, octets % (1 << 30) == 0 { return "\(octets >> 30)GiB" }
                 if octets > 0, octets % (1 << 20) == 0 { return "\(octets >> 20)MiB" }
                 if octets > 0, octets % 1024 == 0 { return "\(octets >> 10)KiB" }
                 return String(octets)
@@ -60,13 +64,13 @@ extension ValueParser where Value == Int {
 }
 
 extension ValueParser where Value == Double {
-    /// A duration: seconds as a number, or with a unit ms, s, m or h ("500ms", "90s", "5m", "1h").
+    /// A duration: seconds as a number, or with a unit ms, s, m, h or d ("500ms", "90s", "5m", "1h", "5d").
     static func duration(_ range: ClosedRange<Double>) -> ValueParser {
         ValueParser(
             expected: "a duration from \(render(range.lowerBound)) to \(render(range.upperBound)), "
-                + "e.g. 30, 30s, 500ms, 5m or 1h",
+                + "e.g. 30, 30s, 500ms, 5m, 1h or 5d",
             parse: { text in
-                let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("", 1)]
+                let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("", 1)]
                 for (suffix, scale) in units where text.hasSuffix(suffix) {
                     let number = text.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
                     guard !number.isEmpty, number.allSatisfy({ $0.isNumber || $0 == "." }),
@@ -92,6 +96,7 @@ extension ValueParser where Value == Double {
     }
 
     private static func render(_ seconds: Double) -> String {
+        if seconds >= 86_400, seconds.truncatingRemainder(dividingBy: 86_400) == 0 { return "\(Int(seconds / 86_400))d" }
         if seconds >= 3600, seconds.truncatingRemainder(dividingBy: 3600) == 0 { return "\(Int(seconds / 3600))h" }
         if seconds >= 60, seconds.truncatingRemainder(dividingBy: 60) == 0 { return "\(Int(seconds / 60))m" }
         if seconds == seconds.rounded() { return "\(Int(seconds))s" }

@@ -1,7 +1,9 @@
 import ACSClient
+import ACSEmail
 import SMTPProtocol
 
-/// The SMTP reply for each ACS outcome — one table, each row tested (issue 4 "Reply mapping"):
+/// The SMTP reply for each ACS outcome and each translation refusal — one table, each row tested
+/// (`ACSReplyMappingTests`). The SMTP server knows only the reply; ACS's vocabulary stops here.
 ///
 /// | ACS outcome | SMTP reply |
 /// |---|---|
@@ -18,8 +20,29 @@ import SMTPProtocol
 /// | 5xx, timeout, network failure after retries | `451 4.4.1` (no answer) / `451 4.4.0` (ACS error) |
 /// | no credentials could be obtained | `451 4.7.0` |
 ///
+/// | translation: sender not mappable | `550 5.7.1` (X.7.1 delivery not authorized) |
+/// | translation: request too large | `552 5.3.4` (X.3.4 message too big, as SIZE overflows, RFC 1870) |
+/// | translation: attachment type | `554 5.6.0` (X.6.0 media error) |
+/// | translation: no recipients | `554 5.1.0` (X.1.0 other address status) |
+/// | translation: too many recipients | `550 5.5.3` (X.5.3 too many recipients) |
+///
 /// Texts carry ACS's error code and message (which never contain our secrets) on one line.
 public enum ACSReplyMapping {
+    /// The reply for a message the translation refused: permanent, since the same message would be refused
+    /// again. An unknown reason (a rule added later) is `554 5.0.0`.
+    public static func reply(for rejection: TranslationRejection) -> SMTPReply {
+        let (code, enhanced): (Int, EnhancedStatusCode) =
+            switch rejection.reason {
+            case .senderNotMappable: (550, EnhancedStatusCode(5, 7, 1))
+            case .requestTooLarge: (552, EnhancedStatusCode(5, 3, 4))
+            case .attachmentTypeRejected: (554, EnhancedStatusCode(5, 6, 0))
+            case .noRecipients: (554, EnhancedStatusCode(5, 1, 0))
+            case .tooManyRecipients: (550, EnhancedStatusCode(5, 5, 3))
+            default: (554, EnhancedStatusCode(5, 0, 0))
+            }
+        return SMTPReply(code, enhanced, rejection.text)
+    }
+
     public static func reply(for outcome: ACSSendOutcome) -> SMTPReply {
         switch outcome {
         case .accepted(let operationID, _):

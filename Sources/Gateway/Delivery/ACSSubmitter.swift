@@ -16,28 +16,28 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
     private let client: ACSEmailClient
     private let translator: MessageTranslator
     private let outboxCopy: OutboxSubmitter?
+    private let followUp: FinalStatusFollowUp?
     private let logger: Logger
     /// Parsing and translating is CPU work: off the connection queues, on Dispatch's bounded pool.
     private let workQueue = DispatchQueue(label: "acs.submit", attributes: .concurrent)
 
-    public init(client: ACSEmailClient, translator: MessageTranslator, outboxCopy: OutboxSubmitter?, logger: Logger) {
+    init(
+        client: ACSEmailClient, translator: MessageTranslator, outboxCopy: OutboxSubmitter?,
+        followUp: FinalStatusFollowUp? = nil, logger: Logger
+    ) {
         self.client = client
         self.translator = translator
         self.outboxCopy = outboxCopy
+        self.followUp = followUp
         self.logger = logger
     }
 
     public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         workQueue.async { [self] in
             let translated: TranslatedEmail
-            switch translator.translate(message, logger: logger) {
-            case .failure(let rejection):
-                // Nothing goes to ACS; the connection's audit line names the rule (acs.rejection).
-                completion(
-                    SubmissionResult(
-                        reply: SMTPReply(rejection),
-                        annotations: SubmissionAnnotations(
-                            reason: .translationRefused, translationRejection: rejection.reason.rawValue)))
+            switch translator.translateOrRefuse(message, logger: logger) {
+            case .failure(let refusal):
+                completion(refusal.result)
                 return
             case .success(let value):
                 translated = value
@@ -57,8 +57,18 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
                     }
                     completion(outcome)  // the message was sent: the copy's failure does not change that
                 }
-            } finalStatus: { [logger] status in
-                // Learnt after the reply (reply-after accepted): a line of its own, after the audit line.
+            } finalStatus: { [logger, followUp, client] status in
+                // Learnt after the reply (reply-after accepted): a line of its own, after the audit line. A
+                // Failed or Canceled for a message that already got 250 becomes a bounce; with reply-after
+                // final the client heard the final status itself (a 5xx), so there is nothing to bounce.
+                if let followUp, client.configuration.replyAfter == .accepted {
+                    if status.isTerminal {
+                        followUp.finished(message, status: status)
+                    } else {
+                        followUp.follow(message, operationID: status.operationID)
+                    }
+                    return
+                }
                 let level: Logger.Level = status.status.lowercased() == "succeeded" ? .info : .warning
                 logger.log(
                     level: level, "ACS final status",
@@ -72,33 +82,8 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
 
     /// The reply (``ACSReplyMapping``) and the audit facts for one send's outcome.
     static func result(for result: ACSSendResult, operationID: String) -> SubmissionResult {
-        var annotations = SubmissionAnnotations(
-            reason: .unspecified, acsOperationID: result.attempts > 0 ? operationID : nil,
-            acsRequestID: result.requestID, acsAttempts: result.attempts)
-        switch result.outcome {
-        case .accepted(let id, let status):
-            annotations.reason = .acsAccepted
-            annotations.acsOperationID = id
-            annotations.acsStatus = status
-        case .failed(let id, let status, let code, _):
-            annotations.reason = .acsFailed
-            annotations.acsOperationID = id
-            annotations.acsStatus = status
-            annotations.acsErrorCode = code
-        case .rejected(_, let code, _):
-            annotations.reason = .acsRejected
-            annotations.acsErrorCode = code
-        case .authenticationFailed(_, let code, _):
-            annotations.reason = .acsAuthentication
-            annotations.acsErrorCode = code
-        case .throttled:
-            annotations.reason = .acsThrottled
-        case .unavailable:
-            annotations.reason = .acsUnavailable
-        case .notAuthenticated:
-            annotations.reason = .acsNoCredentials
-        }
-        return SubmissionResult(reply: ACSReplyMapping.reply(for: result.outcome), annotations: annotations)
+        let (reason, fields) = DeliveryAudit.describe(result, operationID: operationID)
+        return SubmissionResult(reply: ACSReplyMapping.reply(for: result.outcome), reason: reason, auditFields: fields)
     }
 
     /// The audit line (written by the connection) says what happened; this adds, for the operator, what the

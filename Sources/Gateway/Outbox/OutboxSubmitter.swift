@@ -63,9 +63,8 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
                     if refuseUntranslatable {
                         completion(
                             SubmissionResult(
-                                reply: SMTPReply(rejection),
-                                annotations: SubmissionAnnotations(
-                                    reason: .translationRefused, translationRejection: rejection.reason.rawValue)))
+                                reply: ACSReplyMapping.reply(for: rejection), reason: .translationRefused,
+                                auditFields: DeliveryAudit.rejection(rejection)))
                         return
                     }
                     acsRejection = rejection
@@ -75,12 +74,11 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
             let rejection = acsRejection
             ioQueues[nextQueue.increment() % ioQueues.count].async { [self] in
                 do {
-                    try store(message, acsRequest: request, acsRejection: rejection?.smtpReply)
+                    try store(message, acsRequest: request, acsRejection: rejection.map { ACSReplyMapping.reply(for: $0).description })
                     completion(
                         SubmissionResult(
-                            reply: .messageAccepted("OK \(message.id)"),
-                            annotations: SubmissionAnnotations(
-                                reason: .stored, translationRejection: rejection?.reason.rawValue)))
+                            reply: .messageAccepted("OK \(message.id)"), reason: .stored,
+                            auditFields: DeliveryAudit.rejection(rejection)))
                 } catch {
                     logger.error(
                         "could not write message to the outbox; the client will retry",

@@ -40,12 +40,3 @@ public struct MessageTranslator: Sendable {
         return result
     }
 }
-
-extension SMTPReply {
-    /// The SMTP reply for a message the translation refused (550 5.7.1, 552 5.3.4, 554 5.6.0, …).
-    public init(_ rejection: TranslationRejection) {
-        let parts = rejection.enhancedCode.split(separator: ".").compactMap { Int($0) }
-        let enhanced = parts.count == 3 ? EnhancedStatusCode(parts[0], parts[1], parts[2]) : nil
-        self.init(rejection.code, enhanced, rejection.text)
-    }
-}

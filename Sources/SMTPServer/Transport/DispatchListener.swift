@@ -7,7 +7,7 @@ import Glibc
 /// Each wake-up accepts what is pending, bounded so that one busy socket cannot starve the queue. When
 /// `accept(2)` fails — in practice the process is out of descriptors (EMFILE, ENFILE) or kernel memory
 /// (ENOBUFS, ENOMEM) — the pending connection stays in the backlog and the level-triggered source would fire
-/// again at once and spin, logging each time (review finding F4). The listener pauses instead, for
+/// again at once and spin, logging each time (test_resource_limits.py). The listener pauses instead, for
 /// ``Options/acceptPause`` or until the owner reports a closed connection (a descriptor is free again),
 /// whichever comes first. Any failure pauses: a short pause costs a client little, and a spin never ends.
 ///

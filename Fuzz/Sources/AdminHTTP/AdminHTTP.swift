@@ -1,0 +1,1 @@
+../../../Sources/Gateway/Admin/AdminHTTP.swift

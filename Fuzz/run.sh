@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `make fuzz`: builds the libFuzzer targets of Fuzz/ with AddressSanitizer and runs each for FUZZ_SECONDS
+# (default 60). FUZZ_TARGETS picks some (space-separated names). Seeds come from Fuzz/Seeds, the tests'
+# fixtures and ../shared/corpus when present; each target has a dictionary of its grammar in Fuzz/Dictionaries.
+# An input slower than 1 s, or a process over 512 MiB, counts as a finding like a crash or a leak.
+# Working corpora and findings stay in Fuzz/.build/fuzz (findings: artifacts/<target>/); a summary line per
+# target is printed at the end, and the exit status is 1 when any target found something.
+set -euo pipefail
+cd "$(dirname "$0")"
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+ALL="FuzzSMTPCommand FuzzFraming FuzzSession FuzzMailToACS FuzzHeaderFields FuzzAdminHTTP"
+TARGETS=${FUZZ_TARGETS:-$ALL}
+REPO=..
+CORPUS=$REPO/../shared/corpus
+WORK=.build/fuzz
+
+swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing 2>&1 | grep -v 'ld.gold: warning'
+
+# seed <target>: fills $WORK/seeds/<target> from the repository (and the shared corpus when present).
+seed() {
+    local target=$1 dir=$WORK/seeds/$1
+    rm -rf "$dir" && mkdir -p "$dir"
+    case $target in
+    FuzzSMTPCommand)
+        # The command lines of the parser's own test tables, one per file.
+        grep -ohE 'line: "[^"]*"' $REPO/Tests/SMTPProtocolTests/SMTPCommandTests.swift | sed 's/^line: "//; s/"$//' \
+            | awk -v dir="$dir" '{ printf "%s", $0 > (dir "/line" NR) }'
+        ;;
+    FuzzFraming)
+        # Two seed octets for the chunk sizes, then a session after MAIL and RCPT.
+        for file in Seeds/session/*; do { printf 'A7'; cat "$file"; } > "$dir/$(basename "$file")"; done
+        ;;
+    FuzzSession) cp Seeds/session/* "$dir" ;;
+    FuzzMailToACS)
+        cp $REPO/Tests/ACSEmailTests/Fixtures/mime-to-acs/*.eml "$dir"
+        find $REPO/Tests/MailParserTests/Fixtures -name '*.eml' -exec cp {} "$dir" \;
+        if [ -d "$CORPUS" ]; then
+            find "$CORPUS" \( -name '*.eml' -o -name 'msg_*.txt' \) -size -64k | while read -r file; do
+                cp "$file" "$dir/$(echo "$file" | md5sum | cut -c1-12).eml"
+            done
+        fi
+        ;;
+    FuzzHeaderFields)
+        # The values of address, subject and MIME fields of the same messages, one per file.
+        local sources=($REPO/Tests/ACSEmailTests/Fixtures/mime-to-acs/*.eml)
+        [ -d "$CORPUS" ] && mapfile -t -O ${#sources[@]} sources < <(find "$CORPUS" -name '*.eml' -size -64k)
+        grep -hiE '^(from|to|cc|reply-to|subject|content-type|content-disposition):' "${sources[@]}" \
+            | sed -E 's/^[^:]*: ?//' | sort -u | head -2000 \
+            | awk -v dir="$dir" '{ printf "%s", $0 > (dir "/field" NR) }'
+        ;;
+    FuzzAdminHTTP) cp Seeds/admin-http/* "$dir" ;;
+    esac
+}
+
+dictionary() {
+    case $1 in
+    FuzzSMTPCommand | FuzzFraming | FuzzSession) echo Dictionaries/smtp.dict ;;
+    FuzzMailToACS) echo Dictionaries/mail.dict ;;
+    FuzzHeaderFields) echo Dictionaries/header.dict ;;
+    FuzzAdminHTTP) echo Dictionaries/http.dict ;;
+    esac
+}
+
+status=0
+summary=()
+for target in $TARGETS; do
+    seed "$target"
+    mkdir -p "$WORK/corpus/$target" "$WORK/artifacts/$target"
+    max_len=4096
+    [ "$target" = FuzzMailToACS ] && max_len=65536
+    log=$WORK/$target.log
+    echo "== $target: $FUZZ_SECONDS s"
+    set +e
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} ".build/debug/$target" "$WORK/corpus/$target" "$WORK/seeds/$target" \
+        -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -timeout=1 -rss_limit_mb=512 \
+        -max_len=$max_len -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$target/" >"$log" 2>&1
+    result=$?
+    set -e
+    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
+    coverage=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
+    findings=$(find "$WORK/artifacts/$target" -type f | wc -l)
+    summary+=("$target: $runs executions, $coverage, $findings findings (exit $result)")
+    if [ "$result" -ne 0 ] || [ "$findings" -ne 0 ]; then
+        status=1
+        grep -E 'ERROR|Fatal error|Precondition failed|SUMMARY' "$log" | head -5 || true
+    fi
+done
+printf '%s\n' "${summary[@]}"
+exit $status

@@ -1,0 +1,831 @@
+import ACSClient
+import ACSEmail
+import Dispatch
+import Foundation
+import Glibc
+import Logging
+import SMTPProtocol
+import SMTPServer
+import Spool
+
+/// Moves spooled messages through ACS: the one scheduler of a spool, for the life of the daemon.
+///
+/// Exactly once: each message's `Operation-Id` is fixed when it is spooled and sent on every attempt.
+/// Before an attempt the record is rewritten to `sending` (durably); an attempt whose outcome was not seen
+/// (a crash, a timeout, a lost connection) leaves `outcomeUnknown`, and the next attempt first reads the
+/// operation's status: ACS knows it → it was sent, follow it; 404 → send. So neither a restart nor a retry
+/// sends a message twice, without relying on ACS's undocumented handling of a repeated `Operation-Id`.
+///
+/// Order: FIFO by arrival (ids are time-ordered), alternating between messages never tried and messages
+/// due for a retry, so a backlog of deferred mail does not starve new mail.
+///
+/// Concurrency: the index and timers live on one serial queue; attempts (file I/O, translation, ACS) run on
+/// a work queue and hold the message's spool lock throughout, so `queue` commands wait for them.
+public final class SpoolDelivery: @unchecked Sendable {
+    /// What delivery needs that a reload may change.
+    struct Dependencies: Sendable {
+        var client: ACSEmailClient
+        var translator: MessageTranslator
+        var settings: DeliverySettings
+        var bouncer: Bouncer
+        var pollDeadline: Double
+        var attemptTimeout: Double
+    }
+
+    private struct Entry {
+        var state: SpoolState
+        var due: Date
+        var size: Int
+        var attempts: Int
+        var stamp: SpoolStamp?
+    }
+
+    public let spool: Spool
+    let pacer: DeliveryPacer
+    private let daemonLock: SpoolDaemonLock
+    private let logger: Logger
+    private let metrics: SpoolMetrics
+    private let queue = DispatchQueue(label: "delivery.scheduler")
+    private let work = DispatchQueue(label: "delivery.work", attributes: .concurrent)
+    private let usageLock = NSLock()
+
+    // On `queue`:
+    private var dependencies: Dependencies
+    private var entries: [String: Entry] = [:]
+    private var running: Set<String> = []
+    private var pollsRunning = 0
+    private var preferFresh = true
+    private var stopping = false
+    private var timer: DispatchSourceTimer?
+    private var timerDue: DispatchTime?
+    private var drained: (@Sendable () -> Void)?
+
+    // Under `usageLock`:
+    private var usageCount = 0
+    private var usageBytes = 0
+    private var freeBytes = Int.max
+    private var freeCheckedAt = 0.0
+    private var writable = true
+
+    /// Opens the spool, takes its lock (one daemon per spool), removes what a crash left half-written and
+    /// requeues attempts a crash interrupted. Call ``start()`` to begin delivering.
+    init(directory: String, dependencies: Dependencies, logger: Logger) throws {
+        self.spool = try Spool(directory: directory)
+        self.daemonLock = try spool.lockForDelivery()
+        self.dependencies = dependencies
+        self.pacer = DeliveryPacer(limits: dependencies.settings.pacerLimits)
+        self.logger = logger
+        self.metrics = SpoolMetrics()
+        for id in spool.recoverAfterCrash() {
+            logger.notice(
+                "removed a message the previous run was still writing (its client never got a 250)",
+                metadata: ["smtp.message_id": "\(id)"])
+        }
+        try load()
+    }
+
+    /// Reads every record into the index. A record found `sending` belongs to an attempt a stop interrupted:
+    /// it is queued again with `outcomeUnknown`, so the next attempt asks ACS before sending.
+    private func load() throws {
+        let now = Date()
+        for id in spool.ids() {
+            guard let lock = try spool.lock(id: id, wait: true, timeout: 5), var record = try lock.read() else { continue }
+            if record.state == .sending {
+                record.state = .queued
+                record.outcomeUnknown = true
+                record.nextAttemptAt = now
+                record.lastError = "interrupted by a stop; ACS is asked before the next send"
+                try lock.write(record)
+                logger.notice(
+                    "requeued a message whose attempt a stop interrupted; ACS will be asked before it is sent again",
+                    metadata: ["smtp.message_id": "\(id)", "acs.operation_id": "\(record.operationID)"])
+            }
+            entries[id] = Entry(
+                state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
+                stamp: spool.stamp(id: id))
+            addUsage(count: 1, bytes: record.size)
+        }
+        logger.info("spool opened", metadata: ["spool": "\(spool.directory)", "messages": "\(entries.count)"])
+        metrics.update(states: stateCounts(), oldest: oldestAge(now: now))
+    }
+
+    public func start() {
+        queue.async { self.pump() }
+        // A slow rescan catches records that a `queue` command changed when the daemon was not told.
+        let rescan = DispatchSource.makeTimerSource(queue: queue)
+        rescan.schedule(deadline: .now() + 30, repeating: 30)
+        rescan.setEventHandler { [weak self] in self?.rescanOnQueue() }
+        rescan.resume()
+        rescanTimer = rescan
+    }
+    private var rescanTimer: DispatchSourceTimer?
+
+    /// New settings, client and translator after a reload; attempts in flight finish with the old ones.
+    func reconfigure(_ new: Dependencies) {
+        queue.async {
+            if new.settings.pacerLimits != self.dependencies.settings.pacerLimits {
+                self.logger.warning("delivery rates and delivery.max_in_flight change only on restart")
+            }
+            self.dependencies = new
+            self.pump()
+        }
+    }
+
+    // MARK: Taking custody
+
+    /// The reply for a new transaction when the spool cannot take more (452 4.3.1), else nil.
+    func admissionRefusal(settings: DeliverySettings, incoming: Int = 0) -> SMTPReply? {
+        usageLock.withLock {
+            if !writable { return .insufficientStorage("the mail queue cannot be written") }
+            if usageCount >= settings.spoolMaxMessages { return .insufficientStorage("the mail queue is full") }
+            if usageBytes + incoming > settings.spoolMaxSize { return .insufficientStorage("the mail queue is full") }
+            let now = ProcessInfo.processInfo.systemUptime
+            if now - freeCheckedAt > 1 {
+                freeCheckedAt = now
+                var status = statvfs()
+                if statvfs(spool.directory, &status) == 0 {
+                    freeBytes = Int(clamping: UInt64(status.f_bavail) &* UInt64(status.f_frsize))
+                }
+                writable = spool.isWritable()
+            }
+            if freeBytes - incoming < settings.spoolMinFree { return .insufficientStorage("the disk is full") }
+            return nil
+        }
+    }
+
+    /// Whether the spool can be written (for `/readyz`).
+    var isWritable: Bool {
+        _ = admissionRefusal(settings: DeliverySettings())  // refreshes the check at most once a second
+        return usageLock.withLock { writable }
+    }
+
+    /// Writes a message into the spool durably and schedules it. Blocking file I/O: call it off the
+    /// connection queues. Throws when the spool cannot take it (the caller answers 451/452).
+    func take(
+        _ message: ReceivedMessage, outcomeUnknown: Bool, lastError: String?, settings: DeliverySettings
+    ) throws {
+        if let refusal = admissionRefusal(settings: settings, incoming: message.data.count) {
+            throw CustodyRefused(reply: refusal)
+        }
+        var record = SpoolRecord(
+            id: message.id, operationID: message.id, receivedAt: message.receivedAt,
+            envelope: SpoolEnvelope(
+                mailFrom: message.envelope.reversePath.address,
+                rcptTo: message.envelope.forwardPaths.map(\.address),
+                parameters: Dictionary(
+                    message.envelope.mailParameters.map { ($0.keyword, $0.value) }, uniquingKeysWith: { first, _ in first })),
+            client: SpoolClient(
+                address: message.session.clientAddress.ipString, helo: message.session.heloName,
+                sessionID: message.session.sessionID, transfer: message.session.transfer),
+            size: message.data.count, nextAttemptAt: Date())
+        record.outcomeUnknown = outcomeUnknown
+        record.lastError = lastError
+        do {
+            try spool.add(record, message: message.data)
+        } catch {
+            usageLock.withLock { writable = spool.isWritable() }
+            throw error
+        }
+        addUsage(count: 1, bytes: record.size)
+        let stamp = spool.stamp(id: record.id)
+        let spooled = record
+        queue.async {
+            self.entries[spooled.id] = Entry(
+                state: .queued, due: spooled.nextAttemptAt, size: spooled.size, attempts: 0, stamp: stamp)
+            self.pump()
+        }
+    }
+
+    // MARK: Scheduling
+
+    /// Starts every attempt that is due and allowed, then sets the timer for the next one.
+    private func pump() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !stopping else { return }
+        let now = Date()
+        var sendBlocked: Double?  // monotonic time the pacer named, if it said wait
+        var sendWaitsForRelease = false
+        let due = entries.filter { !running.contains($0.key) && $0.value.due <= now && $0.value.state != .held
+            && $0.value.state != .failed }
+        // Follow-ups of accepted messages (status reads) are not sends: they do not use the pacer.
+        for (id, entry) in due.sorted(by: { $0.key < $1.key }) where entry.state == .accepted {
+            guard pollsRunning < dependencies.settings.maxInFlight else { break }
+            pollsRunning += 1
+            dispatch(id, entry: entry, usesPermit: false)
+        }
+        var fresh = due.filter { $0.value.state == .queued && $0.value.attempts == 0 }.map(\.key).sorted()[...]
+        var retries = due.filter { ($0.value.state == .queued && $0.value.attempts > 0) || $0.value.state == .bouncing }
+            .map(\.key).sorted()[...]
+        while !fresh.isEmpty || !retries.isEmpty {
+            switch pacer.request(now: Self.monotonic()) {
+            case .wait(let until, _):
+                sendBlocked = until
+                sendWaitsForRelease = until == nil
+            case .go:
+                let takeFresh = preferFresh ? !fresh.isEmpty : retries.isEmpty
+                let id = takeFresh ? fresh.removeFirst() : retries.removeFirst()
+                preferFresh.toggle()
+                if let entry = entries[id] { dispatch(id, entry: entry, usesPermit: true) }
+                continue
+            }
+            break
+        }
+        metrics.update(states: stateCounts(), oldest: oldestAge(now: now))
+        // The next wake-up: the earliest future due time, or when the pacer allows sends again.
+        var next = entries.filter { !running.contains($0.key) && $0.value.state != .held && $0.value.state != .failed }
+            .map(\.value.due).min().map { max(0, $0.timeIntervalSince(now)) }
+        if let blocked = sendBlocked {
+            let wait = max(0.05, blocked - Self.monotonic())
+            next = min(next ?? wait, wait)
+        } else if sendWaitsForRelease {
+            next = next.map { max($0, 1) }  // a release pumps again; the timer is only a safety net
+        }
+        if let next, !(sendWaitsForRelease && next == 0) { schedule(after: max(next, 0.01)) }
+    }
+
+    private func schedule(after seconds: Double) {
+        let when = DispatchTime.now() + min(seconds, 3600)
+        if let timerDue, timerDue <= when, timer != nil { return }
+        timer?.cancel()
+        let source = DispatchSource.makeTimerSource(queue: queue)
+        source.schedule(deadline: when, leeway: .milliseconds(10))
+        source.setEventHandler { [weak self] in
+            self?.timer = nil
+            self?.timerDue = nil
+            self?.pump()
+        }
+        source.resume()
+        timer = source
+        timerDue = when
+    }
+
+    private func dispatch(_ id: String, entry: Entry, usesPermit: Bool) {
+        running.insert(id)
+        let dependencies = self.dependencies
+        work.async {
+            self.attempt(id, size: entry.size, usesPermit: usesPermit, dependencies: dependencies) { result in
+                self.queue.async { self.attemptEnded(id, result: result, usedPermit: usesPermit, polled: !usesPermit) }
+            }
+        }
+    }
+
+    /// What an attempt left behind, for the index.
+    enum AttemptResult {
+        /// The record as the attempt left it.
+        case updated(SpoolRecord, pacer: DeliveryPacer.Outcome?)
+        /// The message is no longer in the queue (delivered, bounced, deleted, moved to failed/).
+        case removed(size: Int, pacer: DeliveryPacer.Outcome?)
+        /// The message was busy (a command holds it) or unreadable: look again later.
+        case skipped(pacer: DeliveryPacer.Outcome?)
+    }
+
+    private func attemptEnded(_ id: String, result: AttemptResult, usedPermit: Bool, polled: Bool) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        running.remove(id)
+        if polled { pollsRunning -= 1 }
+        let pacerOutcome: DeliveryPacer.Outcome?
+        switch result {
+        case .updated(let record, let outcome):
+            entries[id] = Entry(
+                state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
+                stamp: spool.stamp(id: id))
+            pacerOutcome = outcome
+        case .removed(let size, let outcome):
+            if entries.removeValue(forKey: id) != nil { addUsage(count: -1, bytes: -size) }
+            pacerOutcome = outcome
+        case .skipped(let outcome):
+            if var entry = entries[id] {
+                entry.due = Date().addingTimeInterval(1)
+                entries[id] = entry
+            }
+            pacerOutcome = outcome
+        }
+        if usedPermit {
+            let outcome = pacerOutcome ?? .other
+            let wasPaused = pacer.pausedUntil(now: Self.monotonic()) != nil
+            pacer.finished(outcome, now: Self.monotonic())
+            if case .throttled = outcome, !wasPaused {
+                metrics.pacingPause()
+                logger.notice(
+                    "ACS is throttling; all sends pause until its Retry-After has passed",
+                    metadata: ["resume_in_s": "\(Int(((pacer.pausedUntil(now: Self.monotonic()) ?? 0) - Self.monotonic()).rounded(.up)))"])
+            }
+        }
+        if stopping {
+            if running.isEmpty, let drained {
+                self.drained = nil
+                drained()
+            }
+            return
+        }
+        pump()
+    }
+
+    // MARK: One attempt (on the work queue)
+
+    private func attempt(
+        _ id: String, size: Int, usesPermit: Bool, dependencies: Dependencies,
+        completion: @escaping @Sendable (AttemptResult) -> Void
+    ) {
+        let lock: SpoolMessageLock
+        let record: SpoolRecord
+        do {
+            guard let held = try spool.lock(id: id, wait: false) else {
+                // Busy (a command holds it) or gone: the index learns which on the next look.
+                let gone = spool.stamp(id: id) == nil
+                completion(gone ? .removed(size: size, pacer: nil) : .skipped(pacer: nil))
+                return
+            }
+            guard let current = try held.read() else {
+                completion(.removed(size: size, pacer: nil))
+                return
+            }
+            lock = held
+            record = current
+        } catch {
+            logger.error("cannot read a spooled message", metadata: ["smtp.message_id": "\(id)", "error": "\(error)"])
+            completion(.skipped(pacer: nil))
+            return
+        }
+        let needsPermit = record.state == .queued || record.state == .bouncing || record.state == .sending
+        guard needsPermit == usesPermit, record.state != .held, record.state != .failed else {
+            // A command changed it since the index was built (held, released, retried): take the record as it is.
+            completion(.updated(record, pacer: nil))
+            return
+        }
+        let context = AttemptContext(
+            lock: lock, record: record, dependencies: dependencies, completion: completion)
+        switch record.state {
+        case .queued, .sending:
+            send(context)
+        case .accepted:
+            followFinalStatus(context)
+        case .bouncing:
+            sendBounce(context)
+        case .held, .failed:
+            completion(.updated(record, pacer: nil))
+        }
+    }
+
+    /// One attempt's lock, record and settings; finishing it releases the lock.
+    struct AttemptContext: Sendable {
+        let lock: SpoolMessageLock
+        var record: SpoolRecord
+        let dependencies: Dependencies
+        let completion: @Sendable (AttemptResult) -> Void
+
+        func finish(_ result: AttemptResult) {
+            lock.unlock()
+            completion(result)
+        }
+    }
+
+    private func send(_ context: AttemptContext) {
+        var context = context
+        let settings = context.dependencies.settings
+        let now = Date()
+        if now.timeIntervalSince(context.record.receivedAt) > settings.maxLifetime {
+            let days = Int(settings.maxLifetime / 86_400)
+            startBouncing(
+                &context,
+                SpoolFailure(
+                    status: "4.4.7",
+                    diagnostic: "not delivered within \(days > 0 ? "\(days) days" : "\(Int(settings.maxLifetime)) s")"
+                        + "; last error: \(context.record.lastError ?? "none")",
+                    kind: "expired"),
+                pacer: .other)
+            return
+        }
+        context.record.state = .sending
+        context.record.attempts += 1
+        guard write(context) else { return }
+        guard let message = try? context.lock.message() else {
+            fail(context, "the spooled message file is missing or unreadable")
+            return
+        }
+        if context.record.outcomeUnknown {
+            let context = context
+            context.dependencies.client.lookUp(operationID: context.record.operationID) { lookup in
+                switch lookup {
+                case .found(let status, _):
+                    self.audit(context, "ACS already has the operation; not sending it again", status: status.status)
+                    self.sent(context, result: ACSSendResult(outcome: status.outcome, attempts: 0, requestID: nil))
+                case .notFound:
+                    var next = context
+                    next.record.outcomeUnknown = false
+                    self.translateAndSend(next, message: message)
+                case .unknown(let reason):
+                    self.deferred(context, error: "could not ask ACS whether an earlier attempt arrived: \(reason)",
+                                  retryAfter: nil, pacer: .other, outcomeUnknown: true)
+                }
+            }
+            return
+        }
+        translateAndSend(context, message: message)
+    }
+
+    private func translateAndSend(_ context: AttemptContext, message: [UInt8]) {
+        var context = context
+        let received = ReceivedMessage(
+            id: context.record.id, receivedAt: context.record.receivedAt,
+            envelope: context.record.smtpEnvelope, data: message,
+            session: SessionInfo(
+                sessionID: context.record.client.sessionID,
+                clientAddress: SocketAddress(hostAndPort: "\(context.record.client.address):0")
+                    ?? SocketAddress(hostAndPort: "[\(context.record.client.address)]:0")
+                    ?? SocketAddress(hostAndPort: "127.0.0.1:0")!,
+                heloName: context.record.client.helo, transfer: context.record.client.transfer))
+        switch context.dependencies.translator.translate(received, logger: logger) {
+        case .failure(let rejection):
+            let reply = ACSReplyMapping.reply(for: rejection)
+            startBouncing(
+                &context,
+                SpoolFailure(status: reply.enhancedCode?.description ?? "5.0.0", diagnostic: rejection.text,
+                             kind: "refused"),
+                pacer: .other)
+        case .success(let translated):
+            let timeout = context.dependencies.attemptTimeout
+            let context = context
+            context.dependencies.client.send(
+                body: translated.requestBody, operationID: context.record.operationID,
+                retry: RetryPolicy.singleAttempt(timeout: timeout), replyAfter: .accepted
+            ) { result in
+                self.sent(context, result: result)
+            }
+        }
+    }
+
+    /// Records what ACS answered to a send (or what a status read found for an earlier one).
+    private func sent(_ context: AttemptContext, result: ACSSendResult) {
+        var context = context
+        let reply = ACSReplyMapping.reply(for: result.outcome)
+        switch result.outcome {
+        case .accepted(_, let status):
+            context.record.lastError = nil
+            context.record.outcomeUnknown = false
+            if status.lowercased() == "succeeded" {
+                delivered(context, status: status, pacer: .accepted)
+                return
+            }
+            context.record.state = .accepted
+            context.record.acceptedAt = Date()
+            context.record.nextAttemptAt = Date().addingTimeInterval(context.dependencies.client.configuration.defaultPollInterval)
+            audit(context, "ACS accepted the message", status: status)
+            metrics.attempt("accepted")
+            finishWriting(context, pacer: .accepted)
+        case .failed(_, let status, let code, let message):
+            startBouncing(
+                &context,
+                SpoolFailure(status: reply.enhancedCode?.description ?? "5.0.0",
+                             diagnostic: "ACS \(status.lowercased()) the message: \(Self.describe(code, message))",
+                             kind: "failed"),
+                pacer: .accepted)
+        case .rejected(let status, let code, let message):
+            startBouncing(
+                &context,
+                SpoolFailure(status: reply.enhancedCode?.description ?? "5.0.0",
+                             diagnostic: "ACS refused the message (HTTP \(status)): \(Self.describe(code, message))",
+                             kind: "rejected"),
+                pacer: .other)
+        case .throttled(let retryAfter):
+            deferred(context, error: "throttled by ACS", retryAfter: retryAfter ?? 60,
+                     pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: result.outcomeUncertain)
+        case .authenticationFailed(let status, let code, let message):
+            deferred(context, error: "ACS refused the gateway's credentials (HTTP \(status)): "
+                        + Self.describe(code, message), retryAfter: nil, pacer: .other,
+                     outcomeUnknown: result.outcomeUncertain)
+        case .unavailable(_, let detail):
+            deferred(context, error: "ACS unavailable: \(detail)", retryAfter: nil, pacer: .other,
+                     outcomeUnknown: result.outcomeUncertain)
+        case .notAuthenticated(let error):
+            deferred(context, error: "no credentials for ACS: \(error.message)", retryAfter: nil, pacer: .other,
+                     outcomeUnknown: false)
+        }
+    }
+
+    private func deferred(
+        _ context: AttemptContext, error: String, retryAfter: Double?, pacer outcome: DeliveryPacer.Outcome,
+        outcomeUnknown: Bool
+    ) {
+        var context = context
+        let settings = context.dependencies.settings
+        let wait = retryAfter ?? settings.backoff(afterAttempts: context.record.attempts, random: Double.random(in: 0..<1))
+        // A bounce that must wait stays a bounce: the original message is never sent again.
+        context.record.state = context.record.state == .bouncing ? .bouncing : .queued
+        context.record.lastError = error.replacingOccurrences(of: "\n", with: " ")
+        context.record.outcomeUnknown = context.record.outcomeUnknown || outcomeUnknown
+        context.record.nextAttemptAt = Date().addingTimeInterval(wait)
+        metrics.attempt(retryAfter != nil && outcome != .other ? "throttled" : "deferred")
+        audit(context, "delivery deferred", status: nil, extra: ["retry_in_s": "\(Int(wait.rounded(.up)))"])
+        finishWriting(context, pacer: outcome)
+    }
+
+    private func followFinalStatus(_ attempt: AttemptContext) {
+        let deadline = attempt.dependencies.pollDeadline
+        attempt.dependencies.client.lookUp(operationID: attempt.record.operationID) { lookup in
+            var context = attempt
+            context.record.polls += 1
+            let acceptedFor = Date().timeIntervalSince(context.record.acceptedAt ?? context.record.receivedAt)
+            switch lookup {
+            case .found(let status, _) where status.succeeded:
+                self.delivered(context, status: status.status, pacer: nil)
+                return
+            case .found(let status, _) where status.isTerminal:
+                self.sent(context, result: ACSSendResult(outcome: status.outcome, attempts: 0, requestID: nil))
+                return
+            case .found(_, let retryAfter):
+                if acceptedFor > deadline { break }
+                let wait = max(retryAfter ?? 0, min(300, 5 * pow(2, Double(min(context.record.polls, 6)))))
+                context.record.nextAttemptAt = Date().addingTimeInterval(wait)
+                self.finishWriting(context, pacer: nil)
+                return
+            case .notFound, .unknown:
+                if acceptedFor > deadline { break }
+                context.record.nextAttemptAt = Date().addingTimeInterval(min(300, 5 * pow(2, Double(min(context.record.polls, 6)))))
+                self.finishWriting(context, pacer: nil)
+                return
+            }
+            // ACS accepted it long ago and never said more: delivered as far as anyone can tell.
+            self.delivered(context, status: "Unknown", pacer: nil)
+        }
+    }
+
+    private func startBouncing(_ context: inout AttemptContext, _ failure: SpoolFailure, pacer: DeliveryPacer.Outcome?) {
+        context.record.state = .bouncing
+        context.record.failure = failure
+        context.record.lastError = failure.diagnostic
+        context.record.outcomeUnknown = false
+        context.record.nextAttemptAt = Date()
+        context.record.bounceOperationID = context.record.bounceOperationID ?? Bouncer.operationID()
+        metrics.attempt(failure.kind)
+        audit(context, "delivery failed for good; bouncing", status: nil,
+              extra: ["failure": "\(failure.kind)", "status": "\(failure.status)"])
+        finishWriting(context, pacer: pacer)
+    }
+
+    private func sendBounce(_ context: AttemptContext) {
+        var context = context
+        guard let failure = context.record.failure, let message = try? context.lock.message() else {
+            fail(context, "bouncing without a recorded failure or message")
+            return
+        }
+        let plan = context.dependencies.bouncer.plan(
+            messageID: context.record.id, envelopeSender: context.record.envelope.mailFrom,
+            recipients: context.record.envelope.rcptTo, receivedAt: context.record.receivedAt, message: message,
+            failure: failure)
+        switch plan {
+        case .none(let reason):
+            moveToFailed(context, fate: "failed", reason: "no bounce: \(reason)", pacer: .other)
+        case .send(let recipient, let body):
+            let operationID = context.record.bounceOperationID ?? Bouncer.operationID()
+            context.record.bounceOperationID = operationID
+            if context.record.outcomeUnknown {
+                // An earlier bounce attempt may have reached ACS: ask before sending it again.
+                let attempt = context
+                attempt.dependencies.client.lookUp(operationID: operationID) { lookup in
+                    var context = attempt
+                    switch lookup {
+                    case .found:
+                        self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
+                                                                      "bounce.operation_id": "\(operationID)"])
+                        self.remove(context, pacer: .other)
+                    case .notFound:
+                        context.record.outcomeUnknown = false
+                        self.sendBounce(context)
+                    case .unknown(let reason):
+                        self.deferred(context, error: "could not ask ACS whether the bounce arrived: \(reason)",
+                                      retryAfter: nil, pacer: .other, outcomeUnknown: true)
+                    }
+                }
+                return
+            }
+            context.record.attempts += 1
+            context.record.outcomeUnknown = true  // until ACS answers: a crash now must not send it twice
+            guard write(context) else { return }
+            context.record.outcomeUnknown = false
+            let context = context
+            context.dependencies.client.send(
+                body: body, operationID: operationID,
+                retry: RetryPolicy.singleAttempt(timeout: context.dependencies.attemptTimeout), replyAfter: .accepted
+            ) { result in
+                switch result.outcome {
+                case .accepted:
+                    self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
+                                                                  "bounce.operation_id": "\(operationID)"])
+                    self.remove(context, pacer: .accepted)
+                case .failed, .rejected:
+                    self.moveToFailed(
+                        context, fate: "failed",
+                        reason: "the bounce to \(recipient) was refused: \(ACSReplyMapping.reply(for: result.outcome))",
+                        pacer: .other)
+                case .throttled(let retryAfter):
+                    self.deferred(context, error: "bounce throttled by ACS", retryAfter: retryAfter ?? 60,
+                                  pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: false)
+                default:
+                    let lifetime = context.dependencies.settings.maxLifetime
+                    if Date().timeIntervalSince(context.record.receivedAt) > lifetime * 2 {
+                        self.moveToFailed(context, fate: "failed", reason: "the bounce could not be sent in time",
+                                          pacer: .other)
+                    } else {
+                        self.deferred(context, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
+                                      retryAfter: nil, pacer: .other, outcomeUnknown: result.outcomeUncertain)
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Endings
+
+    private func delivered(_ context: AttemptContext, status: String, pacer: DeliveryPacer.Outcome?) {
+        logFate(context, fate: "delivered", extra: ["acs.status": "\(status)"])
+        metrics.attempt("delivered")
+        remove(context, pacer: pacer)
+    }
+
+    private func remove(_ context: AttemptContext, pacer: DeliveryPacer.Outcome?) {
+        do {
+            try context.lock.remove()
+            context.finish(.removed(size: context.record.size, pacer: pacer))
+        } catch {
+            logger.error("cannot remove a delivered message from the spool",
+                         metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
+            context.finish(.skipped(pacer: pacer))
+        }
+    }
+
+    private func moveToFailed(_ context: AttemptContext, fate: String, reason: String, pacer: DeliveryPacer.Outcome?) {
+        var record = context.record
+        record.state = .failed
+        record.lastError = reason
+        logger.error(
+            "message moved to failed/ for inspection",
+            metadata: ["smtp.message_id": "\(record.id)", "reason": "\(reason)", "spool": "\(spool.failedDirectory)"])
+        logFate(context, fate: fate, extra: ["reason": "\(reason)"])
+        do {
+            try context.lock.moveToFailed(record)
+            context.finish(.removed(size: record.size, pacer: pacer))
+        } catch {
+            logger.error("cannot move a message to failed/", metadata: ["smtp.message_id": "\(record.id)", "error": "\(error)"])
+            context.finish(.skipped(pacer: pacer))
+        }
+    }
+
+    private func fail(_ context: AttemptContext, _ reason: String) {
+        moveToFailed(context, fate: "failed", reason: reason, pacer: .other)
+    }
+
+    /// Writes the record; on failure logs, releases and reports the attempt as skipped (returns false).
+    private func write(_ context: AttemptContext) -> Bool {
+        do {
+            try context.lock.write(context.record)
+            return true
+        } catch {
+            logger.error("cannot update a spool record", metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
+            context.finish(.skipped(pacer: nil))
+            return false
+        }
+    }
+
+    private func finishWriting(_ context: AttemptContext, pacer: DeliveryPacer.Outcome?) {
+        guard write(context) else { return }
+        context.finish(.updated(context.record, pacer: pacer))
+    }
+
+    // MARK: Audit
+
+    /// The audit line of one attempt (`msg=delivery`).
+    private func audit(_ context: AttemptContext, _ text: String, status: String?, extra: Logger.Metadata = [:]) {
+        var metadata = baseMetadata(context.record)
+        if let status { metadata["acs.status"] = "\(status)" }
+        if let error = context.record.lastError { metadata["error"] = "\(error)" }
+        metadata["state"] = "\(context.record.state.rawValue)"
+        metadata.merge(extra) { $1 }
+        logger.log(level: context.record.state == .queued ? .notice : .info, "delivery: \(text)", metadata: metadata)
+    }
+
+    /// The audit line of a message's final fate (`delivered`, `bounced`, `expired`, `failed`, `deleted`).
+    private func logFate(_ context: AttemptContext, fate: String, extra: Logger.Metadata = [:]) {
+        var metadata = baseMetadata(context.record)
+        metadata["fate"] = "\(fate)"
+        metadata["age_s"] = "\(Int(Date().timeIntervalSince(context.record.receivedAt)))"
+        metadata.merge(extra) { $1 }
+        metrics.fate(fate)
+        logger.log(level: fate == "delivered" ? .info : .notice, "message fate", metadata: metadata)
+    }
+
+    private func baseMetadata(_ record: SpoolRecord) -> Logger.Metadata {
+        [
+            "smtp.message_id": "\(record.id)", "acs.operation_id": "\(record.operationID)",
+            "smtp.mail_from": "\(record.envelope.mailFrom)", "smtp.rcpt_count": "\(record.envelope.rcptTo.count)",
+            "attempt": "\(record.attempts)",
+        ]
+    }
+
+    // MARK: Commands, shutdown, usage
+
+    /// Re-reads records a `queue` command changed (SIGUSR1, and every 30 s).
+    public func rescan() {
+        queue.async { self.rescanOnQueue() }
+    }
+
+    private func rescanOnQueue() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        let ids = Set(spool.ids())
+        for (id, entry) in entries where !ids.contains(id) && !running.contains(id) {
+            entries.removeValue(forKey: id)
+            addUsage(count: -1, bytes: -entry.size)
+        }
+        for id in ids where !running.contains(id) {
+            let stamp = spool.stamp(id: id)
+            if let entry = entries[id], entry.stamp == stamp { continue }
+            guard let record = try? spool.record(id: id) else { continue }
+            if entries[id] == nil { addUsage(count: 1, bytes: record.size) }
+            entries[id] = Entry(
+                state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
+                stamp: stamp)
+        }
+        pump()
+    }
+
+    /// Stops starting attempts; calls `completion` once those in flight have ended (or at once). What is not
+    /// delivered stays spooled for the next start.
+    public func shutdown(completion: @escaping @Sendable () -> Void) {
+        queue.async {
+            self.stopping = true
+            self.timer?.cancel()
+            self.rescanTimer?.cancel()
+            if self.running.isEmpty {
+                completion()
+            } else {
+                self.logger.notice("waiting for deliveries in flight", metadata: ["in_flight": "\(self.running.count)"])
+                self.drained = completion
+            }
+        }
+    }
+
+    private func addUsage(count: Int, bytes: Int) {
+        usageLock.withLock {
+            usageCount += count
+            usageBytes += bytes
+        }
+    }
+
+    private func stateCounts() -> [SpoolState: Int] {
+        var counts: [SpoolState: Int] = [:]
+        for entry in entries.values { counts[entry.state, default: 0] += 1 }
+        for id in running { if let state = entries[id]?.state, state == .queued { counts[.sending, default: 0] += 1 } }
+        return counts
+    }
+
+    private func oldestAge(now: Date) -> Double {
+        guard let oldest = entries.keys.min(), let time = Identifiers.timestamp(ofMessageID: oldest) else { return 0 }
+        return max(0, now.timeIntervalSince(time))
+    }
+
+    static func monotonic() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    static func describe(_ code: String?, _ message: String?) -> String {
+        let text = [code, message].compactMap { $0?.isEmpty == false ? $0 : nil }.joined(separator: ": ")
+        return text.isEmpty ? "no detail given" : text.replacingOccurrences(of: "\n", with: " ")
+    }
+}
+
+/// The spool cannot take a message; `reply` is what the client hears (452 4.3.1).
+struct CustodyRefused: Error, CustomStringConvertible {
+    var reply: SMTPReply
+    var description: String { reply.description }
+}
+
+extension SpoolRecord {
+    /// The SMTP envelope the record keeps, for the translation.
+    var smtpEnvelope: SMTPProtocol.Envelope {
+        let reverse: ReversePath =
+            envelope.mailFrom.isEmpty
+            ? .null
+            : (ValueParser<Mailbox>.mailbox.parse(envelope.mailFrom).map { ReversePath.mailbox($0) } ?? .null)
+        let forward: [ForwardPath] = envelope.rcptTo.compactMap { address in
+            address.lowercased() == "postmaster"
+                ? .postmaster : ValueParser<Mailbox>.mailbox.parse(address).map { ForwardPath.mailbox($0) }
+        }
+        let parameters = ESMTPParameters(envelope.parameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        return SMTPProtocol.Envelope(reversePath: reverse, mailParameters: parameters, forwardPaths: forward)
+    }
+}
+
+extension RetryPolicy {
+    /// One attempt, no waiting inside the client: the spool's pacer and backoff decide what comes next.
+    static func singleAttempt(timeout: Double) -> RetryPolicy {
+        var policy = RetryPolicy()
+        policy.attemptTimeout = timeout
+        policy.budget = timeout + 1
+        policy.maxRetryAfter = 0
+        policy.retryableStatuses = []  // a 429 or 5xx is the attempt's outcome, for the pacer and the backoff
+        policy.minimumDelay = policy.budget + 1  // and no second attempt after a network failure either
+        return policy
+    }
+}

@@ -1,0 +1,385 @@
+import Foundation
+import Glibc
+
+/// A durable queue of messages in one directory, readable by a person:
+///
+/// ```
+/// spool/
+///   lock              held (flock) by the one daemon that delivers from this spool; holds its pid
+///   queue/<id>.eml    the message exactly as received (never rewritten)
+///   queue/<id>.json   its ``SpoolRecord`` (rewritten whole, atomically, on every change)
+///   failed/           messages whose bounce could not be sent, or that had none, kept for inspection
+///   tmp/              files being written; anything left here after a crash is garbage
+/// ```
+///
+/// Crash safety: every file is written under `tmp/`, fsynced, renamed into place, and its directory is
+/// fsynced before the caller is told it is done. A `.json` is created only after its `.eml` is durable,
+/// so a record always has its message; an `.eml` without a record (a crash between the two) was never
+/// acknowledged and is removed at start-up (``recoverAfterCrash()``).
+///
+/// Concurrency: the daemon and the `queue` commands change records through ``lock(id:wait:)``, an
+/// exclusive `flock` on the message's `.eml` (which, unlike the record, is never replaced, so the lock
+/// stays on one inode). The daemon holds it for the whole of a delivery attempt, so a command waits for
+/// the attempt to end, and then sees and changes the record the attempt wrote: no lost update, and a
+/// held or deleted message is never sent by an attempt that started before the command.
+public final class Spool: @unchecked Sendable {
+    public let directory: String
+    public var queueDirectory: String { directory + "/queue" }
+    public var failedDirectory: String { directory + "/failed" }
+    var temporaryDirectory: String { directory + "/tmp" }
+
+    /// Opens the spool, creating its directories (mode 0700: messages are private) when `create` is set.
+    public init(directory: String, create: Bool = true) throws {
+        self.directory = directory
+        for path in [directory, directory + "/queue", directory + "/failed", directory + "/tmp"] {
+            var status = stat()
+            if stat(path, &status) == 0 {
+                guard (status.st_mode & S_IFMT) == S_IFDIR else { throw SpoolError("\(path) is not a directory") }
+                continue
+            }
+            guard create else { throw SpoolError("no spool at \(directory) (\(path) is missing)") }
+            guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw SpoolError.fromErrno("create \(path)") }
+        }
+    }
+
+    /// Whether `directory` is a spool with messages waiting, without creating anything.
+    public static func hasMessages(in directory: String) -> Bool {
+        !SpoolFile.names(in: directory + "/queue", suffix: ".json").isEmpty
+    }
+
+    /// How many messages wait in `directory`'s queue.
+    public static func messageCount(in directory: String) -> Int {
+        SpoolFile.names(in: directory + "/queue", suffix: ".json").count
+    }
+
+    // MARK: The daemon's lock
+
+    /// Takes the spool for this process, or throws when another daemon has it. Released when the process
+    /// ends, however it ends (the kernel drops `flock`s with the descriptor).
+    public func lockForDelivery() throws -> SpoolDaemonLock {
+        let path = directory + "/lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError.fromErrno("open \(path)") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = Self.readText(fd: fd).trimmingCharacters(in: .whitespacesAndNewlines)
+            close(fd)
+            throw SpoolError(
+                "another daemon (pid \(holder.isEmpty ? "unknown" : holder)) delivers from the spool \(directory)")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        return SpoolDaemonLock(fd: fd)
+    }
+
+    /// The pid of the daemon that holds the spool, if one does.
+    public func daemonPID() -> pid_t? {
+        let fd = open(directory + "/lock", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        guard flock(fd, LOCK_SH | LOCK_NB) != 0, errno == EWOULDBLOCK else {
+            flock(fd, LOCK_UN)
+            return nil  // nobody holds it
+        }
+        return pid_t(Self.readText(fd: fd).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    // MARK: Taking custody
+
+    /// Writes a new message and its record durably. Only when this returns may the client hear 250.
+    public func add(_ record: SpoolRecord, message: some Collection<UInt8>) throws {
+        try SpoolFile.validate(id: record.id)
+        let eml = "\(queueDirectory)/\(record.id).eml"
+        guard access(eml, F_OK) != 0 else { throw SpoolError("message \(record.id) is already spooled") }
+        try writeDurably(Array(message), to: eml, syncDirectory: false)
+        do {
+            try writeDurably(try record.encoded(), to: "\(queueDirectory)/\(record.id).json", syncDirectory: true)
+        } catch {
+            unlink(eml)
+            throw error
+        }
+    }
+
+    // MARK: Reading
+
+    /// The ids of the spooled messages, oldest first. Read from the `.eml` files, which are never replaced
+    /// while a message is queued: a directory listing that runs while a record is being renamed over may
+    /// miss that record's name (readdir(3) leaves it unspecified). A message still being written has no
+    /// record yet; ``record(id:failed:)`` then answers nil.
+    public func ids() -> [String] {
+        SpoolFile.names(in: queueDirectory, suffix: ".eml").sorted()
+    }
+
+    /// The ids of the messages in `failed/`, oldest first.
+    public func failedIDs() -> [String] {
+        SpoolFile.names(in: failedDirectory, suffix: ".json").sorted()
+    }
+
+    /// A record as it is on disk now, without locking (a listing; never a base for a change).
+    public func record(id: String, failed: Bool = false) throws -> SpoolRecord? {
+        try SpoolFile.validate(id: id)
+        let path = "\(failed ? failedDirectory : queueDirectory)/\(id).json"
+        guard let bytes = try SpoolFile.read(path) else { return nil }
+        do {
+            return try SpoolRecord.decode(bytes)
+        } catch {
+            throw SpoolError("\(path) is not a readable record: \(error)")
+        }
+    }
+
+    /// The message's raw octets.
+    public func message(id: String, failed: Bool = false) throws -> [UInt8]? {
+        try SpoolFile.validate(id: id)
+        return try SpoolFile.read("\(failed ? failedDirectory : queueDirectory)/\(id).eml")
+    }
+
+    /// The change identity of a record file (inode and modification time), so a rescan re-reads only the
+    /// records a command changed.
+    public func stamp(id: String) -> SpoolStamp? {
+        var status = stat()
+        guard stat("\(queueDirectory)/\(id).json", &status) == 0 else { return nil }
+        return SpoolStamp(
+            inode: UInt64(status.st_ino), seconds: Int(status.st_mtim.tv_sec), nanoseconds: Int(status.st_mtim.tv_nsec))
+    }
+
+    // MARK: Changing
+
+    /// Locks message `id` for a change. With `wait`, waits up to `timeout` seconds for an attempt in
+    /// progress to end; without it, returns nil at once when the message is busy. Nil too when the
+    /// message is gone (delivered, deleted) by the time the lock is held.
+    public func lock(id: String, wait: Bool, timeout: Double = 120) throws -> SpoolMessageLock? {
+        try SpoolFile.validate(id: id)
+        let path = "\(queueDirectory)/\(id).eml"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw SpoolError.fromErrno("open \(path)")
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                close(fd)
+                throw SpoolError.fromErrno("lock \(path)")
+            }
+            guard wait, Date() < deadline else {
+                close(fd)
+                if wait { throw SpoolError("message \(id) stayed busy for \(Int(timeout)) s; try again") }
+                return nil
+            }
+            usleep(20_000)
+        }
+        // Removed while we waited (delivered, deleted): the lock is on a file that no longer exists.
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_nlink > 0 else {
+            close(fd)
+            return nil
+        }
+        return SpoolMessageLock(spool: self, id: id, fd: fd)
+    }
+
+    /// Removes a message from `failed/` (an operator's `queue delete`).
+    public func deleteFailed(id: String) throws {
+        try SpoolFile.validate(id: id)
+        let record = "\(failedDirectory)/\(id).json"
+        guard unlink(record) == 0 else { throw SpoolError.fromErrno("remove \(record)") }
+        unlink("\(failedDirectory)/\(id).eml")
+        try SpoolFile.syncDirectory(of: record)
+    }
+
+    // MARK: Usage and recovery
+
+    /// Removes what a crash can leave: files in `tmp/`, and messages whose record was never written (their
+    /// client never got a 250). Records found in state `sending` are the caller's to requeue.
+    public func recoverAfterCrash() -> [String] {
+        var removed: [String] = []
+        for name in SpoolFile.names(in: temporaryDirectory, suffix: "") {
+            unlink("\(temporaryDirectory)/\(name)")
+        }
+        let records = Set(SpoolFile.names(in: queueDirectory, suffix: ".json"))
+        for id in SpoolFile.names(in: queueDirectory, suffix: ".eml") where !records.contains(id) {
+            unlink("\(queueDirectory)/\(id).eml")
+            removed.append(id)
+        }
+        return removed
+    }
+
+    /// Whether the spool can take a new file now (the directory is writable).
+    public func isWritable() -> Bool {
+        access(queueDirectory, W_OK | X_OK) == 0 && access(temporaryDirectory, W_OK | X_OK) == 0
+    }
+
+    // MARK: Files
+
+    func writeDurably(_ bytes: [UInt8], to finalPath: String, syncDirectory: Bool) throws {
+        let name = finalPath.split(separator: "/").last.map(String.init) ?? "file"
+        let temporary = "\(temporaryDirectory)/\(name).\(UInt32.random(in: .min ... .max))"
+        try SpoolFile.write(bytes, to: temporary)
+        guard rename(temporary, finalPath) == 0 else {
+            let error = SpoolError.fromErrno("rename \(temporary) to \(finalPath)")
+            unlink(temporary)
+            throw error
+        }
+        if syncDirectory { try SpoolFile.syncDirectory(of: finalPath) }
+    }
+
+    fileprivate static func readText(fd: Int32) -> String {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : ""
+    }
+}
+
+/// A record file's change identity (see ``Spool/stamp(id:)``).
+public struct SpoolStamp: Hashable, Sendable {
+    public var inode: UInt64
+    public var seconds: Int
+    public var nanoseconds: Int
+}
+
+/// The daemon's hold on the spool; kept for the life of the process.
+public final class SpoolDaemonLock: @unchecked Sendable {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+}
+
+/// An exclusive hold on one message: read and rewrite its record, remove it, or move it to `failed/`.
+/// ``unlock()`` (or deinit) releases it.
+public final class SpoolMessageLock: @unchecked Sendable {
+    public let id: String
+    private let spool: Spool
+    private var fd: Int32
+
+    init(spool: Spool, id: String, fd: Int32) {
+        self.spool = spool
+        self.id = id
+        self.fd = fd
+    }
+
+    deinit { unlock() }
+
+    public func unlock() {
+        guard fd >= 0 else { return }
+        close(fd)  // drops the flock
+        fd = -1
+    }
+
+    /// The record as it is now; nil when it is gone.
+    public func read() throws -> SpoolRecord? {
+        try spool.record(id: id)
+    }
+
+    public func message() throws -> [UInt8]? {
+        try spool.message(id: id)
+    }
+
+    /// Replaces the record atomically and durably.
+    public func write(_ record: SpoolRecord) throws {
+        precondition(record.id == id, "a lock writes only its own record")
+        try spool.writeDurably(try record.encoded(), to: "\(spool.queueDirectory)/\(id).json", syncDirectory: true)
+    }
+
+    /// Removes the message (delivered, bounced, deleted). The record goes first: a crash in between leaves
+    /// an `.eml` without a record, which start-up removes, never a record without its message.
+    public func remove() throws {
+        let record = "\(spool.queueDirectory)/\(id).json"
+        guard unlink(record) == 0 || errno == ENOENT else { throw SpoolError.fromErrno("remove \(record)") }
+        unlink("\(spool.queueDirectory)/\(id).eml")
+        try SpoolFile.syncDirectory(of: record)
+    }
+
+    /// Moves the message to `failed/` with `record` as its last record.
+    public func moveToFailed(_ record: SpoolRecord) throws {
+        let failed = spool.failedDirectory
+        try spool.writeDurably(try record.encoded(), to: "\(failed)/\(id).json", syncDirectory: false)
+        let from = "\(spool.queueDirectory)/\(id).eml"
+        guard rename(from, "\(failed)/\(id).eml") == 0 else { throw SpoolError.fromErrno("move \(from) to failed/") }
+        try SpoolFile.syncDirectory(of: "\(failed)/\(id).eml")
+        unlink("\(spool.queueDirectory)/\(id).json")
+        try SpoolFile.syncDirectory(of: from)
+    }
+}
+
+/// A spool failure with the system's reason.
+public struct SpoolError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+    static func fromErrno(_ what: String) -> SpoolError { SpoolError("\(what): \(String(cString: strerror(errno)))") }
+}
+
+/// Plain file operations, each checked.
+enum SpoolFile {
+    /// Ids become file names: only the characters of a UUID, so no id can reach outside the spool.
+    static func validate(id: String) throws {
+        guard !id.isEmpty, id.utf8.count <= 64,
+            id.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) || $0 == 45 })
+        else { throw SpoolError("\"\(id.prefix(80))\" is not a message id") }
+    }
+
+    static func names(in directory: String, suffix: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            guard name != ".", name != "..", !name.hasPrefix(".") else { continue }
+            if suffix.isEmpty {
+                names.append(name)
+            } else if name.hasSuffix(suffix) {
+                names.append(String(name.dropLast(suffix.count)))
+            }
+        }
+        return names
+    }
+
+    static func read(_ path: String) throws -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw SpoolError.fromErrno("open \(path)")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError.fromErrno("read \(path)")
+            }
+            if count == 0 { return bytes }
+            bytes.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError.fromErrno("create \(path)") }
+        var ok = false
+        defer {
+            close(fd)
+            if !ok { unlink(path) }
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError.fromErrno("write \(path)")
+            }
+            offset += written
+        }
+        guard fsync(fd) == 0 else { throw SpoolError.fromErrno("fsync \(path)") }
+        ok = true
+    }
+
+    static func syncDirectory(of path: String) throws {
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+        let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SpoolError.fromErrno("open \(directory)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw SpoolError.fromErrno("fsync \(directory)") }
+    }
+}

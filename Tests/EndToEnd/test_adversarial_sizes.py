@@ -1,0 +1,48 @@
+"""Hostile sizes through the real binary, with a bound on memory: `convert` of a message carrying a 7 MB
+attachment (the SMTP size limit's worth) must need less than 4× the attachment's size above what converting a
+small message takes (the process alone, runtime and Foundation, is about 33 MB in a debug build). The decoded
+octets, their base64 and the request must not be held more than once each, and the raw message not beyond
+parsing; another copy of any of them shows here."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+
+ATTACHMENT = 7_000_000
+
+# Runs one child and reports its peak RSS: RUSAGE_CHILDREN of a fresh interpreter covers that child alone.
+MEASURE = """
+import resource, subprocess, sys
+result = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+print(result.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+"""
+
+
+def peak_rss(*command: str) -> tuple[int, int]:
+    """(exit status, peak RSS in octets) of one run of `command`."""
+    output = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, timeout=120,
+                            check=True).stdout.split()
+    return int(output[0]), int(output[1])
+
+
+def test_convert_of_a_7_mb_attachment_peaks_under_4x_its_size(gateway_bin, tmp_path):
+    payload = os.urandom(ATTACHMENT)
+    encoded = base64.encodebytes(payload)  # 76-character lines, as mail clients write them
+    message = (b"From: a@example.com\r\nTo: b@example.org\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+               b"--b\r\nContent-Type: application/pdf; name=big.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               + encoded.replace(b"\n", b"\r\n") + b"--b--\r\n")
+    path = tmp_path / "big.eml"
+    path.write_bytes(message)
+    small = tmp_path / "small.eml"
+    small.write_bytes(b"From: a@example.com\r\nTo: b@example.org\r\nSubject: small\r\n\r\nhello\r\n")
+    _, baseline = peak_rss(str(gateway_bin), "convert", str(small))
+    status, peak = peak_rss(str(gateway_bin), "convert", "--max-request-size", "30MiB", str(path))
+    growth = peak - baseline
+    print(f"\nconvert of a {ATTACHMENT} octet attachment ({len(message)} octets of MIME): peak RSS {peak} octets, "
+          f"{growth} above a small message's {baseline} ({growth / ATTACHMENT:.2f}x the attachment)")
+    assert status == 0
+    assert growth < 4 * ATTACHMENT
