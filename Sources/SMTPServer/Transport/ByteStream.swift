@@ -119,14 +119,12 @@ public final class SocketStream: ByteStream, @unchecked Sendable {
     private var output: [UInt8] = []
     private var outputOffset = 0
     private var shutdownOutputWhenFlushed = false
-    private var readBuffer: [UInt8]
 
     public init(fd: Int32, queue: DispatchQueue, limits: Limits = Limits(), onClosed: @escaping @Sendable () -> Void) {
         self.fd = fd
         self.queue = queue
         self.limits = limits
         self.onClosed = onClosed
-        self.readBuffer = [UInt8](repeating: 0, count: limits.readSize)
         readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
     }
@@ -218,7 +216,9 @@ public final class SocketStream: ByteStream, @unchecked Sendable {
     private func readAvailable() {
         dispatchPrecondition(condition: .onQueue(queue))
         // Read until the socket is drained (EAGAIN) or at end of stream: Dispatch may not report the
-        // descriptor again for data (or an EOF) that was already there when we stopped.
+        // descriptor again for data (or an EOF) that was already there when we stopped. The buffer lives for
+        // one turn only, so an idle connection holds none.
+        var readBuffer = [UInt8](repeating: 0, count: limits.readSize)
         for _ in 0..<limits.readsPerTurn {
             guard shouldRead else { return }
             let size = limits.readSize

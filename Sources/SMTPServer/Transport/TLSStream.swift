@@ -35,7 +35,8 @@ public final class TLSStream: ByteStream, ByteStreamDelegate, @unchecked Sendabl
     private var readingWanted = true
     /// Plaintext written before the handshake completed.
     private var heldPlaintext: [UInt8] = []
-    private var plaintextBuffer = [UInt8](repeating: 0, count: 64 * 1024)
+    /// Plaintext octets decrypted per SSL_read: a TLS record holds at most 16 KiB.
+    private static let plaintextChunk = 16 * 1024
 
     /// Layers TLS over `lower`, which becomes this stream's source of ciphertext (its delegate is replaced).
     /// `lower` may already be started (STARTTLS) or not (implicit TLS: ``start()`` starts it).
@@ -172,6 +173,8 @@ public final class TLSStream: ByteStream, ByteStreamDelegate, @unchecked Sendabl
 
     private func decryptAvailable() {
         dispatchPrecondition(condition: .onQueue(queue))
+        // Per call, not per connection: an idle connection holds no plaintext buffer.
+        var plaintextBuffer = [UInt8](repeating: 0, count: Self.plaintextChunk)
         while state == .established && readingWanted {
             ERR_clear_error()
             let count = plaintextBuffer.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
