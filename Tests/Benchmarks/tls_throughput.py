@@ -107,7 +107,8 @@ def main():
     context = ssl.create_default_context(cafile=cert)
     rows, failed = [], False
     try:
-        for port in (plain, starttls, implicit):
+        # The implicit-TLS port sends no plaintext greeting: the other two show the gateway is up.
+        for port in (plain, starttls):
             wait_for_port(port)
         for name, port, tls, login in [("plaintext", plain, None, False), ("STARTTLS", starttls, context, False),
                                        ("STARTTLS + AUTH PLAIN", starttls, context, True)]:
