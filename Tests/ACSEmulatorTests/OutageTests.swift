@@ -13,11 +13,11 @@ import Testing
     }
 
     /// Long enough that the requests a test makes during an outage arrive within it even on a loaded machine.
-    private static let outageMs = 3000
+    private static let outageMs = 6000
 
-    /// Waits until no outage is listed any more (it ended), at most 10 s.
+    /// Waits until no outage is listed any more (it ended), at most 20 s.
     private func waitForTheOutageToEnd(_ emulator: EmulatorHarness) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(20)
         while try await outageIsListed(emulator), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))
         }

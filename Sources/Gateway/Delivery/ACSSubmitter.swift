@@ -34,13 +34,8 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
 
     public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         workQueue.async { [self] in
-            let translated: TranslatedEmail
-            switch translator.translateOrRefuse(message, logger: logger) {
-            case .failure(let refusal):
-                completion(refusal.result)
+            guard let translated = translator.translation(of: message, logger: logger, orAnswer: completion) else {
                 return
-            case .success(let value):
-                translated = value
             }
             let budget = client.configuration.retry.budget  // for the log only
             client.send(body: translated.requestBody, operationID: message.id) { [self] result in

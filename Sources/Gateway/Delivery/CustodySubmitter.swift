@@ -51,13 +51,8 @@ final class CustodySubmitter: MessageSubmitter, @unchecked Sendable {
 
     func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         workQueue.async { [self] in
-            let translated: TranslatedEmail
-            switch translator.translateOrRefuse(message, logger: logger) {
-            case .failure(let refusal):
-                completion(refusal.result)
+            guard let translated = translator.translation(of: message, logger: logger, orAnswer: completion) else {
                 return
-            case .success(let value):
-                translated = value
             }
             guard mode == .hybrid else {
                 completion(takeCustody(message, because: nil, outcomeUnknown: false, otherwise: nil))

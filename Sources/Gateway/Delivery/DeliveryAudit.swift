@@ -78,20 +78,21 @@ enum DeliveryAudit {
     }
 }
 
-/// A message the translation refused, as the reply and audit facts the client's transaction ends with.
-struct TranslationRefusal: Error {
-    var result: SubmissionResult
-}
-
 extension MessageTranslator {
-    /// The translation, or the refusal as a ready ``SubmissionResult``: nothing goes to ACS, the reply is the
-    /// table's 5xx, and the connection's audit line names the rule (`acs.rejection`).
-    func translateOrRefuse(_ message: ReceivedMessage, logger: Logger) -> Result<TranslatedEmail, TranslationRefusal> {
-        translate(message, logger: logger).mapError { rejection in
-            TranslationRefusal(
-                result: SubmissionResult(
+    /// The translation, or nil after answering `completion` with the refusal: nothing goes to ACS, the reply
+    /// is the table's 5xx, and the connection's audit line names the rule (`acs.rejection`).
+    func translation(
+        of message: ReceivedMessage, logger: Logger, orAnswer completion: (SubmissionResult) -> Void
+    ) -> TranslatedEmail? {
+        switch translate(message, logger: logger) {
+        case .success(let translated):
+            return translated
+        case .failure(let rejection):
+            completion(
+                SubmissionResult(
                     reply: ACSReplyMapping.reply(for: rejection), reason: .translationRefused,
                     auditFields: DeliveryAudit.rejection(rejection)))
+            return nil
         }
     }
 }
