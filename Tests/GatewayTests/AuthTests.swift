@@ -166,19 +166,32 @@ import Testing
         #expect(elsewhere.outcome != .tooManyFailures && elsewhere.outcome != .rejected)
     }
 
+    /// A flag a pool thread sets and the test polls (the test cannot block on a semaphore in async code).
+    final class Flag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var raised = false
+        var isRaised: Bool { lock.withLock { raised } }
+        func raise() { lock.withLock { raised = true } }
+    }
+
     @Test func aFullPool_answersTemporaryFailure_atOnce() async throws {
         let verifier = CredentialVerifier(threads: 1, maxQueued: 1)
         defer { verifier.stop() }
         let gate = DispatchSemaphore(value: 0)
-        #expect(verifier.submit { gate.wait() })  // occupies the only thread (or waits for it)
-        var queued = 0
-        while queued < 5 && verifier.submit({}) { queued += 1 }  // fills the queue: one job at most fits
-        #expect(queued <= 1)
+        defer { gate.signal() }
+        let running = Flag()
+        #expect(verifier.submit {
+            running.raise()
+            gate.wait()
+        })
+        for _ in 0..<500 where !running.isRaised { try await Task.sleep(for: .milliseconds(10)) }
+        try #require(running.isRaised, "the pool thread never took the first job")
+        #expect(verifier.submit {})  // the one waiting place
+        #expect(!verifier.submit {})  // full
         let users = try UsersFile(parsing: "alice:\(Self.hashOfPW):*\n", path: "users")
         let authenticator = UsersAuthenticator(
             users: users, verifier: verifier, tracker: AuthFailureTracker(clock: Clock().clock))
         let result = await Self.authenticate(authenticator, user: "alice", password: "pw")
         #expect(result.outcome == .temporaryFailure)
-        gate.signal()
     }
 }
