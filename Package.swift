@@ -40,15 +40,23 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        // crypt(3) from libxcrypt (yescrypt, bcrypt, sha512crypt) for the SMTP AUTH users file.
+        .systemLibrary(
+            name: "CCrypt",
+            pkgConfig: "libxcrypt",
+            providers: [.apt(["libcrypt-dev"])]
+        ),
 
         // RFC 5321 grammar, replies, the session state machine and the input framers. No I/O.
         .target(name: "SMTPProtocol"),
 
-        // Dispatch-based listener and connections: sockets, timers, back-pressure.
+        // Dispatch-based listener and connections: sockets, timers, back-pressure, and TLS (libssl over memory
+        // BIOs, Transport/).
         .target(
             name: "SMTPServer",
             dependencies: [
                 "SMTPProtocol",
+                "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
@@ -70,12 +78,13 @@ let package = Package(
             dependencies: ["CCurl", "COpenSSL", .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
 
-        // Wiring: configuration, submitters (outbox), logging, metrics and the admin listener.
+        // Wiring: configuration, submitters (outbox), logging, metrics, the admin listener and AUTH's users (Auth/).
         .target(
             name: "Gateway",
             dependencies: [
                 "SMTPProtocol",
                 "SMTPServer",
+                "CCrypt",
                 "MailParser",
                 "ACSEmail",
                 "ACSClient",
@@ -132,7 +141,7 @@ let package = Package(
         .testTarget(
             name: "SMTPServerTests",
             dependencies: [
-                "SMTPServer", "SMTPProtocol", .product(name: "Prometheus", package: "swift-prometheus"),
+                "SMTPServer", "SMTPProtocol", "COpenSSL", .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),

@@ -18,9 +18,10 @@ public struct GatewayAssembly: Sendable {
     /// mistake stops the daemon (or the reload) with a clear message instead of failing every message later.
     public static func assemble(
         _ settings: GatewaySettings, environment: [String: String], logger: Logger,
-        runtime: DeliveryRuntime = DeliveryRuntime()
+        runtime: DeliveryRuntime = DeliveryRuntime(), authServices: AuthenticationServices = .shared
     ) throws -> GatewayAssembly {
         var configuration = settings.serverConfiguration
+        try configureTLSAndAuth(&configuration, settings, logger: logger, authServices: authServices)
         // ACS takes only plain local@domain.tld recipients; a dry run refuses what ACS would.
         configuration.limits.plainRecipientsOnly = settings.acs.isConfigured(environment: environment)
         if settings.acs.isConfigured(environment: environment) && !settings.acs.dryRun {
@@ -48,6 +49,51 @@ public struct GatewayAssembly: Sendable {
         }
         let outbox = try outboxSubmitter(settings, logger: logger)
         return GatewayAssembly(serverConfiguration: configuration, submitter: outbox.submitter, deliverySummary: outbox.summary)
+    }
+
+    /// Loads the certificate and the users file (again, on a reload): a mismatched, expired or unreadable
+    /// certificate, or a broken users file, stops the start or the reload with the file named.
+    static func configureTLSAndAuth(
+        _ configuration: inout SMTPServerConfiguration, _ settings: GatewaySettings, logger: Logger,
+        authServices: AuthenticationServices
+    ) throws {
+        if let certificate = settings.tls.certificate, let key = settings.tls.key {
+            let context = try TLSContext(
+                certificateFile: certificate, keyFile: key, minimumVersion: settings.tls.minVersion,
+                ciphers: settings.tls.ciphers)
+            for warning in context.warnings { logger.warning("\(warning)") }
+            logger.notice(
+                "TLS certificate loaded",
+                metadata: [
+                    "tls.subject": "\(context.certificate.subject)",
+                    "tls.not_after": "\(TLSContext.iso8601(context.certificate.notAfter))",
+                    "tls.min_version": "\(settings.tls.minVersion.rawValue)",
+                ])
+            configuration.tls = context
+        }
+        if let path = settings.auth.usersFile {
+            let users = try UsersFile.load(path: path)
+            for warning in users.warnings { logger.warning("\(warning)") }
+            authServices.tracker.currentLimits = settings.auth.failures
+            configuration.authenticator = UsersAuthenticator(
+                users: users, verifier: authServices.verifier, tracker: authServices.tracker)
+            logger.notice(
+                "AUTH users loaded", metadata: ["auth.users_file": "\(path)", "users": "\(users.entries.count)"])
+        }
+        if settings.tls.allowPlaintextAuth {
+            logger.warning(
+                """
+                tls.allow_plaintext_auth is on: passwords may cross the network unencrypted; keep it for legacy \
+                devices on a trusted LAN
+                """)
+        }
+        for listener in configuration.listeners where listener.auth != .none && listener.tls == .none
+            && !settings.tls.allowPlaintextAuth && !IPNetwork.loopback.contains(where: { $0.contains(listener.address) })
+        {
+            logger.warning(
+                "AUTH on a listener without TLS is offered to loopback clients only (tls.allow_plaintext_auth is off)",
+                metadata: ["address": "\(listener.address)"])
+        }
     }
 
     private static func acsSubmitter(
@@ -118,6 +164,20 @@ public struct GatewayAssembly: Sendable {
             metadata: ["outbox": "\(directory)"])
         return (submitter, "outbox \(directory)")
     }
+}
+
+/// What AUTH keeps for the life of the daemon, across reloads: the pool that checks password hashes and the
+/// per-address failure counts. Created when first used (only with a users file).
+public final class AuthenticationServices: Sendable {
+    public let verifier: CredentialVerifier
+    public let tracker: AuthFailureTracker
+
+    public init(verifier: CredentialVerifier = CredentialVerifier(), tracker: AuthFailureTracker = AuthFailureTracker()) {
+        self.verifier = verifier
+        self.tracker = tracker
+    }
+
+    public static let shared = AuthenticationServices()
 }
 
 /// What outlives a reload: the spool's scheduler and its lock, created the first time a configuration

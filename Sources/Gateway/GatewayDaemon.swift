@@ -147,12 +147,12 @@ public enum GatewayDaemon {
                 var assembly = try reload()
                 let running = server.currentConfiguration
                 if !socketActivated,
-                    Set(assembly.serverConfiguration.listenAddresses) != Set(running.listenAddresses)
+                    Set(assembly.serverConfiguration.listeners) != Set(running.listeners)
                 {
                     logger.warning(
-                        "smtp.listen changed; listening addresses change only on restart",
+                        "smtp.listen or smtp.listeners changed; listeners change only on restart",
                         metadata: ["listening": "\(listening)",
-                                   "configured": "\(assembly.serverConfiguration.listenAddresses.map(\.description).joined(separator: ","))"])
+                                   "configured": "\(assembly.serverConfiguration.listeners.map(\.description).joined(separator: ","))"])
                 }
                 clampConnections(&assembly.serverConfiguration, logger: logger)
                 server.reconfigure(assembly.serverConfiguration, submitter: assembly.submitter)
@@ -231,11 +231,15 @@ public enum GatewayDaemon {
         case .inherited(let sockets):
             var addresses: [SocketAddress] = []
             for socket in sockets {
-                let address = try server.adopt(listeningSocket: socket.fd)
+                // FileDescriptorName= picks the listener (its TLS and AUTH settings); see SMTPServer.adopt.
+                let listener = try server.adopt(listeningSocket: socket.fd, name: socket.name)
                 logger.notice(
                     "listening on a socket passed by systemd",
-                    metadata: ["fd": "\(socket.fd)", "fd_name": "\(socket.name)", "address": "\(address)"])
-                addresses.append(address)
+                    metadata: [
+                        "fd": "\(socket.fd)", "fd_name": "\(socket.name)", "address": "\(listener.address)",
+                        "listener.tls": "\(listener.tls.rawValue)", "listener.auth": "\(listener.auth.rawValue)",
+                    ])
+                addresses.append(listener.address)
             }
             logger.notice("socket activation: the --listen addresses are not bound")
             return (addresses, true)

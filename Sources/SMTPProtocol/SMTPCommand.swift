@@ -15,7 +15,12 @@ public enum SMTPCommand: Hashable, Sendable {
     case verify(String)
     case expand(String)
     case help(String?)
-    /// Recognized verbs this gateway does not offer (yet): STARTTLS, AUTH, TURN, ETRN…
+    /// `STARTTLS` (RFC 3207).
+    case startTLS
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4); the mechanism upper-cased, the initial response as sent
+    /// (base64, or `=` for an empty one). The response is a credential: it is never logged.
+    case auth(mechanism: String, initialResponse: String?)
+    /// Recognized verbs this gateway does not offer: TURN, ETRN…
     /// They get 502 rather than 500: the command exists, it is just not available here.
     case notImplemented(verb: String)
 }
@@ -171,7 +176,17 @@ extension SMTPCommand {
             return .success(.expand(trimmedArgument))
         case "HELP":
             return .success(.help(trimmedArgument.isEmpty ? nil : trimmedArgument))
-        case "STARTTLS", "AUTH", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD":
+        case "STARTTLS":
+            return trimmedArgument.isEmpty
+                ? .success(.startTLS) : .failure(SMTPCommandError(.syntaxError("STARTTLS takes no argument")))
+        case "AUTH":
+            let tokens = trimmedArgument.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard (1...2).contains(tokens.count) else {
+                return .failure(SMTPCommandError(.syntaxError("expected AUTH mechanism [initial-response]")))
+            }
+            let initialResponse = tokens.dropFirst().first.map(String.init)
+            return .success(.auth(mechanism: tokens[0].uppercased(), initialResponse: initialResponse))
+        case "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD":
             return .success(.notImplemented(verb: verb))
         default:
             return .failure(SMTPCommandError(.commandNotRecognized))

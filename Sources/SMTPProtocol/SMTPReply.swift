@@ -145,6 +145,18 @@ extension SMTPReply {
             "This gateway relays mail to Azure Communication Services Email",
         ])
 
+    /// 220 to STARTTLS: the TLS handshake starts after this line (RFC 3207 §4).
+    public static let readyToStartTLS = SMTPReply(220, EnhancedStatusCode(2, 0, 0), "Ready to start TLS")
+
+    /// 235 after a successful AUTH exchange (RFC 4954 §6).
+    public static let authenticationSucceeded = SMTPReply(235, EnhancedStatusCode(2, 7, 0), "Authentication successful")
+
+    /// 334 with a base64 challenge (RFC 4954 §4): empty for PLAIN, `Username:`/`Password:` for LOGIN. Like 354 it
+    /// carries no enhanced code: its text is the challenge.
+    public static func authenticationChallenge(_ base64: String) -> SMTPReply {
+        SMTPReply(334, nil, base64)
+    }
+
     /// 354 after DATA: the one reply without an enhanced code (RFC 2034 §3).
     public static let startMailInput = SMTPReply(354, nil, "Start mail input; end with <CRLF>.<CRLF>")
 
@@ -168,6 +180,12 @@ extension SMTPReply {
     /// 421 when the gateway is shutting down.
     public static let shuttingDown = SMTPReply(
         421, EnhancedStatusCode(4, 3, 2), "Service shutting down, try again later")
+    /// 421 once a client's address failed AUTH too often: a delay, then this, then the connection closes.
+    public static let tooManyAuthenticationFailures = SMTPReply(
+        421, EnhancedStatusCode(4, 7, 0), "Too many failed authentication attempts, try again later")
+    /// 454 when the credentials could not be checked now (RFC 4954 §6).
+    public static let temporaryAuthenticationFailure = SMTPReply(
+        454, EnhancedStatusCode(4, 7, 0), "Temporary authentication failure, try again later")
     /// 451 when the submitter did not answer in time; the client keeps the message.
     public static let submissionTimedOut = SMTPReply(
         451, EnhancedStatusCode(4, 4, 1), "Delivery did not complete in time, try again later")
@@ -228,6 +246,29 @@ extension SMTPReply {
     public static func parameterNotImplemented(_ detail: String) -> SMTPReply {
         SMTPReply(504, EnhancedStatusCode(5, 5, 4), detail)
     }
+    /// 501 to a `*` line: the client cancelled the AUTH exchange (RFC 4954 §4).
+    public static let authenticationCancelled = SMTPReply(501, EnhancedStatusCode(5, 0, 0), "Authentication cancelled")
+    /// 501 to an AUTH response that is not base64 (RFC 4954 §4).
+    public static let authenticationResponseNotBase64 = SMTPReply(
+        501, EnhancedStatusCode(5, 5, 2), "Cannot decode the response: not base64")
+    /// 504 to AUTH with a mechanism not offered (RFC 4954 §4).
+    public static let unrecognizedAuthenticationMechanism = SMTPReply(
+        504, EnhancedStatusCode(5, 5, 4), "Unrecognized authentication type; use PLAIN or LOGIN")
+    /// 530 to MAIL from a client that must authenticate first (RFC 4954 §6).
+    public static let authenticationRequired = SMTPReply(530, EnhancedStatusCode(5, 7, 0), "Authentication required")
+    /// 530 to MAIL on a connection that must authenticate, before STARTTLS made AUTH usable.
+    public static let authenticationRequiredAfterStartTLS = SMTPReply(
+        530, EnhancedStatusCode(5, 7, 0), "Authentication required; issue STARTTLS first")
+    /// 535 for a wrong user name or password (RFC 4954 §6). The same text whichever was wrong.
+    public static let authenticationFailed = SMTPReply(
+        535, EnhancedStatusCode(5, 7, 8), "Authentication credentials invalid")
+    /// 538 to AUTH on an unencrypted connection where AUTH needs TLS (RFC 4954 §6).
+    public static let encryptionRequiredForAuthentication = SMTPReply(
+        538, EnhancedStatusCode(5, 7, 11),
+        "Encryption required for requested authentication mechanism; issue STARTTLS first")
+    /// 553 to MAIL from an address the authenticated user may not send as.
+    public static let senderNotAllowedForUser = SMTPReply(
+        553, EnhancedStatusCode(5, 7, 1), "Sender address not allowed for the authenticated user")
     /// 552 for messages over the size limit, at MAIL (SIZE=) or after the data (RFC 1870 §6).
     public static func messageTooLarge(limit: Int) -> SMTPReply {
         SMTPReply(552, EnhancedStatusCode(5, 3, 4), "Message size exceeds fixed limit of \(limit) octets")

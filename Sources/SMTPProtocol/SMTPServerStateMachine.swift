@@ -18,6 +18,12 @@ public struct SMTPServerStateMachine: Sendable {
         case receivingChunk(PendingChunk)
         /// The complete message was handed to the submitter; waiting for its answer.
         case submitting(Greeting)
+        /// An AUTH exchange is under way: the next line is the client's response to a 334 challenge.
+        case authenticating(Greeting, AuthExchange)
+        /// The client's credentials are being checked; waiting for `authenticationCompleted(_:)`.
+        case verifyingCredentials(Greeting)
+        /// STARTTLS answered 220: the connection performs the handshake, then calls `tlsEstablished()`.
+        case startingTLS
         /// QUIT answered or the session was aborted.
         case closed
     }
@@ -27,6 +33,17 @@ public struct SMTPServerStateMachine: Sendable {
         public var clientDomain: String
         /// EHLO (true) or HELO (false).
         public var extended: Bool
+    }
+
+    /// Where an AUTH exchange is: which response the next line is. Never the password: it leaves the machine
+    /// in `Action.verifyCredentials` at once.
+    public enum AuthExchange: Hashable, Sendable {
+        /// `AUTH PLAIN` without an initial response: the response to the empty challenge.
+        case plain
+        /// `AUTH LOGIN`: the user name.
+        case loginUsername
+        /// The password for this user name.
+        case loginPassword(username: String)
     }
 
     /// An open mail transaction.
@@ -59,6 +76,11 @@ public struct SMTPServerStateMachine: Sendable {
         case submit(Envelope)
         /// Send this reply, then close the connection.
         case replyAndClose(SMTPReply)
+        /// Send this reply (220) in plaintext, then perform the TLS handshake and call `tlsEstablished()`. Input
+        /// already received after STARTTLS is discarded (RFC 3207 §4.2: it was sent before the handshake).
+        case startTLS(SMTPReply)
+        /// Check these credentials, then call `authenticationCompleted(_:)`.
+        case verifyCredentials(SASLCredentials)
     }
 
     /// How message data ended, as the input framer saw it.
@@ -69,11 +91,11 @@ public struct SMTPServerStateMachine: Sendable {
         case bareLineFeed
     }
 
-    /// The extensions advertised in the EHLO reply (RFC 5321 §4.1.1.1).
-    /// STARTTLS and AUTH will be added here by the TLS/AUTH work; a TLS upgrade resets the machine
-    /// to `awaitingHello` (RFC 3207 §4.2).
+    /// The extensions advertised in the EHLO reply (RFC 5321 §4.1.1.1). STARTTLS until TLS is active; AUTH only
+    /// where it can be used (over TLS, or where plaintext AUTH is allowed), so a client never sends a password
+    /// over a channel the server would refuse it on.
     public var extensions: [String] {
-        [
+        var extensions = [
             "PIPELINING",  // RFC 2920
             "SIZE \(limits.maxMessageSize)",  // RFC 1870
             "8BITMIME",  // RFC 6152
@@ -82,25 +104,41 @@ public struct SMTPServerStateMachine: Sendable {
             "CHUNKING",  // RFC 3030
             "HELP",
         ]
+        if security.startTLSOffered && !security.tlsActive { extensions.append("STARTTLS") }  // RFC 3207
+        if security.authUsable {
+            extensions.append("AUTH " + SASLMechanism.allCases.map(\.rawValue).joined(separator: " "))  // RFC 4954
+        }
+        return extensions
     }
 
     public private(set) var state: State = .awaitingHello
     public private(set) var errorCount = 0
     public let limits: SMTPLimits
     public let hostname: String
+    /// What this session may do about TLS and AUTH; `tlsActive` turns true after STARTTLS.
+    public private(set) var security: SessionSecurity
+    /// The user the client authenticated as, until STARTTLS (RFC 3207 §4.2) or the end of the session.
+    public private(set) var authenticatedUser: AuthenticatedUser?
     /// When set, MAIL is answered with this reply (e.g. `452 4.3.1` while the mail store is full), so the
     /// client hears it before sending its message. Set by whoever knows, before input is processed.
     public var admissionRefusal: SMTPReply?
 
-    public init(hostname: String, limits: SMTPLimits = SMTPLimits()) {
+    public init(hostname: String, limits: SMTPLimits = SMTPLimits(), security: SessionSecurity = SessionSecurity()) {
         self.hostname = hostname
         self.limits = limits
+        self.security = security
+    }
+
+    /// True while the next line is a response in an AUTH exchange, not a command.
+    public var isAwaitingAuthenticationResponse: Bool {
+        if case .authenticating = state { return true }
+        return false
     }
 
     /// True while no transaction is open: a good moment to close the session on shutdown.
     public var isIdle: Bool {
         switch state {
-        case .awaitingHello, .ready, .closed: true
+        case .awaitingHello, .ready, .closed, .authenticating, .verifyingCredentials, .startingTLS: true
         case .inTransaction, .receivingData, .receivingChunk, .submitting: false
         }
     }
@@ -112,7 +150,7 @@ public struct SMTPServerStateMachine: Sendable {
         case .receivingData(_, let envelope): envelope
         case .receivingChunk(.accepted(_, let transaction, _, _)): transaction.envelope
         case .receivingChunk(.rejected): nil
-        case .awaitingHello, .ready, .submitting, .closed: nil
+        case .awaitingHello, .ready, .submitting, .closed, .authenticating, .verifyingCredentials, .startingTLS: nil
         }
     }
 
@@ -123,7 +161,9 @@ public struct SMTPServerStateMachine: Sendable {
         switch state {
         case .inTransaction(_, let transaction): transaction.chunkedOctets
         case .receivingChunk(.accepted(_, let transaction, _, _)): transaction.chunkedOctets ?? 0
-        case .awaitingHello, .ready, .receivingData, .receivingChunk(.rejected), .submitting, .closed: nil
+        case .awaitingHello, .ready, .receivingData, .receivingChunk(.rejected), .submitting, .closed,
+            .authenticating, .verifyingCredentials, .startingTLS:
+            nil
         }
     }
 
@@ -138,10 +178,11 @@ public struct SMTPServerStateMachine: Sendable {
     public var clientDomain: String? {
         switch state {
         case .ready(let greeting), .inTransaction(let greeting, _), .receivingData(let greeting, _),
-            .receivingChunk(.accepted(let greeting, _, _, _)), .submitting(let greeting):
+            .receivingChunk(.accepted(let greeting, _, _, _)), .submitting(let greeting),
+            .authenticating(let greeting, _), .verifyingCredentials(let greeting):
             greeting.clientDomain
         case .receivingChunk(.rejected(let greeting, _, _, _)): greeting?.clientDomain
-        case .awaitingHello, .closed: nil
+        case .awaitingHello, .closed, .startingTLS: nil
         }
     }
 
@@ -152,8 +193,10 @@ public struct SMTPServerStateMachine: Sendable {
         switch (state, command) {
         case (.closed, _):
             return .replyAndClose(.closing(hostname: hostname))
-        case (.receivingData, _), (.receivingChunk, _), (.submitting, _):
-            // The session does not feed commands while data is being read or a submission is pending.
+        case (.receivingData, _), (.receivingChunk, _), (.submitting, _), (.authenticating, _),
+            (.verifyingCredentials, _), (.startingTLS, _):
+            // The session does not feed commands while data is being read, a submission or a credential check is
+            // pending, an AUTH response is due, or the TLS handshake runs.
             preconditionFailure("command received in state \(state)")
 
         case (_, .quit):
@@ -167,6 +210,15 @@ public struct SMTPServerStateMachine: Sendable {
         case (_, .extendedHello(let domain)):
             state = .ready(Greeting(clientDomain: domain, extended: true))
             return .reply(.extendedHelloAccepted(hostname: hostname, clientDomain: domain, extensions: extensions))
+
+        case (_, .startTLS):
+            if security.tlsActive { return error(.badSequence("TLS is already active")) }
+            guard security.startTLSOffered else { return error(.notImplemented("STARTTLS")) }
+            if case .inTransaction = state { return error(.badSequence("STARTTLS during a mail transaction")) }
+            state = .startingTLS
+            return .startTLS(.readyToStartTLS)
+        case (_, .auth(let mechanism, let initialResponse)):
+            return startAuthentication(mechanism: mechanism, initialResponse: initialResponse)
 
         case (_, .reset):
             switch state {
@@ -190,6 +242,12 @@ public struct SMTPServerStateMachine: Sendable {
         case (.awaitingHello, .binaryData(let size, _)):
             return rejectChunk(size: size, greeting: nil, reply: .badSequence("send HELO or EHLO first"))
 
+        case (.ready, .mail) where authenticatedUser == nil && security.authNeededForMail:
+            return error(
+                security.authUsable || !security.startTLSOffered
+                    ? .authenticationRequired : .authenticationRequiredAfterStartTLS)
+        case (.ready, .mail(let from, _)) where authenticatedUser.map { !$0.mayUse(from) } ?? false:
+            return error(.senderNotAllowedForUser)
         case (.ready, .mail) where admissionRefusal != nil:
             return .reply(admissionRefusal!)
         case (.ready(let greeting), .mail(let from, let parameters)):
@@ -277,6 +335,55 @@ public struct SMTPServerStateMachine: Sendable {
         }
     }
 
+    /// The TLS handshake that STARTTLS announced completed. Everything learnt before it is forgotten (RFC 3207
+    /// §4.2): the client must EHLO again, and an AUTH made in plaintext no longer counts.
+    public mutating func tlsEstablished() {
+        guard case .startingTLS = state else { preconditionFailure("TLS established in state \(state)") }
+        state = .awaitingHello
+        security.tlsActive = true
+        authenticatedUser = nil
+    }
+
+    /// A line of an AUTH exchange (the client's response to a 334 challenge), without its line end.
+    public mutating func authenticationResponseReceived(_ line: some Collection<UInt8>) -> Action {
+        guard case .authenticating(let greeting, let exchange) = state else {
+            preconditionFailure("AUTH response received in state \(state)")
+        }
+        state = .ready(greeting)
+        if line.elementsEqual([UInt8(ascii: "*")]) { return error(.authenticationCancelled) }  // RFC 4954 §4
+        guard let decoded = SASLBase64.decode(line) else { return error(.authenticationResponseNotBase64) }
+        switch exchange {
+        case .plain:
+            return plainResponse(decoded, greeting: greeting)
+        case .loginUsername:
+            state = .authenticating(greeting, .loginPassword(username: String(decoding: decoded, as: UTF8.self)))
+            return .reply(.authenticationChallenge(SASLBase64.encode(Array("Password:".utf8))))
+        case .loginPassword(let username):
+            state = .verifyingCredentials(greeting)
+            return .verifyCredentials(SASLCredentials(mechanism: .login, username: username, password: decoded))
+        }
+    }
+
+    /// The credentials handed over with `.verifyCredentials` were checked.
+    public mutating func authenticationCompleted(_ outcome: AuthenticationOutcome) -> Action {
+        guard case .verifyingCredentials(let greeting) = state else {
+            preconditionFailure("authentication completed in state \(state)")
+        }
+        state = .ready(greeting)
+        switch outcome {
+        case .accepted(let user):
+            authenticatedUser = user
+            return .reply(.authenticationSucceeded)
+        case .rejected:
+            return error(.authenticationFailed)
+        case .temporaryFailure:
+            return .reply(.temporaryAuthenticationFailure)
+        case .tooManyFailures:
+            state = .closed
+            return .replyAndClose(.tooManyAuthenticationFailures)
+        }
+    }
+
     /// A command line could not be parsed (or was too long); `reply` says why.
     public mutating func commandRejected(_ reply: SMTPReply, closing: Bool = false) -> Action {
         if closing {
@@ -343,6 +450,53 @@ public struct SMTPServerStateMachine: Sendable {
     }
 
     // MARK: Helpers
+
+    /// `AUTH mechanism [initial-response]`, with RFC 4954 §4's order of refusals.
+    private mutating func startAuthentication(mechanism: String, initialResponse: String?) -> Action {
+        guard security.auth != .none else { return error(.notImplemented("AUTH")) }
+        let greeting: Greeting
+        switch state {
+        case .ready(let current): greeting = current
+        case .awaitingHello: return error(.badSequence("send EHLO first"))
+        default: return error(.badSequence("AUTH is not allowed during a mail transaction"))
+        }
+        guard authenticatedUser == nil else { return error(.badSequence("already authenticated")) }
+        guard security.authUsable else { return error(.encryptionRequiredForAuthentication) }
+        guard let mechanism = SASLMechanism(rawValue: mechanism) else {
+            return error(.unrecognizedAuthenticationMechanism)
+        }
+        // An initial response of "=" is an empty one (RFC 4954 §4).
+        let initial = initialResponse.map { $0 == "=" ? [] : Array($0.utf8) }
+        switch (mechanism, initial) {
+        case (.plain, nil):
+            state = .authenticating(greeting, .plain)
+            return .reply(.authenticationChallenge(""))
+        case (.plain, let response?):
+            guard let decoded = SASLBase64.decode(response) else { return error(.authenticationResponseNotBase64) }
+            return plainResponse(decoded, greeting: greeting)
+        case (.login, nil):
+            state = .authenticating(greeting, .loginUsername)
+            return .reply(.authenticationChallenge(SASLBase64.encode(Array("Username:".utf8))))
+        case (.login, let response?):
+            guard let decoded = SASLBase64.decode(response) else { return error(.authenticationResponseNotBase64) }
+            state = .authenticating(greeting, .loginPassword(username: String(decoding: decoded, as: UTF8.self)))
+            return .reply(.authenticationChallenge(SASLBase64.encode(Array("Password:".utf8))))
+        }
+    }
+
+    /// PLAIN's message: `[authzid] NUL authcid NUL passwd` (RFC 4616 §2).
+    private mutating func plainResponse(_ message: [UInt8], greeting: Greeting) -> Action {
+        let parts = message.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[1].isEmpty else {
+            state = .ready(greeting)
+            return error(.syntaxError("malformed PLAIN response"))
+        }
+        state = .verifyingCredentials(greeting)
+        return .verifyCredentials(
+            SASLCredentials(
+                mechanism: .plain, authorizationIdentity: String(decoding: parts[0], as: UTF8.self),
+                username: String(decoding: parts[1], as: UTF8.self), password: Array(parts[2])))
+    }
 
     /// A protocol error: counted, and once the budget is spent the session is closed with 421.
     /// `<postmaster>`, or `postmaster@` the gateway's own name (any case; RFC 5321 §4.5.1).

@@ -22,6 +22,14 @@ public struct SMTPSession: Sendable {
         /// size limit (a LAST chunk or an earlier one), which ends the transaction — chunks the client sends
         /// after it belong to no transaction (503) and add nothing here.
         public var refusedMessages: [RefusedMessage] = []
+        /// STARTTLS was answered (its 220 is the last of `bytes`): write `bytes` in plaintext, then perform the TLS
+        /// handshake and call `tlsEstablished()`. Nothing is processed until then.
+        public var startTLS = false
+        /// Octets the client sent after STARTTLS, before the handshake, that were discarded unread (RFC 3207 §4.2;
+        /// the command injection of CVE-2011-0411).
+        public var discardedOctets = 0
+        /// Credentials to check; the session waits for `authenticationCompleted(_:)`.
+        public var credentials: SASLCredentials?
 
         public init() {}
     }
@@ -54,6 +62,10 @@ public struct SMTPSession: Sendable {
         case messageData
         case chunkData
         case awaitingSubmission
+        /// STARTTLS answered; the TLS handshake runs.
+        case tlsHandshake
+        /// Credentials are being checked.
+        case awaitingCredentials
         case closed
     }
 
@@ -62,6 +74,8 @@ public struct SMTPSession: Sendable {
         case messageData(MessageDataDecoder)
         case chunk(remaining: Int, keep: Bool)
         case awaitingSubmission
+        case startingTLS
+        case awaitingCredentials
         case closed
     }
 
@@ -75,8 +89,8 @@ public struct SMTPSession: Sendable {
     /// Set after a refused DATA: the next line must be a real command, not message text.
     private var dataWasRefused = false
 
-    public init(hostname: String, limits: SMTPLimits = SMTPLimits()) {
-        self.machine = SMTPServerStateMachine(hostname: hostname, limits: limits)
+    public init(hostname: String, limits: SMTPLimits = SMTPLimits(), security: SessionSecurity = SessionSecurity()) {
+        self.machine = SMTPServerStateMachine(hostname: hostname, limits: limits, security: security)
         self.limits = limits
     }
 
@@ -86,6 +100,8 @@ public struct SMTPSession: Sendable {
         case .messageData: .messageData
         case .chunk: .chunkData
         case .awaitingSubmission: .awaitingSubmission
+        case .startingTLS: .tlsHandshake
+        case .awaitingCredentials: .awaitingCredentials
         case .closed: .closed
         }
     }
@@ -108,11 +124,35 @@ public struct SMTPSession: Sendable {
 
     /// Feeds received octets and processes as much as possible.
     public mutating func receive(_ bytes: some Collection<UInt8>) -> Output {
-        guard case .closed = mode else {
+        switch mode {
+        case .closed:
+            return Output()
+        case .startingTLS:
+            // Plaintext sent before the handshake is never read as commands (RFC 3207 §4.2).
+            var output = Output()
+            output.discardedOctets = bytes.count
+            return output
+        default:
             buffer.append(contentsOf: bytes)
             return process()
         }
-        return Output()
+    }
+
+    /// The TLS handshake after STARTTLS completed: the session starts again, awaiting EHLO.
+    public mutating func tlsEstablished() {
+        guard case .startingTLS = mode else { return }
+        machine.tlsEstablished()
+        mode = .commands
+    }
+
+    /// The credentials handed over in `Output.credentials` were checked; resumes processing pipelined input.
+    public mutating func authenticationCompleted(_ outcome: AuthenticationOutcome) -> Output {
+        guard case .awaitingCredentials = mode else { return Output() }
+        mode = .commands
+        var output = Output()
+        apply(machine.authenticationCompleted(outcome), to: &output)
+        output.merge(process())
+        return output
     }
 
     /// The submitter answered; resumes processing any pipelined input.
@@ -140,7 +180,7 @@ public struct SMTPSession: Sendable {
         var output = Output()
         loop: while true {
             switch mode {
-            case .closed, .awaitingSubmission:
+            case .closed, .awaitingSubmission, .startingTLS, .awaitingCredentials:
                 break loop
             case .commands:
                 guard processCommandLine(into: &output) else { break loop }
@@ -227,6 +267,10 @@ public struct SMTPSession: Sendable {
             apply(machine.commandRejected(.bareLineFeedInCommand, closing: true), to: &output)
             return true
         }
+        if machine.isAwaitingAuthenticationResponse {
+            apply(machine.authenticationResponseReceived(content), to: &output)
+            return true
+        }
         let parsed = SMTPCommand.parse(content)
         if dataWasRefused {
             dataWasRefused = false
@@ -282,6 +326,18 @@ public struct SMTPSession: Sendable {
             mode = .closed
             buffer = []
             readIndex = 0
+        case .startTLS(let reply):
+            append(reply, to: &output)
+            output.startTLS = true
+            // Whatever the client pipelined behind STARTTLS was sent in plaintext before the handshake: a command
+            // injected there must not run inside the TLS session (CVE-2011-0411), so it is dropped unread.
+            output.discardedOctets += buffer.count - readIndex
+            mode = .startingTLS
+            buffer = []
+            readIndex = 0
+        case .verifyCredentials(let credentials):
+            output.credentials = credentials
+            mode = .awaitingCredentials
         }
     }
 
@@ -309,5 +365,8 @@ extension SMTPSession.Output {
         if let submission = other.submission { self.submission = submission }
         refusedMessages.append(contentsOf: other.refusedMessages)
         close = close || other.close
+        startTLS = startTLS || other.startTLS
+        discardedOctets += other.discardedOctets
+        if let credentials = other.credentials { self.credentials = credentials }
     }
 }

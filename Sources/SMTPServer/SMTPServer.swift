@@ -26,9 +26,11 @@ public final class SMTPServer: @unchecked Sendable {
     /// The same events, and latencies, for the metrics backend (Prometheus when the admin listener is on).
     private let metrics: SMTPServerMetrics
 
-    private var listeners: [(fd: Int32, source: DispatchSourceRead, address: SocketAddress)] = []
-    /// True while accepting is paused because the process ran out of descriptors.
-    private var acceptPaused = false
+    /// The accept loop; created on `queue` by the first ``start()`` or ``adopt(listeningSocket:)``.
+    private var listener: DispatchListener?
+    /// What each listening socket offers, by its index in `listener`.
+    private var boundListeners: [SMTPListener] = []
+    private let clock: MonotonicClock
     private var connections: [ObjectIdentifier: SMTPConnection] = [:]
     private var connectionsPerClient: [[UInt8]: Int] = [:]
     private var shuttingDown = false
@@ -37,12 +39,13 @@ public final class SMTPServer: @unchecked Sendable {
 
     public init(
         configuration: SMTPServerConfiguration, submitter: MessageSubmitter, logger: Logger,
-        metrics: SMTPServerMetrics = SMTPServerMetrics()
+        metrics: SMTPServerMetrics = SMTPServerMetrics(), clock: MonotonicClock = .system
     ) {
         self.configuration = configuration
         self.submitter = submitter
         self.logger = logger
         self.metrics = metrics
+        self.clock = clock
     }
 
     /// Binds every listen address and starts accepting. Returns the bound addresses (with the real port
@@ -50,29 +53,38 @@ public final class SMTPServer: @unchecked Sendable {
     @discardableResult
     public func start() throws -> [SocketAddress] {
         try queue.sync {
-            var bound: [(Int32, SocketAddress)] = []
+            var bound: [(Int32, SMTPListener)] = []
             do {
-                for address in configuration.listenAddresses {
-                    bound.append(try ListeningSocket.bind(address, backlog: configuration.listenBacklog))
+                for listener in configuration.listeners {
+                    let (fd, address) = try ListeningSocket.bind(listener.address, backlog: configuration.listenBacklog)
+                    var actual = listener
+                    actual.address = address
+                    bound.append((fd, actual))
                 }
             } catch {
                 for (fd, _) in bound { close(fd) }
                 throw error
             }
-            for (fd, address) in bound { adoptListeningSocket(fd, address: address) }
-            return bound.map { $0.1 }
+            for (fd, listener) in bound { adoptListeningSocket(fd, as: listener) }
+            return bound.map { $0.1.address }
         }
     }
 
-    /// Starts accepting on an already-listening socket (inherited from systemd socket activation).
-    public func adopt(listeningSocket fd: Int32) throws -> SocketAddress {
+    /// Starts accepting on an already-listening socket (inherited from systemd socket activation), as the
+    /// configured listener its `FileDescriptorName=` names, else the one with its address, else a plain listener
+    /// (no TLS, no AUTH). Returns what it serves.
+    @discardableResult
+    public func adopt(listeningSocket fd: Int32, name: String = "") throws -> SMTPListener {
         try queue.sync {
             guard let address = ListeningSocket.localAddress(of: fd) else {
                 throw SMTPServerError(description: "inherited descriptor \(fd) is not an IPv4/IPv6 socket")
             }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            adoptListeningSocket(fd, address: address)
-            return address
+            var listener = configuration.listeners.first { $0.name == name }
+                ?? configuration.listeners.first { $0.address == address } ?? SMTPListener(address: address)
+            listener.address = address
+            adoptListeningSocket(fd, as: listener)
+            return listener
         }
     }
 
@@ -83,7 +95,7 @@ public final class SMTPServer: @unchecked Sendable {
     public func reconfigure(_ newConfiguration: SMTPServerConfiguration, submitter newSubmitter: MessageSubmitter) {
         queue.sync {
             var merged = newConfiguration
-            merged.listenAddresses = configuration.listenAddresses
+            merged.listeners = configuration.listeners
             merged.listenBacklog = configuration.listenBacklog
             if shuttingDown { merged.timeouts.shutdownGracePeriod = configuration.timeouts.shutdownGracePeriod }
             configuration = merged
@@ -111,12 +123,7 @@ public final class SMTPServer: @unchecked Sendable {
             guard !shuttingDown else { return }
             shuttingDown = true
             shutdownCompletion = completion
-            for listener in listeners {
-                if acceptPaused { listener.source.resume() }  // a suspended source never runs its cancel handler
-                listener.source.cancel()
-            }
-            acceptPaused = false
-            listeners = []
+            listener?.stop()
             // The longest grace any open connection was configured with: a reload may have lowered the
             // default while a connection still delivers under the old settings (an ACS call with the old
             // retry budget); cutting it short would answer 421 to a message ACS may still accept.
@@ -143,61 +150,49 @@ public final class SMTPServer: @unchecked Sendable {
 
     // MARK: Accepting
 
-    private func adoptListeningSocket(_ fd: Int32, address: SocketAddress) {
-        dispatchPrecondition(condition: .onQueue(queue))
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        source.setEventHandler { [unowned self] in acceptConnections(on: fd) }
-        source.setCancelHandler { close(fd) }
-        listeners.append((fd, source, address))
-        source.resume()
-        logger.info("listening", metadata: ["address": "\(address)"])
-    }
+    /// Seconds accepting pauses when `accept(2)` fails (out of descriptors): the pending connection stays in the
+    /// backlog, and a closing connection ends the pause early.
+    static let acceptPause = 0.1
+    /// Connections accepted per wake-up of one listening socket, so one busy listener cannot starve the
+    /// registry queue.
+    static let maxAcceptsPerEvent = 256
 
-    private func acceptConnections(on listenFD: Int32) {
+    private func adoptListeningSocket(_ fd: Int32, as served: SMTPListener) {
         dispatchPrecondition(condition: .onQueue(queue))
-        // Accept everything pending, bounded so one busy listener cannot starve the registry queue.
-        for _ in 0..<256 {
-            switch ListeningSocket.accept(on: listenFD) {
-            case .nothingPending:
-                return
-            case .failed(let error):
-                if error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM {
-                    pauseAccepting(reason: String(cString: strerror(error)))
-                } else {
-                    logger.error("accept failed", metadata: ["error": "\(String(cString: strerror(error)))"])
+        let listener = self.listener ?? DispatchListener(
+            queue: queue, options: .init(acceptPause: Self.acceptPause, maxAcceptsPerEvent: Self.maxAcceptsPerEvent),
+            onConnection: { [unowned self] accepted in
+                guard let client = accepted.peer else {
+                    close(accepted.fd)
+                    return
                 }
-                return
-            case .connection(let fd, nil):
-                close(fd)
-            case .connection(let fd, let client?):
-                admit(fd: fd, client: client)
-            }
-        }
+                admit(fd: accepted.fd, client: client, listener: boundListeners[accepted.listener])
+            },
+            onAcceptFailed: { [unowned self] error, pause in
+                logger.error(
+                    "cannot accept connections: out of file descriptors; pausing new connections for \(Int(pause * 1000)) ms",
+                    metadata: ["error": "\(String(cString: strerror(error)))", "connections": "\(connections.count)"])
+            })
+        self.listener = listener
+        let index = listener.listen(on: fd)
+        precondition(index == boundListeners.count, "listening sockets are numbered in order")
+        boundListeners.append(served)
+        logger.info(
+            "listening",
+            metadata: [
+                "address": "\(served.address)", "listener.tls": "\(served.tls.rawValue)",
+                "listener.auth": "\(served.auth.rawValue)",
+            ])
     }
 
-    /// Out of descriptors: the pending connection stays in the backlog and the source would fire again at
-    /// once, so listening pauses for a moment instead of spinning. Logged once per episode.
-    private func pauseAccepting(reason: String) {
-        dispatchPrecondition(condition: .onQueue(queue))
-        guard !acceptPaused else { return }
-        acceptPaused = true
-        logger.error(
-            "cannot accept connections: out of file descriptors; pausing new connections for 100 ms",
-            metadata: ["error": "\(reason)", "connections": "\(connections.count)"])
-        for listener in listeners { listener.source.suspend() }
-        queue.asyncAfter(deadline: .now() + .milliseconds(100)) { [self] in
-            guard acceptPaused else { return }
-            acceptPaused = false
-            for listener in listeners { listener.source.resume() }
-        }
-    }
-
-    private func admit(fd: Int32, client: SocketAddress) {
+    private func admit(fd: Int32, client: SocketAddress, listener: SMTPListener) {
         if shuttingDown {
             refuse(fd: fd, client: client, reply: .shuttingDown, reason: .shuttingDown)
             return
         }
-        guard configuration.allowedNetworks.contains(where: { $0.contains(client) }) else {
+        let trusted = configuration.allowedNetworks.contains { $0.contains(client) }
+        // A listener with AUTH admits everyone: clients outside the trusted networks must authenticate before MAIL.
+        guard trusted || listener.auth != .none else {
             refuse(fd: fd, client: client, reply: .accessDenied, reason: .accessDenied)
             return
         }
@@ -213,12 +208,23 @@ public final class SMTPServer: @unchecked Sendable {
         }
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let connection = SMTPConnection(
-            fd: fd, clientAddress: client, configuration: configuration, submitter: submitter,
-            statistics: statistics, metrics: metrics, targetQueue: connectionTargetQueue, logger: logger
-        ) { [weak self] connection in
+        let connectionQueue = DispatchQueue(label: "smtp.connection", target: connectionTargetQueue)
+        let closed = ConnectionHandle()
+        let stream = SocketStream(fd: fd, queue: connectionQueue) { [weak self] in
+            // Once: the handle lets go of the connection, which breaks the stream → handle → connection cycle.
+            guard let connection = closed.connection else { return }
+            closed.connection = nil
             self?.connectionClosed(connection)
         }
+        let loopback = IPNetwork.loopback.contains { $0.contains(client) }
+        let security = SessionSecurity(
+            startTLSOffered: listener.tls == .starttls && configuration.tls != nil,
+            tlsActive: listener.tls == .implicit, auth: listener.auth,
+            authWithoutTLS: loopback || configuration.allowPlaintextAuth, trustedClient: trusted)
+        let connection = SMTPConnection(
+            socket: stream, clientAddress: client, configuration: configuration, security: security,
+            submitter: submitter, statistics: statistics, metrics: metrics, clock: clock, logger: logger)
+        closed.connection = connection
         connections[ObjectIdentifier(connection)] = connection
         connectionsPerClient[clientKey, default: 0] += 1
         statistics.connectionAdmitted()
@@ -242,6 +248,7 @@ public final class SMTPServer: @unchecked Sendable {
     private func connectionClosed(_ connection: SMTPConnection) {
         queue.async { [self] in
             connections[ObjectIdentifier(connection)] = nil
+            listener?.connectionClosed()  // a descriptor is free: an accept pause ends now
             statistics.connectionClosed()
             metrics.connectionClosed()
             let key = connection.clientAddress.unmappedIPBytes
@@ -249,6 +256,12 @@ public final class SMTPServer: @unchecked Sendable {
             connectionsPerClient[key] = remaining > 0 ? remaining : nil
             finishShutdownIfDone()
         }
+    }
+
+    /// Checks every connection's deadlines now, and returns once they were checked (tests that move an injected
+    /// clock instead of sleeping). Never call it on a connection's queue.
+    func checkTimeoutsNow() {
+        for connection in queue.sync(execute: { Array(connections.values) }) { connection.checkTimeoutsNow() }
     }
 
     private func finishShutdownIfDone() {
@@ -259,4 +272,10 @@ public final class SMTPServer: @unchecked Sendable {
         logger.info("all connections closed")
         completion()
     }
+}
+
+/// The connection a closing stream reports: set once the connection exists (the stream is made first).
+/// Touched on the connection's queue only after being set on the registry queue, before `start()`.
+private final class ConnectionHandle: @unchecked Sendable {
+    var connection: SMTPConnection?
 }

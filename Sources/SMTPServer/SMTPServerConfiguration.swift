@@ -1,9 +1,67 @@
 import SMTPProtocol
 
+/// One listening address and what it offers (`smtp.listeners`; `smtp.listen` gives plain ones).
+public struct SMTPListener: Sendable, Hashable, CustomStringConvertible {
+    /// How TLS is used on the listener.
+    public enum TLSMode: String, CaseIterable, Sendable {
+        /// Plaintext only (STARTTLS answered 502).
+        case none
+        /// Plaintext first, STARTTLS offered (RFC 3207; ports 25, 587, 2525).
+        case starttls
+        /// TLS from the first octet (RFC 8314; port 465).
+        case implicit
+    }
+
+    public var address: SocketAddress
+    public var tls: TLSMode
+    public var auth: AuthRequirement
+    /// The name of the systemd socket (`FileDescriptorName=`) this listener takes under socket activation.
+    public var name: String
+
+    public init(address: SocketAddress, tls: TLSMode = .none, auth: AuthRequirement = .none, name: String? = nil) {
+        self.address = address
+        self.tls = tls
+        self.auth = auth
+        self.name = name ?? Self.defaultName(tls: tls)
+    }
+
+    /// The IANA service name of the listener's kind: `smtp`, `submission` (587, STARTTLS) or `submissions`
+    /// (465, implicit TLS), which is also the usual `FileDescriptorName=`.
+    public static func defaultName(tls: TLSMode) -> String {
+        switch tls {
+        case .none: "smtp"
+        case .starttls: "submission"
+        case .implicit: "submissions"
+        }
+    }
+
+    public var description: String { "\(address) tls=\(tls.rawValue) auth=\(auth.rawValue)" }
+}
+
 /// Everything the listener needs to know. Every limit has a default, a unit and a reason.
 public struct SMTPServerConfiguration: Sendable {
-    /// Where to listen. Default `127.0.0.1:2525`: local applications only, no privileged port.
-    public var listenAddresses: [SocketAddress] = [SocketAddress(ip: "127.0.0.1", port: 2525)].compactMap { $0 }
+    /// Where to listen, and what each listener offers. Default: `127.0.0.1:2525` without TLS or AUTH: local
+    /// applications only, no privileged port.
+    public var listeners: [SMTPListener] = [SocketAddress(ip: "127.0.0.1", port: 2525)].compactMap { $0 }.map {
+        SMTPListener(address: $0)
+    }
+
+    /// The listeners' addresses; setting them makes plain listeners (no TLS, no AUTH).
+    public var listenAddresses: [SocketAddress] {
+        get { listeners.map(\.address) }
+        set { listeners = newValue.map { SMTPListener(address: $0) } }
+    }
+
+    /// The certificate, key and protocol settings of the TLS listeners; nil without TLS. A reload replaces it
+    /// for new connections.
+    public var tls: TLSContext?
+
+    /// AUTH over plaintext on a non-loopback address (`tls.allow_plaintext_auth`): for legacy LANs whose devices
+    /// cannot do TLS. Loopback clients may always use AUTH without TLS.
+    public var allowPlaintextAuth = false
+
+    /// Checks AUTH credentials; nil when no listener offers AUTH.
+    public var authenticator: (any SMTPAuthenticator)?
 
     /// The name in the greeting and EHLO reply.
     public var hostname: String = "localhost"

@@ -14,6 +14,8 @@ import SMTPProtocol
 /// | `acsgw_smtp_messages_total` | counter | `outcome`, `reply_class` (`2xx`…), `reason` (``SubmissionReason``) |
 /// | `acsgw_smtp_transaction_duration_seconds` | histogram | `outcome`; end of DATA/BDAT LAST → reply |
 /// | `acsgw_smtp_submissions_in_flight` | gauge | — |
+/// | `acsgw_smtp_auth_attempts_total` | counter | `mechanism` (`PLAIN`, `LOGIN`), `outcome` (`accepted`…) |
+/// | `acsgw_smtp_user_messages_total` | counter | `user` (a name from the users file), `outcome` |
 ///
 /// Thread-safe: the handles are created once (or, for labelled series, looked up in the backend's registry).
 public final class SMTPServerMetrics: Sendable {
@@ -41,6 +43,8 @@ public final class SMTPServerMetrics: Sendable {
     public static let messages = "acsgw_smtp_messages_total"
     public static let transactionDuration = "acsgw_smtp_transaction_duration_seconds"
     public static let submissionsInFlight = "acsgw_smtp_submissions_in_flight"
+    public static let authenticationAttempts = "acsgw_smtp_auth_attempts_total"
+    public static let userMessages = "acsgw_smtp_user_messages_total"
 
     private let factory: any MetricsFactory
     private let opened: Counter
@@ -79,6 +83,31 @@ public final class SMTPServerMetrics: Sendable {
         ).increment()
         Timer(label: Self.transactionDuration, dimensions: [("outcome", outcome)], factory: factory)
             .recordNanoseconds(Int64(max(0, min(seconds, 86_400)) * 1e9))
+    }
+
+    /// An AUTH exchange was answered: `accepted`, `rejected` (wrong credentials), `limited` (the address failed too
+    /// often) or `unavailable` (the check could not be made).
+    func authenticationAttempted(mechanism: SASLMechanism, outcome: AuthenticationOutcome) {
+        let label =
+            switch outcome {
+            case .accepted: "accepted"
+            case .rejected: "rejected"
+            case .tooManyFailures: "limited"
+            case .temporaryFailure: "unavailable"
+            }
+        Counter(
+            label: Self.authenticationAttempts, dimensions: [("mechanism", mechanism.rawValue), ("outcome", label)],
+            factory: factory
+        ).increment()
+    }
+
+    /// A message of an authenticated user got its final reply. User names come from the users file only, so the
+    /// label stays bounded.
+    func messageAnswered(_ reply: SMTPReply, user: String) {
+        Counter(
+            label: Self.userMessages, dimensions: [("user", user), ("outcome", Self.outcome(of: reply))],
+            factory: factory
+        ).increment()
     }
 
     /// `accepted` (2xx), `deferred` (4xx: the client keeps the message and retries) or `rejected` (5xx).

@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import Gateway
 import Logging
+import SMTPServer
 import Spool
 
 /// `check-config`: loads the configuration exactly as `serve` would, prints the effective result, and
@@ -14,8 +15,10 @@ struct CheckConfig: ParsableCommand {
         abstract: "Check the configuration and print the effective settings (secrets shown as ***).",
         discussion: """
             Reads the configuration file, the ACSGW_* environment and the flags exactly as `serve` does, prints \
-            every key with its value and where it came from, then checks the credentials: that each secret can \
-            be read and parsed (its value is never printed). With --online it also sends ACS one request that \
+            every key with its value and where it came from, then checks the listeners, the TLS certificate and \
+            key (that they load and match; the expiry date is shown) and the AUTH users file (its users and \
+            senders, never the hashes), then the credentials: that each secret can be read and parsed (its value \
+            is never printed). With --online it also sends ACS one request that \
             sends no mail, to check the endpoint and credentials. Exits 0 when everything holds, 78 on a \
             configuration error, 1 when the credentials or the online check fail.
             """)
@@ -37,6 +40,7 @@ struct CheckConfig: ParsableCommand {
             print("# file: \(loaded.file ?? "none (built-in defaults, environment and flags only)")")
             print(ConfigurationRendering.yaml(loaded), terminator: "")
         }
+        checkListeners(settings)
 
         guard settings.acs.isConfigured(environment: environment) else {
             if !quiet { print("# delivery: outbox \(settings.outboxDirectory ?? "./outbox") (no ACS configured)") }
@@ -107,6 +111,55 @@ struct CheckConfig: ParsableCommand {
             printError("online: no answer")
             throw ExitCode(1)
         }
+    }
+
+    /// The listeners, the certificate and the users file, loaded as `serve` loads them; a problem is a
+    /// configuration error (exit 78).
+    private func checkListeners(_ settings: GatewaySettings) {
+        var failed = false
+        if !quiet {
+            for listener in settings.serverConfiguration.listeners {
+                print("# listener: \(listener.address) tls: \(listener.tls.rawValue), auth: \(listener.auth.rawValue), "
+                    + "socket name: \(listener.name)")
+            }
+        }
+        if let certificate = settings.tls.certificate, let key = settings.tls.key {
+            do {
+                let context = try TLSContext(
+                    certificateFile: certificate, keyFile: key, minimumVersion: settings.tls.minVersion,
+                    ciphers: settings.tls.ciphers)
+                let summary = context.certificate
+                let days = Int(summary.notAfter.timeIntervalSinceNow / 86_400)
+                if !quiet {
+                    print(
+                        "# tls: certificate \(certificate): \(summary.subject), chain of \(summary.chainLength), valid "
+                            + "until \(TLSContext.iso8601(summary.notAfter)) (\(days) days); key \(key) matches")
+                }
+                for warning in context.warnings { print("# warning: \(warning)") }
+            } catch {
+                printError("\(error)")
+                failed = true
+            }
+        }
+        if let path = settings.auth.usersFile {
+            do {
+                let users = try UsersFile.load(path: path)
+                if !quiet {
+                    let count = users.entries.count
+                    print("# auth: users file \(path): \(count) user\(count == 1 ? "" : "s")")
+                    for entry in users.entries {
+                        let senders =
+                            entry.senders.isEmpty ? "none" : entry.senders.map(\.description).joined(separator: ", ")
+                        print("#   \(entry.name): may send as \(senders)")
+                    }
+                }
+                for warning in users.warnings { print("# warning: \(warning)") }
+            } catch {
+                for problem in error.problems { printError(problem) }
+                failed = true
+            }
+        }
+        if failed { Foundation.exit(78) }
     }
 
     private func printError(_ text: String) {

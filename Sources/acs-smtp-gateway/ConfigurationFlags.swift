@@ -100,6 +100,14 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("listen", "Address to listen on, HOST:PORT or [IPv6]:PORT (repeatable)."))
     var listen: [String] = []
 
+    @Option(
+        name: .customLong("listener"),
+        help: keyHelp(
+            "listener",
+            "A listener with TLS and AUTH: \"ADDRESS tls=none|starttls|implicit auth=none|optional|required "
+                + "[name=NAME]\" (repeatable)."))
+    var listeners: [String] = []
+
     @Option(name: .customLong("allow-network"),
             help: keyHelp("allow-network", "Also admit clients from this network, CIDR (repeatable). Loopback is always admitted."))
     var allowNetworks: [String] = []
@@ -112,6 +120,33 @@ struct ServerFlags: ParsableArguments {
 
     @Option(help: keyHelp("max-connections-per-client", "Simultaneous connections per client address."))
     var maxConnectionsPerClient: String?
+
+    @Option(help: keyHelp("tls-certificate", "Certificate chain of the TLS listeners, PEM (server certificate first)."))
+    var tlsCertificate: String?
+
+    @Option(help: keyHelp("tls-key", "Private key of the TLS listeners, PEM, unencrypted, readable by root only."))
+    var tlsKey: String?
+
+    @Option(help: keyHelp("tls-min-version", "Lowest TLS version accepted: 1.0, 1.1, 1.2 or 1.3 (below 1.2 logs a warning)."))
+    var tlsMinVersion: String?
+
+    @Option(help: keyHelp("tls-ciphers", "OpenSSL cipher list for TLS 1.2 and below."))
+    var tlsCiphers: String?
+
+    @Flag(inversion: .prefixedNo, help: keyHelp("allow-plaintext-auth", "Offer AUTH without TLS on non-loopback addresses (legacy LANs only)."))
+    var allowPlaintextAuth: Bool?
+
+    @Option(help: keyHelp("users-file", "SMTP AUTH users: name:crypt-hash:senders per line (acs-smtp-gateway passwd writes it)."))
+    var usersFile: String?
+
+    @Option(help: keyHelp("auth-max-failures", "Failed AUTH attempts per client address, within the window, before 421."))
+    var authMaxFailures: String?
+
+    @Option(help: keyHelp("auth-failure-window", "How long a failed AUTH attempt counts."))
+    var authFailureWindow: String?
+
+    @Option(help: keyHelp("auth-failure-delay", "Wait before the 421 of a client over the failure limit."))
+    var authFailureDelay: String?
 
     @Option(name: .customLong("connection-limit-exception"),
             help: keyHelp(
@@ -171,10 +206,20 @@ struct ServerFlags: ParsableArguments {
 
     func addOverrides(to overrides: inout FlagOverrides) {
         overrides.add("listen", listen)
+        overrides.add("listener", listeners)
         overrides.add("allow-network", allowNetworks)
         overrides.add("hostname", hostname)
         overrides.add("max-connections", maxConnections)
         overrides.add("max-connections-per-client", maxConnectionsPerClient)
+        overrides.add("tls-certificate", tlsCertificate)
+        overrides.add("tls-key", tlsKey)
+        overrides.add("tls-min-version", tlsMinVersion)
+        overrides.add("tls-ciphers", tlsCiphers)
+        overrides.add("allow-plaintext-auth", allowPlaintextAuth)
+        overrides.add("users-file", usersFile)
+        overrides.add("auth-max-failures", authMaxFailures)
+        overrides.add("auth-failure-window", authFailureWindow)
+        overrides.add("auth-failure-delay", authFailureDelay)
         overrides.add("connection-limit-exception", connectionLimitExceptions)
         overrides.add("max-message-size", maxMessageSize)
         overrides.add("max-recipients", maxRecipients)

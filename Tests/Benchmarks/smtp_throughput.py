@@ -43,7 +43,8 @@ def wait_for_port(port, timeout=20):
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def run_load(port, clients, messages):
+def run_load(port, clients, messages, prepare=None):
+    """`clients` threads, each sending `messages` over one session; `prepare(smtp)` runs first (STARTTLS, login)."""
     body = "x" * 1000
     latencies = []
     errors = []
@@ -52,6 +53,8 @@ def run_load(port, clients, messages):
     def client(number):
         try:
             with smtplib.SMTP("127.0.0.1", port, local_hostname="bench.example", timeout=30) as smtp:
+                if prepare is not None:
+                    prepare(smtp)
                 for index in range(messages):
                     message = EmailMessage()
                     message["From"] = "bench@example.com"

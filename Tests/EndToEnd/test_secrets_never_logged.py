@@ -1,5 +1,6 @@
 """Secrets never leave the gateway: the real binary at `--log-level trace`, every credential source, messages
-that succeed and that fail, and an SMTP AUTH attempt.
+that succeed and that fail, SMTP AUTH attempts where AUTH is not offered, and real AUTH exchanges (PLAIN and
+LOGIN, right and wrong passwords, a cancelled exchange, the failure brake) over STARTTLS and implicit TLS.
 
 Each secret is recognisable (a fixed text, for the access keys also its base64 form), and the checks look
 for it whole, URL-encoded, decoded, and in 12-character windows (a truncated or re-escaped copy) in:
@@ -59,6 +60,7 @@ ALL_SECRETS = {
     "client secret": CLIENT_SECRET, "wrong client secret": WRONG_CLIENT_SECRET,
     "SMTP AUTH password": AUTH_PASSWORD, "SMTP AUTH PLAIN response": AUTH_PLAIN,
     "SMTP AUTH LOGIN password": base64.b64encode(AUTH_PASSWORD.encode()).decode(),
+    "SMTP AUTH password reversed": AUTH_PASSWORD[::-1],
 }
 
 
@@ -362,3 +364,47 @@ def test_the_leak_check_finds_planted_copies(planted, name):
     """The checks above can fail: each form of copy they look for is found when planted."""
     with pytest.raises(AssertionError, match=re.escape(name)):
         assert_no_secret({"planted text": planted})
+
+
+# --------------------------------------------------------------------------------------------------
+# SMTP AUTH offered: the exchanges themselves
+
+
+def test_smtp_auth_exchanges_never_log_the_password(start_gateway, tmp_path):
+    from tls_support import add_user, issue, make_ca, send_over, start_tls_gateway
+
+    pki = make_ca(tmp_path / "pki")
+    issue(pki, "server")
+    users = pki / "users"
+    passwd = add_user(users, AUTH_USER, AUTH_PASSWORD, ["app@legacy.example"])
+    tls = start_tls_gateway(start_gateway, pki, "--log-level", "trace", "--auth-max-failures", "2",
+                            "--auth-failure-delay", "0", users=users)
+    gateway = tls.gw
+    login_user = base64.b64encode(AUTH_USER.encode()).decode()
+    login_password = base64.b64encode(AUTH_PASSWORD.encode()).decode()
+    replies = b""
+    with tls.starttls() as client:
+        for command in (f"AUTH PLAIN {AUTH_PLAIN}", "RSET"):
+            replies += client.cmd(command).raw
+        assert send_over(client).startswith("250 2.0.0")
+    with tls.implicit() as client:
+        client.ehlo()
+        for command in ("AUTH LOGIN", login_user, login_password):
+            replies += client.cmd(command).raw
+        assert replies.rstrip().endswith(b"Authentication successful")
+    with tls.starttls() as client:
+        # A wrong password, the real one as the user name, a cancelled LOGIN: the second failure is the limit.
+        wrong = base64.b64encode(b"\0" + AUTH_USER.encode() + b"\0" + AUTH_PASSWORD[::-1].encode()).decode()
+        for command in (f"AUTH PLAIN {wrong}", "AUTH LOGIN", login_user, "*", "AUTH LOGIN", login_password,
+                        login_password):
+            replies += client.cmd(command).raw
+    with tls.starttls() as client:
+        replies += client.cmd(f"AUTH PLAIN {AUTH_PLAIN}").raw  # limited: not even checked
+    assert b"421 4.7.0" in replies, replies
+    time.sleep(0.3)
+    log = gateway.stderr()
+    assert_traced(gateway)
+    assert log.count('msg="authentication failed"') >= 3
+    assert log.count("msg=authenticated ") == 2
+    assert_no_secret({"gateway log": log, "SMTP replies": replies, **files_under(gateway.outbox),
+                      "passwd output": passwd.stdout + passwd.stderr, "users file": users.read_bytes()})

@@ -189,7 +189,7 @@ import Testing
     @Test func unknownSectionsAndKeysAtTheTopLevel() throws {
         let (path, found) = try problems(yaml: "smpt:\n  listen: [127.0.0.1:25]\nmax_recipients: 10\n")
         #expect(found.count == 2)
-        #expect(found[0].hasPrefix("\(path!):1: smpt: unknown section; did you mean smtp? (sections: smtp, limits,"))
+        #expect(found[0].hasPrefix("\(path!):1: smpt: unknown section; did you mean smtp? (sections: smtp, tls, auth, limits,"))
         #expect(found[1] == "\(path!):3: max_recipients: not a section; did you mean limits.max_recipients "
             + "(max_recipients: inside limits:)?")
     }
@@ -209,7 +209,7 @@ import Testing
 
     @Test func structuralMistakes() throws {
         let (path, notMapping) = try problems(yaml: "- smtp\n- limits\n")
-        #expect(notMapping == ["\(path!):1: expected sections (smtp:, limits:, timeouts:, senders:, translation:, acs:, delivery:, spool:, outbox:, logging:, admin:) at the top level"])
+        #expect(notMapping == ["\(path!):1: expected sections (smtp:, tls:, auth:, limits:, timeouts:, senders:, translation:, acs:, delivery:, spool:, outbox:, logging:, admin:) at the top level"])
 
         let (path2, sectionValue) = try problems(yaml: "limits: 10\n")
         #expect(sectionValue == ["\(path2!):1: limits: expected the section's keys, indented below it (key: value)"])
@@ -323,6 +323,78 @@ import Testing
         #expect(loaded.settings.adminListen?.description == "[::1]:9925")
     }
 
+    // MARK: Listeners, TLS and AUTH
+
+    @Test func listenersAreMappingsInTheFile_andTextInFlagsAndTheEnvironment() throws {
+        let path = try file(
+            """
+            smtp:
+              listeners:
+                - address: 0.0.0.0:587
+                  tls: starttls
+                  auth: required
+                - {address: "[::1]:465", tls: implicit, auth: optional, name: smtps}
+            tls:
+              certificate: /etc/acs-smtp-gateway/tls/cert.pem
+              key: /etc/acs-smtp-gateway/tls/key.pem
+              min_version: "1.0"
+            auth:
+              users_file: /etc/acs-smtp-gateway/users
+              failure_window: 5m
+            """)
+        let loaded = try ConfigurationLoader.load(file: path, environment: [:])
+        let settings = loaded.settings
+        #expect(settings.listeners.map(\.description) == [
+            "0.0.0.0:587 tls=starttls auth=required", "[::1]:465 tls=implicit auth=optional",
+        ])
+        #expect(settings.listeners.map(\.name) == ["submission", "smtps"])
+        #expect(settings.listen.isEmpty, "listeners given and smtp.listen not: its loopback default goes")
+        #expect(settings.serverConfiguration.listeners.count == 2)
+        #expect(settings.tls.minVersion == .tls1_0)
+        #expect(settings.auth.failures.window == 300)
+        #expect(loaded.origins["smtp.listeners"] == .file(path: path, line: 2))
+
+        let flagged = try ConfigurationLoader.load(
+            file: nil, environment: ["ACSGW_SMTP_LISTENERS": "127.0.0.1:2587 tls=starttls auth=optional"],
+            flags: [("listen", ["127.0.0.1:2525"]), ("tls-certificate", ["c.pem"]), ("tls-key", ["k.pem"]),
+                    ("users-file", ["users"])])
+        #expect(flagged.settings.serverConfiguration.listeners.map(\.description) == [
+            "127.0.0.1:2525 tls=none auth=none", "127.0.0.1:2587 tls=starttls auth=optional",
+        ])
+
+        // check-config's output loads back to the same listeners.
+        let rendered = ConfigurationRendering.yaml(loaded)
+        #expect(rendered.contains(
+            #"listeners: [{address: 0.0.0.0:587, tls: starttls, auth: required, name: submission}, "#
+                + #"{address: "[::1]:465", tls: implicit, auth: optional, name: smtps}]"#))
+        let reloaded = try ConfigurationLoader.load(file: try file(rendered), environment: [:], crossKeyChecks: false)
+        #expect(reloaded.settings.listeners == settings.listeners)
+        #expect(reloaded.settings.listen.isEmpty)
+    }
+
+    @Test func listenerMistakes_nameTheFieldAndWhatIsMissing() throws {
+        let (path, unknownField) = try problems(yaml: "smtp:\n  listeners:\n    - {address: 0.0.0.0:587, tsl: starttls}\n")
+        #expect(unknownField == [
+            "\(path!):3: smtp.listeners: unknown field tsl; did you mean tls? (takes address, tls, auth, name)"
+        ])
+        let (_, badMode) = try problems(flags: [("listener", ["0.0.0.0:587 tls=sometimes"])])
+        #expect(badMode.count == 1 && badMode[0].hasPrefix("--listener: smtp.listeners: expected a list of a listener"))
+        let (_, noCertificate) = try problems(flags: [("listener", ["0.0.0.0:465 tls=implicit"])])
+        #expect(noCertificate == [
+            "smtp.listeners (--listener): 0.0.0.0:465 uses tls: implicit, which needs tls.certificate and tls.key"
+        ])
+        let (_, noUsers) = try problems(flags: [("listener", ["0.0.0.0:587 auth=required"])])
+        #expect(noUsers == [
+            "smtp.listeners (--listener): 0.0.0.0:587 uses auth: required, which needs auth.users_file"
+        ])
+        let (_, halfPair) = try problems(flags: [("tls-certificate", ["c.pem"])])
+        #expect(halfPair == ["tls.certificate (--tls-certificate) and tls.key go together: give both"])
+        let (_, twice) = try problems(flags: [("listen", ["127.0.0.1:25"]), ("listener", ["127.0.0.1:25"])])
+        #expect(twice == ["127.0.0.1:25 is listed twice in smtp.listen (--listen) and smtp.listeners (--listener)"])
+        let (_, version) = try problems(flags: [("tls-min-version", ["1"])])
+        #expect(version == ["--tls-min-version: tls.min_version: expected 1.0, 1.1, 1.2 or 1.3, got \"1\""])
+    }
+
     // MARK: Rendering and the shipped file
 
     @Test func renderedConfigurationLoadsBackToTheSameSettings() throws {
@@ -388,7 +460,7 @@ import Testing
             let isExample = ["senders.sender_address", "senders.postmaster_address", "acs.endpoint",
                              "acs.connection_string_file", "acs.access_key_file", "acs.client_secret_file",
                              "acs.tenant_id", "acs.client_id", "acs.federated_token_file", "acs.ca_file", "acs.proxy",
-                             "admin.listen"].contains(key.path)
+                             "admin.listen", "tls.certificate", "tls.key", "auth.users_file"].contains(key.path)
             if isExample { continue }  // optional keys show an example value; their default is "unset"
             #expect(key.values(in: uncommented.settings) == key.values(in: GatewaySettings()),
                     "\(key.path): gateway.conf documents \(key.values(in: uncommented.settings)), the built-in default is \(key.values(in: GatewaySettings()))")

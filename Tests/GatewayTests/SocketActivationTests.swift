@@ -93,7 +93,7 @@ import Testing
         }
         let server = SMTPServer(
             configuration: SMTPServerConfiguration(), submitter: NullSubmitter(), logger: .init(label: "test"))
-        let address = try server.adopt(listeningSocket: sockets[0].fd)
+        let address = try server.adopt(listeningSocket: sockets[0].fd, name: sockets[0].name).address
         #expect(address.ipString == "127.0.0.1")
         #expect(address.port != 0)
         let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -111,6 +111,29 @@ import Testing
         var buffer = [UInt8](repeating: 0, count: 512)
         let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
         #expect(String(decoding: buffer[0..<max(0, count)], as: UTF8.self).hasPrefix("220 "))
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            server.shutdown { done.resume() }
+        }
+    }
+
+    @Test func fileDescriptorNames_pickTheirListeners_thenAddresses_elsePlain() async throws {
+        let named = try tcpSocket(listening: true)
+        let byAddress = try tcpSocket(listening: true)
+        let unknown = try tcpSocket(listening: true)
+        let addressOfSecond = try #require(ListeningSocket.localAddress(of: byAddress))
+        var configuration = SMTPServerConfiguration()
+        configuration.listeners = [
+            SMTPListener(address: SocketAddress(ip: "0.0.0.0", port: 587)!, tls: .starttls, auth: .required),
+            SMTPListener(address: addressOfSecond, tls: .none, auth: .optional, name: "lan"),
+        ]
+        let server = SMTPServer(configuration: configuration, submitter: NullSubmitter(), logger: .init(label: "test"))
+        let submission = try server.adopt(listeningSocket: named, name: "submission")
+        #expect(submission.tls == .starttls && submission.auth == .required)
+        #expect(submission.address == ListeningSocket.localAddress(of: named))  // the socket's, not the file's
+        let lan = try server.adopt(listeningSocket: byAddress, name: "smtp")
+        #expect(lan.auth == .optional && lan.name == "lan")
+        let plain = try server.adopt(listeningSocket: unknown, name: "smtp")
+        #expect(plain.tls == .none && plain.auth == .none)
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             server.shutdown { done.resume() }
         }

@@ -55,8 +55,9 @@ import Testing
         Valid(line: "VRFY bob", command: .verify("bob")),
         Valid(line: "EXPN list", command: .expand("list")),
         Valid(line: "HELP", command: .help(nil)),
-        Valid(line: "STARTTLS", command: .notImplemented(verb: "STARTTLS")),
-        Valid(line: "AUTH PLAIN AGZvbwBiYXI=", command: .notImplemented(verb: "AUTH")),
+        Valid(line: "STARTTLS", command: .startTLS),
+        Valid(line: "AUTH PLAIN AGZvbwBiYXI=", command: .auth(mechanism: "PLAIN", initialResponse: "AGZvbwBiYXI=")),
+        Valid(line: "auth login", command: .auth(mechanism: "LOGIN", initialResponse: nil)),
     ]
 
     @Test(arguments: valid)

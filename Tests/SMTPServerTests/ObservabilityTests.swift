@@ -300,6 +300,51 @@ final class GatedSubmitter: MessageSubmitter, @unchecked Sendable {
         #expect(values["acsgw_smtp_connections_opened_total"] == 1)
         await stop(running)
     }
+
+    /// Accepts `printer` / `pw` as the user `printer`, who may send as anyone; rejects everything else.
+    struct StubAuthenticator: SMTPAuthenticator {
+        func authenticate(
+            _ credentials: SASLCredentials, client: SocketAddress,
+            completion: @escaping @Sendable (AuthenticationResult) -> Void
+        ) {
+            let valid = credentials.username == "printer" && credentials.password == Array("pw".utf8)
+            completion(
+                valid
+                    ? AuthenticationResult(outcome: .accepted(AuthenticatedUser(name: "printer", senders: [.any])))
+                    : AuthenticationResult(outcome: .rejected, failures: 1, knownUser: credentials.username == "printer"))
+        }
+    }
+
+    @Test func anAuthenticatedUser_isNamedInTheAuditLine_andCountedByUser() async throws {
+        let running = try start(AnnotatingSubmitter(Self.accepted)) {
+            $0.listeners = [SMTPListener(address: SocketAddress(ip: "127.0.0.1", port: 0)!, auth: .required)]
+            $0.authenticator = StubAuthenticator()
+        }
+        let client = try TestClient(to: running.address)
+        _ = try client.readReply()
+        let wrong = SASLBase64.encode(Array("\0printer\0nope".utf8))
+        let right = SASLBase64.encode(Array("\0printer\0pw".utf8))
+        try client.send("EHLO c\r\nAUTH PLAIN \(wrong)\r\nAUTH PLAIN \(right)\r\n")
+        #expect(try client.readReplies(3).map(\.code) == [250, 535, 235])
+        try client.send("MAIL FROM:<a@b.c>\r\nRCPT TO:<r@e.f>\r\nDATA\r\n")
+        _ = try client.readReplies(3)
+        try client.send("Subject: scan\r\n\r\nx\r\n.\r\n")
+        #expect(try client.readReply().code == 250)
+        try await waitForAudit(running.log)
+        let line = try #require(running.log.auditLines.first)
+        #expect(line.metadata["smtp.auth_user"] == "printer")
+        #expect(line.metadata["smtp.tls"] == "none")
+        let failed = try #require(running.log.events.first { $0.message == "authentication failed" })
+        #expect(failed.metadata["auth.client_ip"] == "127.0.0.1")
+        #expect(failed.metadata["auth.user"] == "printer")
+        #expect(failed.metadata["auth.failures"] == "1")
+        #expect(!running.log.events.contains { $0.metadata.values.contains { $0.contains("nope") || $0.contains(wrong) } })
+        let values = samples(running.registry)
+        #expect(values[#"acsgw_smtp_user_messages_total{user="printer",outcome="accepted"}"#] == 1)
+        #expect(values[#"acsgw_smtp_auth_attempts_total{mechanism="PLAIN",outcome="rejected"}"#] == 1)
+        #expect(values[#"acsgw_smtp_auth_attempts_total{mechanism="PLAIN",outcome="accepted"}"#] == 1)
+        await stop(running)
+    }
 }
 
 /// The header scan behind `mail.message_id` and `mail.subject`.

@@ -8,7 +8,8 @@ import Testing
 /// The listener over real loopback sockets, in process, with a recording submitter.
 @Suite(.serialized) struct SMTPServerTests {
     private static func startServer(
-        submitter: MessageSubmitter = RecordingSubmitter(), configure: (inout SMTPServerConfiguration) -> Void = { _ in }
+        submitter: MessageSubmitter = RecordingSubmitter(), clock: MonotonicClock = .system,
+        configure: (inout SMTPServerConfiguration) -> Void = { _ in }
     ) throws -> (SMTPServer, SocketAddress) {
         var configuration = SMTPServerConfiguration()
         configuration.listenAddresses = [SocketAddress(ip: "127.0.0.1", port: 0)!]
@@ -16,7 +17,7 @@ import Testing
         configure(&configuration)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let server = SMTPServer(configuration: configuration, submitter: submitter, logger: logger)
+        let server = SMTPServer(configuration: configuration, submitter: submitter, logger: logger, clock: clock)
         let addresses = try server.start()
         return (server, addresses[0])
     }
@@ -73,16 +74,9 @@ import Testing
         try client.send("x\r\n.\r\n")
         try await Task.sleep(for: .milliseconds(100))  // the message is now with the submitter
         _ = fcntl(client.fd, F_SETFL, fcntl(client.fd, F_GETFL) | O_NONBLOCK)
-        let flood = [UInt8](String(repeating: "NOOP\r\n", count: 64 * 1024 / 6).utf8)
-        var accepted = 0
-        let started = Date()
-        while accepted < 32 << 20, Date().timeIntervalSince(started) < 1.0 {
-            let written = flood.withUnsafeBytes { send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if written > 0 {
-                accepted += written
-            } else {
-                usleep(10_000)
-            }
+        let noops = [UInt8](String(repeating: "NOOP\r\n", count: 64 * 1024 / 6).utf8)
+        let accepted = flood(for: 1.0, noops) { chunk in
+            max(0, chunk.withUnsafeBytes { send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) })
         }
         // Measured: 256 KiB with back-pressure (socket buffers), about 20 MiB without it.
         #expect(accepted < 4 << 20, "the server kept reading during the submission: \(accepted) octets taken")
@@ -143,12 +137,23 @@ import Testing
         await Self.stop(server)
     }
 
+    // The timeout tests move an injected clock instead of sleeping: the defaults (5 min, 3 min, 500 octets/s after
+    // 30 s) apply unchanged, and each check runs at a known moment.
+
     @Test func idleClient_isClosedWith421AfterTheCommandTimeout() async throws {
-        let (server, address) = try Self.startServer { $0.timeouts.command = 0.4 }
+        let time = ManualClock()
+        let (server, address) = try Self.startServer(clock: time.clock)
         let client = try TestClient(to: address)
         _ = try client.readReply()
         try client.send("EHLO c\r\nNOOP")  // an incomplete command does not extend the deadline
         #expect(try client.readReply().code == 250)
+        time.advance(by: 299)
+        server.checkTimeoutsNow()
+        try client.send("\r\n")  // still open: the NOOP is answered, and its reply starts a new 5 minutes
+        #expect(try client.readReply().code == 250)
+        try client.send("NOOP")
+        time.advance(by: 300)
+        server.checkTimeoutsNow()
         let reply = try client.readReply()
         #expect(reply.code == 421)
         #expect(reply.enhancedCode == "4.4.2")
@@ -158,14 +163,18 @@ import Testing
 
     @Test func clientStallingMidData_isClosed_andNothingIsSubmitted() async throws {
         let submitter = RecordingSubmitter()
-        let (server, address) = try Self.startServer(submitter: submitter) { $0.timeouts.dataBlock = 0.4 }
+        let time = ManualClock()
+        let (server, address) = try Self.startServer(submitter: submitter, clock: time.clock)
         let client = try TestClient(to: address)
         _ = try client.readReply()
-        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
-        _ = try client.readReplies(4)
-        try client.send("Subject: half a message\r\n")
+        // The start of the message goes with DATA, so it has been read once the 354 arrives.
+        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nSubject: half a message\r\n")
+        #expect(try client.readReplies(4).map(\.code) == [250, 250, 250, 354])
+        time.advance(by: 180)
+        server.checkTimeoutsNow()
         let reply = try client.readReply()
         #expect(reply.code == 421)
+        #expect(reply.enhancedCode == "4.4.2")
         #expect(client.isClosedByServer())
         #expect(submitter.messages.isEmpty)
         await Self.stop(server)
@@ -173,25 +182,20 @@ import Testing
 
     @Test func tricklingClient_isCutOffByTheMinimumDataRate() async throws {
         let submitter = RecordingSubmitter()
-        let (server, address) = try Self.startServer(submitter: submitter) {
-            $0.timeouts.minDataRate = 10_000
-            $0.timeouts.minDataRateGracePeriod = 0.3
-        }
+        let time = ManualClock()
+        let (server, address) = try Self.startServer(submitter: submitter, clock: time.clock)
         let client = try TestClient(to: address)
         _ = try client.readReply()
-        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
-        _ = try client.readReplies(4)
-        var reply: TestClient.Reply?
-        for _ in 0..<20 {
-            try? client.send("x")
-            usleep(100_000)
-            var pending = pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)
-            if poll(&pending, 1, 0) > 0 {
-                reply = try client.readReply()
-                break
-            }
-        }
-        #expect(reply?.code == 421)
+        let trickle = String(repeating: "x", count: 100)
+        try client.send("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n\(trickle)")
+        #expect(try client.readReplies(4).map(\.code) == [250, 250, 250, 354])
+        // 31 s after the start of the data, 100 octets: far below 500 octets/s once the 30 s grace is over,
+        // although the data timeout (180 s of silence) is far away.
+        time.advance(by: 31)
+        server.checkTimeoutsNow()
+        let reply = try client.readReply()
+        #expect(reply.code == 421)
+        #expect(client.isClosedByServer())
         #expect(submitter.messages.isEmpty)
         await Self.stop(server)
     }

@@ -125,3 +125,31 @@ final class RecordingSubmitter: MessageSubmitter, @unchecked Sendable {
         }
     }
 }
+
+/// A clock the test moves by hand, so timeouts are reached without sleeping.
+final class ManualClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seconds = 1000.0
+
+    var clock: MonotonicClock { MonotonicClock { self.now } }
+
+    var now: Double { lock.withLock { seconds } }
+
+    func advance(by interval: Double) { lock.withLock { seconds += interval } }
+}
+
+/// Writes `chunk` again and again for `seconds` through `send` (non-blocking: it returns the octets taken, 0 when
+/// the kernel's buffers are full) and returns how much was taken: bounded when the server stops reading.
+func flood(for seconds: Double, _ chunk: [UInt8], send: ([UInt8]) -> Int) -> Int {
+    var accepted = 0
+    let started = Date()
+    while accepted < 32 << 20, Date().timeIntervalSince(started) < seconds {
+        let written = send(chunk)
+        if written > 0 {
+            accepted += written
+        } else {
+            usleep(10_000)
+        }
+    }
+    return accepted
+}

@@ -82,14 +82,9 @@ public final class AdminServer: @unchecked Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "gateway.admin")
 
-    private var listener: (fd: Int32, source: DispatchSourceRead)?
+    private var listener: DispatchListener?
     private var connections: [ObjectIdentifier: AdminConnection] = [:]
     private var stopped = false
-    /// True while the listening source is suspended because `accept(2)` failed (see `pauseAccepting`).
-    private var acceptPaused = false
-    /// Numbers the pauses, so that the timer of a pause that a closing connection ended early cannot cut a
-    /// later pause short.
-    private var acceptPauses = 0
     /// `accept(2)` on the listening socket. A seam for tests (a failing accept without exhausting the test
     /// process's descriptors); set it before `start()`.
     var acceptConnection: @Sendable (Int32) -> ListeningSocket.Accepted = { ListeningSocket.accept(on: $0) }
@@ -138,11 +133,22 @@ public final class AdminServer: @unchecked Sendable {
             } catch {
                 throw AdminServerError(description: "admin listener: \(error)")
             }
-            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-            source.setEventHandler { [weak self] in self?.acceptConnections(on: fd) }
-            source.setCancelHandler { close(fd) }
-            listener = (fd, source)
-            source.resume()
+            // Accepting pauses after a failed accept(2) (out of descriptors), until `limits.acceptPause` passes or an
+            // admin connection closes. One warning per pause.
+            let listener = DispatchListener(
+                queue: queue, options: .init(acceptPause: limits.acceptPause, maxAcceptsPerEvent: 64),
+                onConnection: { [unowned self] accepted in admit(accepted.fd) },
+                onAcceptFailed: { [unowned self] error, pause in
+                    logger.warning(
+                        "admin listener: accept failed; pausing the admin listener",
+                        metadata: [
+                            "error": "\(String(cString: strerror(error)))", "pause_ms": "\(Int(pause * 1000))",
+                            "connections": "\(connections.count)",
+                        ])
+                })
+            listener.accept = acceptConnection
+            listener.listen(on: fd)
+            self.listener = listener
             logger.notice("admin listener serving /metrics, /healthz and /readyz", metadata: ["address": "\(bound)"])
             return bound
         }
@@ -152,80 +158,26 @@ public final class AdminServer: @unchecked Sendable {
     public func stop() {
         queue.sync {
             stopped = true
-            if let listener {
-                if acceptPaused { listener.source.resume() }  // a suspended source never runs its cancel handler
-                listener.source.cancel()
-            }
-            acceptPaused = false
+            listener?.stop()
             listener = nil
             for connection in connections.values { connection.close() }
-        }
-    }
-
-    deinit {
-        // Releasing a suspended source crashes libdispatch; an unstopped listener would keep its socket.
-        if let listener {
-            if acceptPaused { listener.source.resume() }
-            listener.source.cancel()
         }
     }
 
     /// Open admin connections (for tests).
     var connectionCount: Int { queue.sync { connections.count } }
 
-    private func acceptConnections(on listenFD: Int32) {
+    private func admit(_ fd: Int32) {
         dispatchPrecondition(condition: .onQueue(queue))
-        for _ in 0..<64 {
-            switch acceptConnection(listenFD) {
-            case .nothingPending:
-                return
-            case .failed(let error):
-                pauseAccepting(error: error)
-                return
-            case .connection(let fd, _):
-                guard connections.count < limits.maxConnections else {
-                    let bytes = AdminHTTP.busy.bytes(includeBody: true)
-                    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    close(fd)
-                    continue
-                }
-                let connection = AdminConnection(fd: fd, server: self, queue: queue)
-                connections[ObjectIdentifier(connection)] = connection
-                connection.start()
-            }
+        guard connections.count < limits.maxConnections else {
+            let bytes = AdminHTTP.busy.bytes(includeBody: true)
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            close(fd)
+            return
         }
-    }
-
-    /// `accept(2)` failed — in practice the process is out of descriptors (EMFILE, ENFILE) or kernel memory
-    /// (ENOBUFS, ENOMEM). The pending connection stays in the backlog, so the level-triggered source would fire
-    /// again at once and spin, logging each time. The listener pauses instead, like the SMTP
-    /// listener's `pauseAccepting`: until `limits.acceptPause` passes or an admin connection closes, whichever
-    /// comes first. One warning per pause. Any other error pauses too: a short pause costs an admin client
-    /// little, and a spin can never come back.
-    private func pauseAccepting(error: Int32) {
-        dispatchPrecondition(condition: .onQueue(queue))
-        guard let listener, !acceptPaused else { return }
-        acceptPaused = true
-        acceptPauses += 1
-        listener.source.suspend()
-        logger.warning(
-            "admin listener: accept failed; pausing the admin listener",
-            metadata: [
-                "error": "\(String(cString: strerror(error)))", "pause_ms": "\(Int(limits.acceptPause * 1000))",
-                "connections": "\(connections.count)",
-            ])
-        let pause = acceptPauses
-        queue.asyncAfter(deadline: .now() + limits.acceptPause) { [weak self] in
-            guard let self, acceptPauses == pause else { return }
-            resumeAccepting()
-        }
-    }
-
-    private func resumeAccepting() {
-        dispatchPrecondition(condition: .onQueue(queue))
-        guard acceptPaused, let listener else { return }
-        acceptPaused = false
-        listener.source.resume()
+        let connection = AdminConnection(fd: fd, server: self, queue: queue)
+        connections[ObjectIdentifier(connection)] = connection
+        connection.start()
     }
 
     // MARK: Called by connections, on `queue`
@@ -233,7 +185,7 @@ public final class AdminServer: @unchecked Sendable {
     func connectionClosed(_ connection: AdminConnection) {
         dispatchPrecondition(condition: .onQueue(queue))
         connections[ObjectIdentifier(connection)] = nil
-        resumeAccepting()  // its descriptor is closed: one is free now
+        listener?.connectionClosed()  // its descriptor is closed: one is free now, so an accept pause ends
     }
 
     /// Answers a complete request head through `respond`, possibly later (`/healthz`).
@@ -262,23 +214,17 @@ public final class AdminServer: @unchecked Sendable {
     }
 }
 
-/// One admin connection: read a request head, answer, close. Every property is touched only on the server's
-/// serial queue (asserted at entry points), hence `@unchecked Sendable`.
-final class AdminConnection: @unchecked Sendable {
-    private let fd: Int32
+/// One admin connection over a ``SocketStream``: read a request head, answer, close. Every property is touched
+/// only on the server's serial queue (asserted at entry points), hence `@unchecked Sendable`.
+final class AdminConnection: ByteStreamDelegate, @unchecked Sendable {
     /// Strong: the server keeps its connections until they close, and a closing connection reports to it even
     /// after the server's owner let go of it.
     private let server: AdminServer
     private let queue: DispatchQueue
-    private let readSource: DispatchSourceRead
-    private let writeSource: DispatchSourceWrite
+    private let stream: SocketStream
     private let timer: DispatchSourceTimer
     private var buffer: [UInt8] = []
-    private var output: [UInt8] = []
-    private var outputOffset = 0
     private var phase = Phase.reading
-    private var writeSuspended = true
-    private var readSuspended = false
 
     private enum Phase {
         /// Reading the request head (until the read timeout).
@@ -294,103 +240,70 @@ final class AdminConnection: @unchecked Sendable {
     }
 
     init(fd: Int32, server: AdminServer, queue: DispatchQueue) {
-        self.fd = fd
         self.server = server
         self.queue = queue
-        readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        writeSource = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+        var limits = SocketStream.Limits()
+        limits.readSize = 4096  // a request head is at most a few KiB
+        let handle = AdminConnectionHandle()
+        stream = SocketStream(fd: fd, queue: queue, limits: limits) {
+            guard let connection = handle.connection else { return }
+            handle.connection = nil  // once; breaks the stream → handle → connection cycle
+            server.connectionClosed(connection)
+        }
         timer = DispatchSource.makeTimerSource(queue: queue)
+        handle.connection = self
     }
 
     func start() {
         dispatchPrecondition(condition: .onQueue(queue))
-        readSource.setEventHandler { [unowned self] in readable() }
-        writeSource.setEventHandler { [unowned self] in flush() }
+        stream.delegate = self
         timer.setEventHandler { [unowned self] in timedOut() }
-        ListeningSocket.closeWhenCancelled(fd, sources: [readSource, writeSource, timer], queue: queue) { [self] in
-            server.connectionClosed(self)
-        }
         timer.schedule(deadline: .now() + server.limits.readTimeout)
         timer.resume()
-        readSource.resume()
+        stream.start()
     }
 
-    private func readable() {
+    func streamReceived(_ bytes: ArraySlice<UInt8>) {
         dispatchPrecondition(condition: .onQueue(queue))
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while phase == .reading || phase == .draining {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count > 0 {
-                guard phase == .reading else { continue }  // draining: discard
-                buffer += chunk[0..<count]
-                switch AdminHTTP.parseHead(buffer, maxHeadOctets: server.limits.maxHeadOctets) {
-                case .incomplete:
-                    continue
-                case .invalid(let response):
-                    respond(response, includeBody: true)
-                case .complete(let head):
-                    phase = .answering
-                    suspendReading()  // one request per connection: nothing more is read until the answer is sent
-                    server.handle(head) { [weak self] response in
-                        self?.respond(response, includeBody: head.method != "HEAD")
-                    }
-                }
-                return
-            } else if count == 0 {
-                close()  // the client closed (before a complete head, or after our answer)
-                return
-            } else {
-                if errno == EINTR { continue }
-                if errno != EAGAIN && errno != EWOULDBLOCK { close() }
-                return
+        guard phase == .reading else { return }  // draining: discard
+        buffer += bytes
+        switch AdminHTTP.parseHead(buffer, maxHeadOctets: server.limits.maxHeadOctets) {
+        case .incomplete:
+            return
+        case .invalid(let response):
+            respond(response, includeBody: true)
+        case .complete(let head):
+            phase = .answering
+            stream.suspendReading()  // one request per connection: nothing more is read until the answer is sent
+            server.handle(head) { [weak self] response in
+                self?.respond(response, includeBody: head.method != "HEAD")
             }
         }
+    }
+
+    func streamEnded(_ end: StreamEnd) {
+        close()  // the client closed (before a complete head, or after our answer), or the socket failed
+    }
+
+    func streamDrained() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard phase == .writing else { return }
+        // Sent: our side is done. Read and discard whatever the client still sends until it closes (or a
+        // short deadline), so a close with unread data does not reset the connection before it read the answer.
+        stream.shutdownOutput()
+        phase = .draining
+        buffer = []
+        timer.schedule(deadline: .now() + 1)
+        stream.resumeReading()
     }
 
     private func respond(_ response: AdminHTTP.Response, includeBody: Bool) {
         dispatchPrecondition(condition: .onQueue(queue))
         guard phase == .reading || phase == .answering else { return }
         phase = .writing
-        suspendReading()
-        output = response.bytes(includeBody: includeBody)
-        outputOffset = 0
+        stream.suspendReading()
         timer.schedule(deadline: .now() + server.limits.writeTimeout)
-        flush()
-    }
-
-    private func flush() {
-        dispatchPrecondition(condition: .onQueue(queue))
-        guard phase == .writing else { return }
-        while outputOffset < output.count {
-            let written = output.withUnsafeBytes {
-                send(fd, $0.baseAddress! + outputOffset, $0.count - outputOffset, Int32(MSG_NOSIGNAL))
-            }
-            if written > 0 {
-                outputOffset += written
-            } else if written < 0 && errno == EINTR {
-                continue
-            } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if writeSuspended {
-                    writeSuspended = false
-                    writeSource.resume()
-                }
-                return
-            } else {
-                close()
-                return
-            }
-        }
-        if !writeSuspended {
-            writeSuspended = true
-            writeSource.suspend()
-        }
-        // Sent: our side is done. Read and discard whatever the client still sends until it closes (or a
-        // short deadline), so a close with unread data does not reset the connection before it read the answer.
-        Glibc.shutdown(fd, Int32(SHUT_WR))
-        phase = .draining
-        buffer = []
-        timer.schedule(deadline: .now() + 1)
-        resumeReading()
+        stream.write(response.bytes(includeBody: includeBody))
     }
 
     private func timedOut() {
@@ -402,31 +315,18 @@ final class AdminConnection: @unchecked Sendable {
         }
     }
 
-    private func suspendReading() {
-        guard !readSuspended else { return }
-        readSuspended = true
-        readSource.suspend()
-    }
-
-    private func resumeReading() {
-        guard readSuspended else { return }
-        readSuspended = false
-        readSource.resume()
-    }
-
     func close() {
         dispatchPrecondition(condition: .onQueue(queue))
         guard phase != .closed else { return }
         phase = .closed
-        // A suspended source never delivers its cancel handler: resume first.
-        if readSuspended { readSource.resume() }
-        if writeSuspended { writeSource.resume() }
-        readSuspended = false
-        writeSuspended = false
-        readSource.cancel()
-        writeSource.cancel()
         timer.cancel()
+        stream.close()
     }
+}
+
+/// The connection a closing stream reports (the stream is made before the connection exists).
+private final class AdminConnectionHandle: @unchecked Sendable {
+    var connection: AdminConnection?
 }
 
 /// A response callback that runs at most once (`/healthz`: the liveness answer or its deadline, whichever

@@ -89,10 +89,12 @@ public enum ConfigurationLoader {
 
         var settings = GatewaySettings()
         var origins: [String: ConfigurationOrigin] = [:]
+        var listenEmptied = false
         for assignment in assignments {
             let key = assignment.key
             if assignment.values.isEmpty {
                 key.reset(&settings)
+                listenEmptied = listenEmptied || key.path == "smtp.listen"
             } else if !key.isList && assignment.values.count > 1 {
                 problems.append("\(assignment.location)\(key.path): expected \(key.expected), not a list")
                 continue
@@ -108,6 +110,11 @@ public enum ConfigurationLoader {
                 continue
             }
             origins[key.path] = assignment.origin
+        }
+        if !settings.listeners.isEmpty && (origins["smtp.listen"] == nil || listenEmptied) {
+            // Listeners given and smtp.listen left alone (or emptied, as check-config prints it then): its
+            // built-in loopback listener is not wanted on top.
+            settings.listen = []
         }
         let loaded = LoadedConfiguration(settings: settings, origins: origins, file: file)
         if crossKeyChecks { problems += ConfigurationValidation.problems(in: loaded, environment: environment) }
@@ -224,6 +231,13 @@ public enum ConfigurationLoader {
                     var items: [String] = []
                     let problemsBefore = problems.count
                     for item in sequence {
+                        if let fields = key.mappingFields, let mapping = item.mapping {
+                            switch mappingItem(mapping, fields: fields) {
+                            case .success(let text): items.append(text)
+                            case .failure(let problem): problems.append("\(path):\(line(item)): \(key.path): \(problem.text)")
+                            }
+                            continue
+                        }
                         guard let scalar = item.scalar, !scalar.isNull else {
                             problems.append("\(path):\(line(item)): \(key.path): expected \(key.expected); each item a single value")
                             continue
@@ -235,7 +249,8 @@ public enum ConfigurationLoader {
                         assignments.append(Assignment(key: key, values: [], origin: .file(path: path, line: line(keyNode))))
                         // An explicit empty list is "none", which for every list key is also the default
                         // except smtp.listen, which must not be empty.
-                        if key.path == "smtp.listen" {
+                        let listenersToo = keys.contains { $0.key.scalar?.string == "listeners" }
+                        if key.path == "smtp.listen" && !listenersToo {
                             problems.append("\(here)smtp.listen: expected at least one address (or socket activation)")
                         }
                     } else {
@@ -249,6 +264,27 @@ public enum ConfigurationLoader {
             }
         }
         return (assignments, problems)
+    }
+
+    struct Problem: Error { var text: String }
+
+    /// One mapping item of a list such as `smtp.listeners`, as the `VALUE field=value …` text its parser reads.
+    static func mappingItem(_ mapping: Node.Mapping, fields: [String]) -> Result<String, Problem> {
+        var parts: [String] = []
+        for (fieldNode, valueNode) in mapping {
+            guard let field = fieldNode.scalar?.string, fields.contains(field) else {
+                let name = fieldNode.scalar?.string ?? "?"
+                let suggestion = closest(name, among: fields).map { "; did you mean \($0)?" } ?? ""
+                return .failure(Problem(text: "unknown field \(name)\(suggestion) (takes \(fields.joined(separator: ", ")))"))
+            }
+            guard let value = valueNode.scalar, !value.isNull,
+                !value.string.contains(where: { $0 == " " || $0 == "\t" || $0 == "=" })
+            else {
+                return .failure(Problem(text: "\(field): expected a single value without spaces"))
+            }
+            parts.append("\(field)=\(value.string.trimmingCharacters(in: .whitespaces))")
+        }
+        return .success(parts.joined(separator: " "))
     }
 
     static func environmentAssignments(_ environment: [String: String]) -> ([Assignment], [String]) {

@@ -11,7 +11,10 @@ public enum ConfigurationRendering {
             let rendered = keys.map { key -> (String, String) in
                 let values = key.render(loaded.settings)
                 let value: String
-                if key.isList {
+                if let fields = key.mappingFields {
+                    let items = values.map { mapping($0, fields: fields) }
+                    value = items.isEmpty ? "[]" : "[" + items.joined(separator: ", ") + "]"
+                } else if key.isList {
                     value = values.isEmpty ? "[]" : "[" + values.map(scalar).joined(separator: ", ") + "]"
                 } else {
                     value = values.first.map(scalar) ?? ""
@@ -23,6 +26,16 @@ public enum ConfigurationRendering {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A flow mapping from an item's `VALUE field=value …` text: `{address: "[::1]:587", tls: starttls}`.
+    static func mapping(_ text: String, fields: [String]) -> String {
+        let pairs = text.split(separator: " ").map { token -> String in
+            let parts = token.split(separator: "=", maxSplits: 1).map(String.init)
+            let (field, value) = parts.count == 2 ? (parts[0], parts[1]) : (fields[0], parts[0])
+            return "\(field): \(scalar(value))"
+        }
+        return "{" + pairs.joined(separator: ", ") + "}"
     }
 
     /// A YAML scalar: plain when that reads back unchanged, double-quoted otherwise.

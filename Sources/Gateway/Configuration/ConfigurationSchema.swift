@@ -15,6 +15,9 @@ public struct ConfigurationKey: Sendable {
     public let expected: String
     /// Lists take several values: a YAML sequence, comma-separated text in the environment, a repeated flag.
     public let isList: Bool
+    /// The fields of a list whose items are mappings in the file (`smtp.listeners`: address, tls, auth, name);
+    /// in the environment and on the command line an item is `VALUE field=value …`. nil for plain values.
+    public var mappingFields: [String]? = nil
     /// Sets the value; returns the first item that does not parse, nil on success.
     let assign: @Sendable (inout GatewaySettings, [String]) -> String?
     /// Restores the built-in default (a YAML null, `key:` with no value).
@@ -64,10 +67,11 @@ extension ConfigurationKey {
 
     static func list<T>(
         _ section: String, _ name: String, flag: String, _ keyPath: WritableKeyPath<GatewaySettings, [T]> & Sendable,
-        _ parser: ValueParser<T>
+        _ parser: ValueParser<T>, mappingFields: [String]? = nil
     ) -> ConfigurationKey {
         ConfigurationKey(
             section: section, name: name, flag: flag, expected: "a list of " + parser.expected, isList: true,
+            mappingFields: mappingFields,
             assign: { settings, values in parser.parseAll(values) { settings[keyPath: keyPath] = $0 } },
             reset: { $0[keyPath: keyPath] = GatewaySettings()[keyPath: keyPath] },
             render: { settings in settings[keyPath: keyPath].map(parser.render) })
@@ -119,13 +123,14 @@ extension ConfigurationKey {
 /// the environment and a flag on `serve`. `etc/acs-smtp-gateway/gateway.conf` documents each one.
 public enum ConfigurationSchema {
     public static let sections = [
-        "smtp", "limits", "timeouts", "senders", "translation", "acs", "delivery", "spool", "outbox", "logging",
-        "admin",
+        "smtp", "tls", "auth", "limits", "timeouts", "senders", "translation", "acs", "delivery", "spool",
+        "outbox", "logging", "admin",
     ]
 
     public static let keys: [ConfigurationKey] = [
         // Listeners and access.
         .list("smtp", "listen", flag: "listen", \.listen, .socketAddress),
+        .list("smtp", "listeners", flag: "listener", \.listeners, .listener, mappingFields: ValueParser.listenerFields),
         .list("smtp", "allow_network", flag: "allow-network", \.allowNetworks, .network),
         .scalar("smtp", "hostname", flag: "hostname", \.hostname, .domainName),
         .scalar("smtp", "max_connections", flag: "max-connections", \.maxConnections, .integer(1...1_000_000)),
@@ -133,6 +138,20 @@ public enum ConfigurationSchema {
                 \.maxConnectionsPerClient, .integer(1...1_000_000)),
         .networksOrNone("smtp", "connection_limit_exceptions", flag: "connection-limit-exception",
                         \.connectionLimitExceptions),
+
+        // TLS: the certificate of the TLS listeners, the protocol settings.
+        .optional("tls", "certificate", flag: "tls-certificate", \.tls.certificate, .path),
+        .optional("tls", "key", flag: "tls-key", \.tls.key, .path),
+        .scalar("tls", "min_version", flag: "tls-min-version", \.tls.minVersion, .choice),
+        .scalar("tls", "ciphers", flag: "tls-ciphers", \.tls.ciphers, .text("an OpenSSL cipher list")),
+        .scalar("tls", "allow_plaintext_auth", flag: "allow-plaintext-auth", \.tls.allowPlaintextAuth, .boolean),
+
+        // AUTH: the users and the brake on failures.
+        .optional("auth", "users_file", flag: "users-file", \.auth.usersFile, .path),
+        .scalar("auth", "max_failures", flag: "auth-max-failures", \.auth.failures.maxFailures, .integer(1...1000)),
+        .scalar("auth", "failure_window", flag: "auth-failure-window", \.auth.failures.window,
+                .duration(1...86_400)),
+        .scalar("auth", "failure_delay", flag: "auth-failure-delay", \.auth.failures.delay, .duration(0...600)),
 
         // SMTP limits.
         .scalar("limits", "max_message_size", flag: "max-message-size", \.limits.maxMessageSize,
@@ -258,6 +277,36 @@ extension ValueParser where Value == SocketAddress {
             return address
         },
         render: \.description)
+}
+
+extension ValueParser where Value == SMTPListener {
+    /// The fields of a listener, in the order they are written.
+    static let listenerFields = ["address", "tls", "auth", "name"]
+
+    /// `ADDRESS [tls=none|starttls|implicit] [auth=none|optional|required] [name=NAME]`; the file writes the same
+    /// as a mapping (`{address: 0.0.0.0:587, tls: starttls, auth: required}`).
+    static let listener = ValueParser(
+        expected: "a listener: an address IP:PORT with tls (none, starttls or implicit) and auth (none, optional "
+            + "or required), e.g. {address: 0.0.0.0:587, tls: starttls, auth: required}",
+        parse: { text in
+            var fields: [String: String] = [:]
+            for (index, token) in text.split(whereSeparator: { $0 == " " || $0 == "\t" }).enumerated() {
+                let parts = token.split(separator: "=", maxSplits: 1).map(String.init)
+                // A bare first token is the address; every other token is field=value.
+                let (field, value) =
+                    parts.count == 2 ? (parts[0], parts[1]) : index == 0 ? ("address", parts[0]) : ("", "")
+                guard listenerFields.contains(field), fields[field] == nil, !value.isEmpty else { return nil }
+                fields[field] = value
+            }
+            guard let address = fields["address"].flatMap({ SocketAddress(hostAndPort: $0) }),
+                let tls = SMTPListener.TLSMode(rawValue: fields["tls"] ?? "none"),
+                let auth = AuthRequirement(rawValue: fields["auth"] ?? "none")
+            else { return nil }
+            let nameCharacter = { (c: Character) in c.isASCII && (c.isLetter || c.isNumber || "-_.".contains(c)) }
+            if let name = fields["name"], !name.allSatisfy(nameCharacter) { return nil }
+            return SMTPListener(address: address, tls: tls, auth: auth, name: fields["name"])
+        },
+        render: { "\($0.address) tls=\($0.tls.rawValue) auth=\($0.auth.rawValue) name=\($0.name)" })
 }
 
 extension ValueParser where Value == BounceRecipient {

@@ -1,5 +1,6 @@
 import ACSClient
 import ACSEmail
+import SMTPServer
 
 /// Rules that involve more than one key; each message names the keys and where their values came from.
 enum ConfigurationValidation {
@@ -31,11 +32,32 @@ enum ConfigurationValidation {
                 "ACS delivery needs \(named("senders.sender_address")) (a MailFrom address of the ACS resource) "
                     + "or \(named("senders.verified_domains"))")
         }
-        if settings.listen.isEmpty {
-            problems.append("\(named("smtp.listen")) must name at least one address")
+        let listeners = settings.serverConfiguration.listeners
+        if listeners.isEmpty {
+            problems.append("\(named("smtp.listen")) or \(named("smtp.listeners")) must name at least one address")
         }
-        if let admin = settings.adminListen, settings.listen.contains(admin) {
-            problems.append("\(named("admin.listen")) \(admin) is also an SMTP address in \(named("smtp.listen"))")
+        var seen: Set<SocketAddress> = []
+        for listener in listeners where !seen.insert(listener.address).inserted {
+            problems.append(
+                "\(listener.address) is listed twice in \(named("smtp.listen")) and \(named("smtp.listeners"))")
+        }
+        if let admin = settings.adminListen, seen.contains(admin) {
+            problems.append(
+                "\(named("admin.listen")) \(admin) is also an SMTP address in \(named("smtp.listen")) or "
+                    + named("smtp.listeners"))
+        }
+        let certificateAndKey = settings.tls.certificate != nil && settings.tls.key != nil
+        if let listener = listeners.first(where: { $0.tls != .none }), !certificateAndKey {
+            problems.append(
+                "\(named("smtp.listeners")): \(listener.address) uses tls: \(listener.tls.rawValue), which needs "
+                    + "\(named("tls.certificate")) and \(named("tls.key"))")
+        } else if (settings.tls.certificate == nil) != (settings.tls.key == nil) {
+            problems.append("\(named("tls.certificate")) and \(named("tls.key")) go together: give both")
+        }
+        if let listener = listeners.first(where: { $0.auth != .none }), settings.auth.usersFile == nil {
+            problems.append(
+                "\(named("smtp.listeners")): \(listener.address) uses auth: \(listener.auth.rawValue), which needs "
+                    + "\(named("auth.users_file"))")
         }
         return problems
     }

@@ -14,6 +14,9 @@ import SMTPServer
 public struct GatewaySettings: Sendable {
     // MARK: smtp — listeners and access
     public var listen: [SocketAddress] = SMTPServerConfiguration().listenAddresses
+    /// Listeners with TLS and AUTH settings, besides the plain ones of `listen` (whose default then goes unless
+    /// it was set explicitly).
+    public var listeners: [SMTPListener] = []
     /// Networks admitted besides loopback (always admitted).
     public var allowNetworks: [IPNetwork] = []
     public var hostname: String = SMTPServerConfiguration().hostname
@@ -21,6 +24,10 @@ public struct GatewaySettings: Sendable {
     public var maxConnectionsPerClient: Int = SMTPServerConfiguration().maxConnectionsPerClient
     /// Clients the per-client limit spares; nil: loopback and ``allowNetworks`` (Postfix's `$mynetworks` default).
     public var connectionLimitExceptions: [IPNetwork]?
+
+    // MARK: tls, auth
+    public var tls = TLSSettings()
+    public var auth = AuthSettings()
 
     // MARK: limits, timeouts
     public var limits = SMTPLimits()
@@ -53,7 +60,8 @@ public struct GatewaySettings: Sendable {
     /// The SMTP server's configuration (loopback is always admitted).
     public var serverConfiguration: SMTPServerConfiguration {
         var configuration = SMTPServerConfiguration()
-        configuration.listenAddresses = listen
+        configuration.listeners = listen.map { SMTPListener(address: $0) } + listeners
+        configuration.allowPlaintextAuth = tls.allowPlaintextAuth
         configuration.allowedNetworks = IPNetwork.loopback + allowNetworks
         configuration.hostname = hostname
         configuration.limits = limits
@@ -70,6 +78,32 @@ public struct GatewaySettings: Sendable {
         policy.userEngagementTrackingDisabled = disableEngagementTracking ? true : nil
         return policy
     }
+}
+
+/// The `tls` section: the certificate of the TLS listeners and the protocol settings.
+public struct TLSSettings: Sendable {
+    /// The certificate chain, PEM: the server's certificate first, then its intermediates.
+    public var certificate: String?
+    /// The private key, PEM, unencrypted, readable by root only (or a systemd credential).
+    public var key: String?
+    public var minVersion: TLSVersion = .tls1_2
+    /// OpenSSL cipher list for TLS 1.2 and below (TLS 1.3's suites are all strong and stay OpenSSL's).
+    public var ciphers = TLSContext.defaultCiphers
+    /// AUTH without TLS on non-loopback addresses, for legacy LANs.
+    public var allowPlaintextAuth = false
+
+    public init() {}
+
+    /// Whether a certificate is configured at all.
+    public var isConfigured: Bool { certificate != nil || key != nil }
+}
+
+/// The `auth` section: SMTP AUTH's users and the brake on failed attempts.
+public struct AuthSettings: Sendable {
+    public var usersFile: String?
+    public var failures = AuthFailureTracker.Limits()
+
+    public init() {}
 }
 
 /// The `acs` section: where and how to reach ACS. Secrets come from `$CREDENTIALS_DIRECTORY`, the named
