@@ -313,9 +313,44 @@ public final class ACSEmailClient: Sendable {
             return
         }
         metrics.retrying(Self.operation(of: request), reason: reason, wait: wait)
+        let noAnswer = (try? result.get()) == nil
         clock.schedule(after: wait) { [self, next] in
-            perform(request, pathAndQuery: pathAndQuery, state: next, completion: completion)
+            guard noAnswer, request.method == "POST",
+                let operationID = request.headers.first(where: { $0.name == "Operation-Id" })?.value
+            else {
+                perform(request, pathAndQuery: pathAndQuery, state: next, completion: completion)
+                return
+            }
+            // The attempt got no answer, so it may have reached ACS. Sending again would rely on ACS treating a
+            // repeated Operation-Id as the same operation, which is not documented: ask first, and send again
+            // only when ACS does not know the operation (`OperationLookupTests`).
+            lookUp(operationID: operationID) { [self] lookup in
+                switch lookup {
+                case .found(let status, _):
+                    completion(.success(Self.acceptedAnswer(status)), state.attempt)
+                case .notFound:
+                    perform(request, pathAndQuery: pathAndQuery, state: next, completion: completion)
+                case .unknown:
+                    completion(.failure(ACSSendResultFailure(lastOutcome, sawTransportFailure: true)), state.attempt)
+                }
+            }
         }
+    }
+
+    /// The 202 ACS would have answered for an operation a status read found: the send happened.
+    private static func acceptedAnswer(_ status: ACSOperationStatus) -> HTTPResponse {
+        struct Body: Encodable {
+            struct Detail: Encodable {
+                var code: String?
+                var message: String?
+            }
+            var id: String
+            var status: String
+            var error: Detail?
+        }
+        let error = status.code == nil && status.message == nil ? nil : Body.Detail(code: status.code, message: status.message)
+        let body = (try? JSONEncoder().encode(Body(id: status.operationID, status: status.status, error: error))) ?? Data()
+        return HTTPResponse(status: 202, body: Array(body))
     }
 
     /// One status read for an operation whose send may have reached ACS unseen: an existing operation means the

@@ -53,6 +53,7 @@ import Testing
         let transport = ScriptedTransport([
             ACSEmailClientTests.status(503),
             .failure(HTTPTransportError(.timeout, "operation timed out")),
+            ACSEmailClientTests.status(404, error: "NotFound"),  // asked before resending: never arrived
             ACSEmailClientTests.accepted(),
         ])
         #expect(send(transport, metrics: metrics)?.attempts == 3)

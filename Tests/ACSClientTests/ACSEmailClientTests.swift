@@ -179,11 +179,23 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
         #expect((result?.attempts ?? 0) >= 4)
     }
 
-    @Test func timeoutThenAccepted_retriesTheSameOperation() {
-        let transport = ScriptedTransport([.failure(HTTPTransportError(.timeout, "stalled")), Self.accepted()])
+    @Test func timeoutThenAccepted_asksBeforeRetryingTheSameOperation() {
+        // No answer: ACS is asked first; it does not know the operation (404), so the send is repeated.
+        let transport = ScriptedTransport([
+            .failure(HTTPTransportError(.timeout, "stalled")), Self.status(404, error: "NotFound"), Self.accepted(),
+        ])
         let (result, _) = send(transport) { $0.backgroundPolls = 0 }
         #expect(result?.attempts == 2)
+        #expect(transport.requests.map(\.method) == ["POST", "GET", "POST"])
         #expect(Set(transport.sends.map { $0.headers.first { $0.name == "Operation-Id" }?.value }).count == 1)
+    }
+
+    @Test func timeoutThatReachedACS_isNotSentAgain() {
+        // The first send arrived although its answer was lost: the status read finds it, and nothing is resent.
+        let transport = ScriptedTransport([.failure(HTTPTransportError(.timeout, "stalled")), Self.poll("Running")])
+        let (result, _) = send(transport) { $0.backgroundPolls = 0 }
+        #expect(result?.outcome == .accepted(operationID: Self.operationID, status: "Running"))
+        #expect(transport.sends.count == 1)
     }
 
     @Test func eachAttemptsTimeout_neverOutlivesTheBudget() {
