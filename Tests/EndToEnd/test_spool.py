@@ -360,3 +360,23 @@ def test_bounce_policy_admin_or_none(custody, policy):
         return
     bounce = wait_for(lambda: emulator.messages(), timeout=30, what="the bounce")[0]["request"]
     assert bounce["recipients"]["to"][0]["address"] == "ops@example.com"
+
+
+def test_a_damaged_record_is_left_alone_and_the_rest_is_delivered(custody, start_gateway, start_emulator):
+    emulator = start_emulator()
+    emulator.faults({"route": "any", "outageMs": 60_000})
+    gateway, _ = custody("--delivery-mode", "queue", emulator=emulator, check_exit=False)
+    [(code, text)] = send_many(gateway, 1)
+    good = reply_id(text)
+    gateway.stop()
+    # A record cut short (a disk error, a hand edit): the daemon must still start and deliver the rest.
+    damaged = "01a24eff-0000-7000-8000-000000000001"
+    (gateway.spool / "queue" / f"{damaged}.eml").write_bytes(message(9))
+    (gateway.spool / "queue" / f"{damaged}.json").write_text('{"id": "' + damaged + '", "state": "queu')
+    emulator.admin("POST", "/admin/reset")
+    restarted = start_gateway(*gateway.extra_args, "--spool-directory", str(gateway.spool),
+                              env={"ACS_CONNECTION_STRING": emulator.connection_string})
+    wait_for(lambda: good in recorded_ids(emulator), timeout=30, what="the intact message")
+    assert "cannot read a spooled message; leaving it where it is" in restarted.stderr()
+    assert (gateway.spool / "queue" / f"{damaged}.json").exists()
+    assert replays(emulator) == 0

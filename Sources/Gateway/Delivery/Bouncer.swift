@@ -2,6 +2,7 @@ import ACSClient
 import ACSEmail
 import Foundation
 import Logging
+import MailParser
 import SMTPServer
 import Spool
 
@@ -45,43 +46,16 @@ final class Bouncer: Sendable {
         case .sender:
             recipient = envelopeSender
         }
-        let headers = Self.headerBlock(message)
-        if Bounce.mustNotBounce(envelopeSender: envelopeSender, headers: headers, gatewaySender: senderAddress) {
-            return .none(reason: envelopeSender.isEmpty ? "null sender" : "the message is a bounce or an auto-reply")
+        // Bounce reads only the header block of what it is given, and caps what it quotes.
+        if let suppressed = Bounce.suppression(envelopeSender: envelopeSender, headers: message, gatewaySender: senderAddress) {
+            return .none(reason: "loop guard: " + suppressed.rawValue.replacingOccurrences(of: "-", with: " "))
         }
         let report = DeliveryFailureReport(
             reportingMTA: hostname, messageID: messageID, originalSender: envelopeSender, recipients: recipients,
             arrivalDate: receivedAt, status: failure.status, diagnostic: failure.diagnostic,
-            originalHeaders: headers, originalSubject: Self.subject(headers))
+            originalHeaders: message, originalSubject: MailParser().parse(message).subject)
         let email = Bounce.message(for: report, senderAddress: senderAddress, bounceRecipient: recipient)
         return .send(recipient: recipient, body: ACSJSONEncoder(apiVersion: apiVersion).encode(email))
-    }
-
-    /// The header block of a message: up to and including the first empty line.
-    static func headerBlock(_ message: [UInt8]) -> [UInt8] {
-        var index = 0
-        while index < message.count {
-            guard let end = message[index...].firstIndex(of: 10) else { return message }
-            let line = message[index..<end]
-            if line.isEmpty || line == [13] { return Array(message[..<index]) }
-            index = end + 1
-        }
-        return message
-    }
-
-    /// The raw `Subject` field of a header block (unfolded, undecoded), for the bounce's subject.
-    static func subject(_ headers: [UInt8]) -> String? {
-        let text = String(decoding: headers, as: UTF8.self)
-        var found: String?
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if let current = found {
-                guard line.first == " " || line.first == "\t" else { break }
-                found = current + " " + line.trimmingCharacters(in: .whitespacesAndNewlines)
-            } else if line.lowercased().hasPrefix("subject:") {
-                found = line.dropFirst(8).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-        }
-        return found
     }
 
     /// A fresh operation id for a bounce: a UUIDv7, kept in the spool record before the first attempt so a

@@ -89,7 +89,21 @@ public final class SpoolDelivery: @unchecked Sendable {
     private func load() throws {
         let now = Date()
         for id in spool.ids() {
-            guard let lock = try spool.lock(id: id, wait: true, timeout: 5), var record = try lock.read() else { continue }
+            let lock: SpoolMessageLock
+            var record: SpoolRecord
+            do {
+                guard let held = try spool.lock(id: id, wait: true, timeout: 5), let read = try held.read() else {
+                    continue
+                }
+                (lock, record) = (held, read)
+            } catch {
+                // One damaged record must not keep the daemon from delivering the rest: it stays on disk, untouched,
+                // for a person to repair (`test_a_damaged_record_is_left_alone_and_the_rest_is_delivered`).
+                logger.error(
+                    "cannot read a spooled message; leaving it where it is",
+                    metadata: ["smtp.message_id": "\(id)", "error": "\(error)", "spool": "\(spool.queueDirectory)"])
+                continue
+            }
             if record.state == .sending {
                 record.state = .queued
                 record.outcomeUnknown = true
@@ -136,18 +150,10 @@ public final class SpoolDelivery: @unchecked Sendable {
     /// The reply for a new transaction when the spool cannot take more (452 4.3.1), else nil.
     func admissionRefusal(settings: DeliverySettings, incoming: Int = 0) -> SMTPReply? {
         usageLock.withLock {
+            refreshDiskState()  // so a spool that became writable again takes mail again
             if !writable { return .insufficientStorage("the mail queue cannot be written") }
             if usageCount >= settings.spoolMaxMessages { return .insufficientStorage("the mail queue is full") }
             if usageBytes + incoming > settings.spoolMaxSize { return .insufficientStorage("the mail queue is full") }
-            let now = ProcessInfo.processInfo.systemUptime
-            if now - freeCheckedAt > 1 {
-                freeCheckedAt = now
-                var status = statvfs()
-                if statvfs(spool.directory, &status) == 0 {
-                    freeBytes = Int(clamping: UInt64(status.f_bavail) &* UInt64(status.f_frsize))
-                }
-                writable = spool.isWritable()
-            }
             if freeBytes - incoming < settings.spoolMinFree { return .insufficientStorage("the disk is full") }
             return nil
         }
@@ -155,8 +161,22 @@ public final class SpoolDelivery: @unchecked Sendable {
 
     /// Whether the spool can be written (for `/readyz`).
     var isWritable: Bool {
-        _ = admissionRefusal(settings: DeliverySettings())  // refreshes the check at most once a second
-        return usageLock.withLock { writable }
+        usageLock.withLock {
+            refreshDiskState()
+            return writable
+        }
+    }
+
+    /// Re-reads free space and writability at most once a second (under `usageLock`).
+    private func refreshDiskState() {
+        let now = ProcessInfo.processInfo.systemUptime
+        guard now - freeCheckedAt > 1 else { return }
+        freeCheckedAt = now
+        var status = statvfs()
+        if statvfs(spool.directory, &status) == 0 {
+            freeBytes = Int(clamping: UInt64(status.f_bavail) &* UInt64(status.f_frsize))
+        }
+        writable = spool.isWritable()
     }
 
     /// Writes a message into the spool durably and schedules it. Blocking file I/O: call it off the
@@ -343,8 +363,11 @@ public final class SpoolDelivery: @unchecked Sendable {
             lock = held
             record = current
         } catch {
-            logger.error("cannot read a spooled message", metadata: ["smtp.message_id": "\(id)", "error": "\(error)"])
-            completion(.skipped(pacer: nil))
+            // Damaged since it was indexed: logged once and left on disk; retrying it every second helps no one.
+            logger.error(
+                "cannot read a spooled message; leaving it where it is",
+                metadata: ["smtp.message_id": "\(id)", "error": "\(error)", "spool": "\(spool.queueDirectory)"])
+            completion(.removed(size: size, pacer: nil))
             return
         }
         let needsPermit = record.state == .queued || record.state == .bouncing || record.state == .sending
