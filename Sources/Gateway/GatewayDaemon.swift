@@ -116,7 +116,11 @@ public enum GatewayDaemon {
                     let stopped: @Sendable () -> Void = {
                         notifier.status("Stopped: " + countersText(server.statistics.snapshot))
                         logger.info("stopped")
-                        exit(0)
+                        // _exit, not exit: exit(3) runs libcrypto's and libcurl's atexit clean-ups while their
+                        // threads may still hold the locks those clean-ups destroy, which crashed a stop now and
+                        // then (SIGSEGV in pthread_rwlock_rdlock, seen in test_acs_http2). Logs are flushed first.
+                        fflush(nil)
+                        _exit(0)
                     }
                     guard let delivery else { return stopped() }
                     queue.asyncAfter(deadline: .now() + grace) {
