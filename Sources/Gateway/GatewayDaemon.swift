@@ -234,7 +234,14 @@ public enum GatewayDaemon {
         switch try SocketActivation.listeningSockets(environment: environment) {
         case .inherited(let sockets):
             var addresses: [SocketAddress] = []
-            for socket in sockets {
+            for socket in sockets where socket.isLocal {
+                server.adopt(localSocket: socket.fd, name: socket.name)
+            }
+            if !sockets.contains(where: \.isLocal) {
+                // Only the network sockets came from systemd: the configured local socket is bound here.
+                try server.startLocalSocket()
+            }
+            for socket in sockets where !socket.isLocal {
                 // FileDescriptorName= picks the listener (its TLS and AUTH settings); see SMTPServer.adopt.
                 let listener = try server.adopt(listeningSocket: socket.fd, name: socket.name)
                 logger.notice(
