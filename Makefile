@@ -88,6 +88,7 @@ endif
 		| install -D -m 0644 /dev/stdin "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service"
 	grep -q '^ExecStart=$(BINDIR)/acs-smtp-gateway ' "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service"
 	install -D -m 0644 systemd/acs-smtp-gateway.socket "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket"
+	install -D -m 0644 systemd/acs-smtp-gateway-sendmail.socket "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway-sendmail.socket"
 	@# Credential files first, then the directory, so no secret is ever readable through it.
 	@for secret in $(CREDENTIAL_FILES); do \
 		file="$(DESTDIR)/etc/acs-smtp-gateway/$$secret"; \
@@ -109,7 +110,8 @@ endif
 # Removes what install added; an edited gateway.conf and the credential files in /etc/acs-smtp-gateway stay.
 uninstall:
 	rm -f "$(DESTDIR)$(BINDIR)/acs-smtp-gateway" "$(DESTDIR)$(BINDIR)/acs-email-emulator" \
-		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service" "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket"
+		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service" "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket" \
+		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway-sendmail.socket"
 	if cmp -s etc/acs-smtp-gateway/gateway.conf "$(DESTDIR)$(GATEWAY_CONF)"; then \
 		rm -f "$(DESTDIR)$(GATEWAY_CONF)"; \
 	elif [ -e "$(DESTDIR)$(GATEWAY_CONF)" ]; then \

@@ -29,6 +29,7 @@ CONFIG = "/etc/acs-smtp-gateway/gateway.conf"
 EXAMPLE = REPO / CONFIG.lstrip("/")
 CONFIG_DIR = "/etc/acs-smtp-gateway/"
 POSTINST = REPO / "etc/debian/postinst"
+POSTRM = REPO / "etc/debian/postrm"
 SECRET_PATTERNS = [
     re.compile(rb"accesskey=[A-Za-z0-9+/=]{16,}", re.IGNORECASE),  # a real connection string's key
     re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
@@ -74,6 +75,7 @@ def expected_tree(prefix: str) -> dict[str, str]:
     entries[f"{prefix}/bin/acs-email-emulator"] = "0o755"
     entries[f"{prefix}/lib/systemd/system/acs-smtp-gateway.service"] = "0o644"
     entries[f"{prefix}/lib/systemd/system/acs-smtp-gateway.socket"] = "0o644"
+    entries[f"{prefix}/lib/systemd/system/acs-smtp-gateway-sendmail.socket"] = "0o644"
     return entries
 
 
@@ -98,7 +100,8 @@ def check_installed(root: Path, prefix: str) -> None:
     # Apart from ExecStart=, the units are the repository's.
     original = (REPO / "systemd/acs-smtp-gateway.service").read_text()
     assert service == original.replace("ExecStart=/usr/bin/acs-smtp-gateway ", f"ExecStart={prefix}/bin/acs-smtp-gateway ")
-    assert (units / "acs-smtp-gateway.socket").read_bytes() == (REPO / "systemd/acs-smtp-gateway.socket").read_bytes()
+    for socket_unit in ("acs-smtp-gateway.socket", "acs-smtp-gateway-sendmail.socket"):
+        assert (units / socket_unit).read_bytes() == (REPO / "systemd" / socket_unit).read_bytes()
     # The paths the unit reads are where install put them; /etc/default is gone for good.
     assert "LoadCredential=acs-connection-string:/etc/acs-smtp-gateway/connection-string" in service
     assert not re.search(r"^\s*(EnvironmentFile=|.*\$GATEWAY_OPTS)", service, re.MULTILINE)
@@ -280,6 +283,7 @@ def test_deb(tmp_path):
         "/usr/lib/systemd/system": "drwxr-xr-x",
         "/usr/lib/systemd/system/acs-smtp-gateway.service": "-rw-r--r--",
         "/usr/lib/systemd/system/acs-smtp-gateway.socket": "-rw-r--r--",
+        "/usr/lib/systemd/system/acs-smtp-gateway-sendmail.socket": "-rw-r--r--",
     }
 
     # The control data.
@@ -319,7 +323,8 @@ def test_deb(tmp_path):
         for _ in range(2):
             recorded += run_maintainer_script(tmp_path, control / script, tmp_path / "dpkg-root", *args)[1]
     if Path("/run/systemd/system").is_dir():
-        assert recorded == ["daemon-reload"] * 2 + ["stop acs-smtp-gateway.socket acs-smtp-gateway.service"] * 2 \
+        assert recorded == ["daemon-reload"] * 2 \
+            + ["stop acs-smtp-gateway.socket acs-smtp-gateway-sendmail.socket acs-smtp-gateway.service"] * 2 \
             + ["daemon-reload"] * 2
     else:
         assert recorded == []  # no systemd running: the scripts leave it alone
@@ -376,3 +381,18 @@ def test_postinst_upgrade_from_an_older_layout(tmp_path, legacy_options):
     # Idempotent: a second run changes and says nothing more about the directory.
     again, _ = run_maintainer_script(tmp_path, POSTINST, root, "configure", "0.1.0~git0000000")
     assert "readable by its owner only" not in again.stderr and "mode 0755" not in again.stderr
+
+
+def test_postrm_removes_the_runtime_directory_the_service_keeps(tmp_path):
+    """The service keeps /run/acs-smtp-gateway when it stops (RuntimeDirectoryPreserve=yes, for the sendmail
+    socket); removing the package deletes it, an upgrade leaves it to the running units."""
+    root = tmp_path / "root"
+    runtime, neighbour = root / "run/acs-smtp-gateway", root / "run/other"
+    for directory in (runtime, neighbour):
+        directory.mkdir(parents=True)
+    (runtime / "submit.sock").write_text("")  # stands for the socket file a stopped service left
+    run_maintainer_script(tmp_path, POSTRM, root, "upgrade", "0.1.0~git0000000")
+    assert (runtime / "submit.sock").exists()
+    run_maintainer_script(tmp_path, POSTRM, root, "remove")
+    assert not runtime.exists() and neighbour.is_dir()
+    run_maintainer_script(tmp_path, POSTRM, root, "remove")  # idempotent
