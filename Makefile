@@ -4,6 +4,7 @@ SWIFT_FLAGS := -Xswiftc -warnings-as-errors
 ARGS ?=
 
 .PHONY: run test build unit-test e2e-test bench fuzz clean install uninstall deb
+.PHONY: install-sendmail install-sendmail-links uninstall-sendmail deb-gateway deb-sendmail
 
 run:
 	.ci/install-packages build
@@ -108,7 +109,8 @@ endif
 	fi
 
 # Removes what install added; an edited gateway.conf and the credential files in /etc/acs-smtp-gateway stay.
-uninstall:
+# The sendmail links of install-sendmail go first, as they would lead nowhere without the binary.
+uninstall: uninstall-sendmail
 	rm -f "$(DESTDIR)$(BINDIR)/acs-smtp-gateway" "$(DESTDIR)$(BINDIR)/acs-email-emulator" \
 		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service" "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket" \
 		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway-sendmail.socket"
@@ -120,6 +122,74 @@ uninstall:
 	if [ -d "$(DESTDIR)/etc/acs-smtp-gateway" ]; then \
 		rmdir "$(DESTDIR)/etc/acs-smtp-gateway" 2>/dev/null || echo "keeping non-empty $(DESTDIR)/etc/acs-smtp-gateway"; \
 	fi
+
+# --------------------------------------------------------------------------------------------------
+# The sendmail command as the host's MTA (README.md "The sendmail command as the host's MTA: packages and
+# links"): `make install-sendmail [DESTDIR=…] [PREFIX=/usr] [FORCE=1]` after `make install`, and
+# `make uninstall-sendmail`. `make deb` ships the same links as the package acs-smtp-gateway-sendmail.
+#
+# The binary behaves as sendmail, mailq (the queue list) or newaliases (a note: aliases live in gateway.conf)
+# by the name it is run under, so each is a symbolic link to $(BINDIR)/acs-smtp-gateway. Programs run
+# /usr/sbin/sendmail by that path (PHP's sendmail_path, cron, mailx) and older ones /usr/lib/sendmail, so
+# those two are made there whatever PREFIX is; mailq and newaliases are found through PATH and go in
+# $(BINDIR), /usr/bin as with Debian's MTAs (Postfix, nullmailer, msmtp-mta). /usr/lib/sendmail points at
+# ../sbin/sendmail as theirs does. The links are relative, as Debian wants links inside /usr, which also
+# makes them resolve inside a DESTDIR.
+# Only one MTA can own these names. Install refuses, naming them, when any of them exists and is not
+# already a link to $(BINDIR)/acs-smtp-gateway: another MTA is installed, and replacing its sendmail would
+# break it (remove or purge it first). FORCE=1 replaces them anyway. Uninstall removes only the links that
+# lead to $(BINDIR)/acs-smtp-gateway, /usr/lib/sendmail before the /usr/sbin/sendmail it goes through.
+SENDMAIL_LINKS := /usr/lib/sendmail /usr/sbin/sendmail $(BINDIR)/mailq $(BINDIR)/newaliases
+FORCE ?=
+
+install-sendmail:
+	@test -x "$(DESTDIR)$(BINDIR)/acs-smtp-gateway" || { \
+		echo "error: $(DESTDIR)$(BINDIR)/acs-smtp-gateway is not installed: run make install first (same DESTDIR and PREFIX)" >&2; \
+		exit 1; }
+	@$(MAKE) --no-print-directory install-sendmail-links
+	@echo "next: systemctl enable --now acs-smtp-gateway-sendmail.socket && systemctl restart acs-smtp-gateway.service"
+
+# The links alone, without looking for the binary: `make deb` stages them for a package of their own.
+install-sendmail-links:
+	@set -e; \
+	ours=$$(readlink -m "$(DESTDIR)$(BINDIR)/acs-smtp-gateway"); \
+	taken=; \
+	for link in $(SENDMAIL_LINKS); do \
+		path="$(DESTDIR)$$link"; \
+		if [ -e "$$path" ] || [ -L "$$path" ]; then \
+			{ [ -L "$$path" ] && [ "$$(readlink -m "$$path")" = "$$ours" ]; } || taken="$$taken $$path"; \
+		fi; \
+	done; \
+	if [ -n "$$taken" ]; then \
+		if [ "$(FORCE)" != 1 ]; then \
+			echo "error: another mail transport agent provides$$taken" >&2; \
+			echo "error: remove or purge it first (\`dpkg -S /usr/sbin/sendmail\` names its package: postfix," \
+				"an exim4 package, nullmailer, msmtp-mta...), or replace these files with FORCE=1" >&2; \
+			exit 1; \
+		fi; \
+		echo "FORCE=1: replacing$$taken (a package that owns them still lists them, and puts its own back when it is reinstalled or upgraded)"; \
+	fi; \
+	for link in $(SENDMAIL_LINKS); do \
+		case "$$link" in \
+			/usr/lib/sendmail) destination=/usr/sbin/sendmail ;; \
+			*) destination="$(BINDIR)/acs-smtp-gateway" ;; \
+		esac; \
+		target=$$(realpath -m -s --relative-to="$$(dirname "$$link")" "$$destination"); \
+		install -d -m 0755 "$(DESTDIR)$$(dirname "$$link")"; \
+		ln -sfn "$$target" "$(DESTDIR)$$link"; \
+		echo "$(DESTDIR)$$link -> $$target"; \
+	done
+
+uninstall-sendmail:
+	@ours=$$(readlink -m "$(DESTDIR)$(BINDIR)/acs-smtp-gateway"); \
+	for link in $(SENDMAIL_LINKS); do \
+		path="$(DESTDIR)$$link"; \
+		if [ -L "$$path" ] && [ "$$(readlink -m "$$path")" = "$$ours" ]; then \
+			rm -f "$$path" && echo "removed $$path"; \
+		elif [ -e "$$path" ] || [ -L "$$path" ]; then \
+			echo "keeping $$path: it does not lead to $(BINDIR)/acs-smtp-gateway"; \
+		fi; \
+	done
 
 # A binary .deb built straight with dpkg-deb from a staged `make install` (no debian/ source tree: the
 # maintainer scripts and control template live in etc/debian/, see etc/debian/control.in).

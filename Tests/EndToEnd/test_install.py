@@ -36,24 +36,32 @@ SECRET_PATTERNS = [
 ]
 
 
-def make(*args: str, **variables: str) -> subprocess.CompletedProcess:
+def run_make(*args: str, **variables: str) -> subprocess.CompletedProcess:
     binaries = {"INSTALL_BINARY": str(gateway_binary()), "INSTALL_EMULATOR": str(emulator_binary())}
     for binary in binaries.values():
         if not Path(binary).is_file():
             pytest.fail(f"{binary} not found: run `swift build` first or set GATEWAY_BIN/EMULATOR_BIN", pytrace=False)
     command = ["make", "--no-print-directory", "-C", str(REPO), *args]
     command += [f"{key}={value}" for key, value in {**binaries, **variables}.items()]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def make(*args: str, **variables: str) -> subprocess.CompletedProcess:
+    result = run_make(*args, **variables)
+    assert result.returncode == 0, f"make {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
 
 def tree(root: Path) -> dict[str, str]:
-    """Every path under root (relative, with a trailing / for directories) and its permission bits."""
+    """Every path under root (relative, with a trailing / for directories) and its permission bits, or for a
+    symbolic link "-> " and its target."""
     entries = {}
     for path in sorted(root.rglob("*")):
         mode = path.lstat().st_mode
         name = "/" + str(path.relative_to(root)) + ("/" if stat.S_ISDIR(mode) else "")
+        if stat.S_ISLNK(mode):
+            entries[name] = "-> " + os.readlink(path)
+            continue
         assert stat.S_ISDIR(mode) or stat.S_ISREG(mode), f"unexpected file type: {name}"
         entries[name] = oct(stat.S_IMODE(mode))
     return entries
@@ -396,3 +404,107 @@ def test_postrm_removes_the_runtime_directory_the_service_keeps(tmp_path):
     run_maintainer_script(tmp_path, POSTRM, root, "remove")
     assert not runtime.exists() and neighbour.is_dir()
     run_maintainer_script(tmp_path, POSTRM, root, "remove")  # idempotent
+
+
+# --------------------------------------------------------------------------------------------------
+# make install-sendmail / uninstall-sendmail: the links that make the gateway the host's MTA
+
+
+def sendmail_links(prefix: str) -> dict[str, str]:
+    """The links install-sendmail makes, as tree() shows them: relative, so they resolve inside DESTDIR.
+    /usr/sbin/sendmail and /usr/lib/sendmail whatever the prefix (programs run them by those paths), mailq and
+    newaliases beside the binary (found through PATH)."""
+    return {
+        "/usr/sbin/sendmail": "-> " + os.path.relpath(f"{prefix}/bin/acs-smtp-gateway", "/usr/sbin"),
+        "/usr/lib/sendmail": "-> ../sbin/sendmail",
+        f"{prefix}/bin/mailq": "-> acs-smtp-gateway",
+        f"{prefix}/bin/newaliases": "-> acs-smtp-gateway",
+    }
+
+
+def check_links_resolve(root: Path, prefix: str) -> None:
+    binary = root / prefix.lstrip("/") / "bin/acs-smtp-gateway"
+    for link in sendmail_links(prefix):
+        assert (root / link.lstrip("/")).resolve(strict=True) == binary.resolve(strict=True), link
+
+
+@pytest.mark.parametrize("prefix", ["/usr", "/usr/local"])
+def test_install_sendmail_links_and_uninstall_them(tmp_path, prefix):
+    root = tmp_path / "root"
+    make("install", DESTDIR=str(root), PREFIX=prefix)
+    before = tree(root)
+    result = make("install-sendmail", DESTDIR=str(root), PREFIX=prefix)
+    assert "acs-smtp-gateway-sendmail.socket" in result.stdout  # what to enable next
+    added = {name: value for name, value in tree(root).items() if name not in before}
+    assert {name: value for name, value in added.items() if not name.endswith("/")} == sendmail_links(prefix)
+    assert {name: value for name, value in tree(root).items() if name in before} == before  # nothing else changed
+    check_links_resolve(root, prefix)
+
+    # Our own links are no obstacle: a second run (after an upgrade, say) succeeds and changes nothing.
+    after = tree(root)
+    make("install-sendmail", DESTDIR=str(root), PREFIX=prefix)
+    assert tree(root) == after
+
+    result = make("uninstall-sendmail", DESTDIR=str(root), PREFIX=prefix)
+    assert [line for line in result.stdout.splitlines() if line.startswith("removed ")] \
+        == [f"removed {root}{link}" for link in ("/usr/lib/sendmail", "/usr/sbin/sendmail",
+                                                  f"{prefix}/bin/mailq", f"{prefix}/bin/newaliases")]
+    # Only the links go (the directories they were made in are the system's).
+    assert {name: value for name, value in tree(root).items() if not name.endswith("/")} \
+        == {name: value for name, value in before.items() if not name.endswith("/")}
+
+    # `make uninstall` takes the links with the binary they lead to.
+    make("install-sendmail", DESTDIR=str(root), PREFIX=prefix)
+    make("uninstall", DESTDIR=str(root), PREFIX=prefix)
+    assert [p for p in root.rglob("*") if p.is_symlink() or p.is_file()] == []
+
+
+def test_install_sendmail_refuses_to_replace_another_mta(tmp_path):
+    """Postfix (or Exim, nullmailer, msmtp-mta) owns /usr/sbin/sendmail and friends: replacing them would break
+    that MTA, so install-sendmail stops, names what it found and changes nothing, unless FORCE=1."""
+    root = tmp_path / "root"
+    make("install", DESTDIR=str(root))
+    postfix = {"/usr/sbin/sendmail": b"\x7fELF postfix's sendmail", "/usr/bin/mailq": b"\x7fELF postfix's mailq"}
+    for name, content in postfix.items():
+        (root / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / name.lstrip("/")).write_bytes(content)
+    (root / "usr/lib/sendmail").symlink_to("../sbin/sendmail")  # as Postfix's package has it
+    before = tree(root)
+
+    result = run_make("install-sendmail", DESTDIR=str(root))
+    assert result.returncode != 0
+    assert f"error: another mail transport agent provides {root}/usr/lib/sendmail {root}/usr/sbin/sendmail " \
+           f"{root}/usr/bin/mailq\n" in result.stderr, result.stderr
+    assert "remove or purge it first" in result.stderr and "FORCE=1" in result.stderr
+    assert tree(root) == before  # not even newaliases, which was free
+    for name, content in postfix.items():
+        assert (root / name.lstrip("/")).read_bytes() == content
+
+    # Uninstall leaves another MTA's files alone and says so.
+    result = make("uninstall-sendmail", DESTDIR=str(root))
+    assert f"keeping {root}/usr/sbin/sendmail: it does not lead to /usr/bin/acs-smtp-gateway" in result.stdout
+    assert tree(root) == before
+
+    result = make("install-sendmail", DESTDIR=str(root), FORCE="1")
+    assert f"FORCE=1: replacing {root}/usr/lib/sendmail {root}/usr/sbin/sendmail {root}/usr/bin/mailq" in result.stdout
+    assert {name: tree(root)[name] for name in sendmail_links("/usr")} == sendmail_links("/usr")
+    check_links_resolve(root, "/usr")
+
+
+def test_install_sendmail_refuses_a_link_to_another_program(tmp_path):
+    root = tmp_path / "root"
+    make("install", DESTDIR=str(root))
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/sendmail").symlink_to("../bin/msmtp")  # msmtp-mta's, dangling here
+    result = run_make("install-sendmail", DESTDIR=str(root))
+    assert result.returncode != 0 and f"provides {root}/usr/sbin/sendmail\n" in result.stderr, result.stderr
+    assert os.readlink(root / "usr/sbin/sendmail") == "../bin/msmtp"
+    assert not (root / "usr/bin/mailq").is_symlink()
+
+
+def test_install_sendmail_needs_the_installed_binary(tmp_path):
+    root = tmp_path / "root"
+    result = run_make("install-sendmail", DESTDIR=str(root), PREFIX="/usr/local")
+    assert result.returncode != 0
+    assert f"error: {root}/usr/local/bin/acs-smtp-gateway is not installed: run make install first" in result.stderr
+    assert not root.exists() or [p for p in root.rglob("*") if not p.is_dir()] == []
