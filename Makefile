@@ -191,8 +191,19 @@ uninstall-sendmail:
 		fi; \
 	done
 
-# A binary .deb built straight with dpkg-deb from a staged `make install` (no debian/ source tree: the
-# maintainer scripts and control template live in etc/debian/, see etc/debian/control.in).
+# Binary .debs built straight with dpkg-deb from a staged `make install` (no debian/ source tree: the
+# maintainer scripts and control templates live in etc/debian/, see etc/debian/control.in). `make deb` builds
+# two packages into DEB_DIR and prints their paths, one a line:
+# - acs-smtp-gateway (deb-gateway): the daemon, the emulator, the units, gateway.conf.
+# - acs-smtp-gateway-sendmail (deb-sendmail): only the links of install-sendmail and a README. It makes the
+#   gateway the host's MTA, so like every Debian MTA package it Provides, Conflicts with and Replaces
+#   mail-transport-agent: only one package can own /usr/sbin/sendmail, and dpkg then refuses this one
+#   beside Postfix, Exim, nullmailer or msmtp-mta instead of overwriting their sendmail, or apt offers to
+#   remove them. (Not update-alternatives, which Debian does not use for MTAs: sendmail, mailq and
+#   newaliases must belong to the MTA that actually runs, or mail goes to one that is not configured.)
+#   Those Conflicts are why the links are not in acs-smtp-gateway itself: the gateway must stay installable
+#   next to a Postfix that relays to it. Architecture all (there is no machine code in it); it depends on
+#   exactly the acs-smtp-gateway it was built with, whose binary the links lead to.
 VERSION ?= 0.1.0
 GIT_HASH := $(shell git rev-parse --short HEAD 2>/dev/null)
 DEB_VERSION := $(VERSION)$(if $(GIT_HASH),~git$(GIT_HASH))
@@ -202,12 +213,16 @@ DEB_DIR ?= .build/deb
 DEB_DIR_ABS := $(abspath $(DEB_DIR))
 DEB_ROOT := $(DEB_DIR_ABS)/root
 DEB_FILE = $(DEB_DIR_ABS)/acs-smtp-gateway_$(DEB_VERSION)_$(DEB_ARCH).deb
+SENDMAIL_DEB_ROOT := $(DEB_DIR_ABS)/sendmail-root
+SENDMAIL_DEB_FILE = $(DEB_DIR_ABS)/acs-smtp-gateway-sendmail_$(DEB_VERSION)_all.deb
 # xz like Debian's archive; the tests pass DEB_COMPRESSION=none for speed.
 DEB_COMPRESSION ?= xz
 # The libraries the binaries link; etc/debian/control.in adds procps (/bin/kill, the unit's ExecReload=).
 DEB_FALLBACK_DEPENDS := libcurl4, libssl3, libc6
 
-deb:
+deb: deb-gateway deb-sendmail
+
+deb-gateway:
 	@# Only what this target makes, so DEB_DIR may name a directory that holds other files.
 	rm -rf "$(DEB_ROOT)" "$(DEB_DIR_ABS)/shlibs" "$(DEB_DIR_ABS)/shlibdeps.log" "$(DEB_FILE)"
 	$(MAKE) --no-print-directory install DESTDIR="$(DEB_ROOT)" PREFIX=/usr
@@ -234,3 +249,17 @@ deb:
 		etc/debian/control.in | install -m 0644 /dev/stdin "$(DEB_ROOT)/DEBIAN/control"
 	dpkg-deb --build --root-owner-group -Z$(DEB_COMPRESSION) "$(DEB_ROOT)" "$(DEB_FILE)" >/dev/null
 	@echo "$(DEB_FILE)"
+
+# Needs no build: the links are made for /usr/bin/acs-smtp-gateway, which acs-smtp-gateway installs.
+deb-sendmail:
+	rm -rf "$(SENDMAIL_DEB_ROOT)" "$(SENDMAIL_DEB_FILE)"
+	$(MAKE) --no-print-directory install-sendmail-links DESTDIR="$(SENDMAIL_DEB_ROOT)" PREFIX=/usr >/dev/null
+	install -D -m 0644 etc/debian/acs-smtp-gateway-sendmail/README.Debian \
+		"$(SENDMAIL_DEB_ROOT)/usr/share/doc/acs-smtp-gateway-sendmail/README.Debian"
+	install -d -m 0755 "$(SENDMAIL_DEB_ROOT)/DEBIAN"
+	set -e; \
+	size=$$(du -sk --apparent-size --exclude=DEBIAN "$(SENDMAIL_DEB_ROOT)" | cut -f1); \
+	sed -e "s|@VERSION@|$(DEB_VERSION)|g" -e "s|@SIZE@|$$size|" etc/debian/acs-smtp-gateway-sendmail/control.in \
+		| install -m 0644 /dev/stdin "$(SENDMAIL_DEB_ROOT)/DEBIAN/control"
+	dpkg-deb --build --root-owner-group -Z$(DEB_COMPRESSION) "$(SENDMAIL_DEB_ROOT)" "$(SENDMAIL_DEB_FILE)" >/dev/null
+	@echo "$(SENDMAIL_DEB_FILE)"

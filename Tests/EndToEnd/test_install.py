@@ -260,24 +260,44 @@ def test_an_unprivileged_service_user_can_read_the_installed_configuration():
         shutil.rmtree(top)
 
 
-@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb is not installed (Debian's dpkg package)")
-def test_deb(tmp_path):
-    result = make("deb", DEB_DIR=str(tmp_path / "deb"), DEB_COMPRESSION="none")
-    deb = Path(result.stdout.strip().splitlines()[-1])
-    assert deb.is_file() and deb.parent == tmp_path / "deb", result.stdout
-    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
-    assert re.fullmatch(rf"acs-smtp-gateway_0\.1\.0(~git[0-9a-f]+)?_{arch}\.deb", deb.name)
+needs_dpkg_deb = pytest.mark.skipif(shutil.which("dpkg-deb") is None,
+                                    reason="dpkg-deb is not installed (Debian's dpkg package)")
 
-    def dpkg_deb(*args: str) -> str:
-        return subprocess.run(["dpkg-deb", *args], capture_output=True, text=True, check=True).stdout
 
-    # The files: the /usr tree of `make install`, all owned by root.
+@pytest.fixture(scope="module")
+def debs(tmp_path_factory) -> dict[str, Path]:
+    """`make deb` once for the tests below: the two packages it prints, by package name."""
+    directory = tmp_path_factory.mktemp("deb")
+    result = make("deb", DEB_DIR=str(directory), DEB_COMPRESSION="none")
+    printed = [Path(line) for line in result.stdout.splitlines() if line.startswith("/") and line.endswith(".deb")]
+    assert len(printed) == 2 and all(deb.is_file() and deb.parent == directory for deb in printed), result.stdout
+    return {deb.name.split("_")[0]: deb for deb in printed}
+
+
+def dpkg_deb(*args: str) -> str:
+    return subprocess.run(["dpkg-deb", *args], capture_output=True, text=True, check=True).stdout
+
+
+def deb_contents(deb: Path) -> dict[str, str]:
+    """What `dpkg-deb --contents` lists: each path and its mode (a link's with " -> target"), all root-owned."""
     contents = {}
     for line in dpkg_deb("--contents", str(deb)).splitlines():
         mode, owner, _size, _date, _time, name = line.split(None, 5)
         assert owner == "root/root", line
-        contents[name.removeprefix(".").rstrip("/") or "/"] = mode
-    assert contents == {
+        name, _, target = name.partition(" -> ")
+        contents[name.removeprefix(".").rstrip("/") or "/"] = mode + (f" -> {target}" if target else "")
+    return contents
+
+
+@needs_dpkg_deb
+def test_deb(tmp_path, debs):
+    assert sorted(debs) == ["acs-smtp-gateway", "acs-smtp-gateway-sendmail"]
+    deb = debs["acs-smtp-gateway"]
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+    assert re.fullmatch(rf"acs-smtp-gateway_0\.1\.0(~git[0-9a-f]+)?_{arch}\.deb", deb.name)
+
+    # The files: the /usr tree of `make install`, all owned by root; no sendmail link (that is the other package).
+    assert deb_contents(deb) == {
         "/": "drwxr-xr-x",
         "/etc": "drwxr-xr-x",
         "/etc/acs-smtp-gateway": "drwxr-xr-x",
@@ -336,6 +356,149 @@ def test_deb(tmp_path):
             + ["daemon-reload"] * 2
     else:
         assert recorded == []  # no systemd running: the scripts leave it alone
+
+
+@needs_dpkg_deb
+def test_sendmail_deb_holds_only_the_links_and_declares_itself_an_mta(tmp_path, debs):
+    """acs-smtp-gateway-sendmail: install-sendmail's links and a README, nothing else; the control fields every
+    Debian MTA has (so dpkg never lets two of them own /usr/sbin/sendmail), and exactly our gateway."""
+    deb, gateway = debs["acs-smtp-gateway-sendmail"], debs["acs-smtp-gateway"]
+    version = dpkg_deb("--field", str(gateway), "Version").strip()
+    assert deb.name == f"acs-smtp-gateway-sendmail_{version}_all.deb"
+
+    doc = "/usr/share/doc/acs-smtp-gateway-sendmail"
+    directories = ["/", "/usr", "/usr/bin", "/usr/lib", "/usr/sbin", "/usr/share", "/usr/share/doc", doc]
+    assert deb_contents(deb) == {
+        **{directory: "drwxr-xr-x" for directory in directories},
+        f"{doc}/README.Debian": "-rw-r--r--",
+        **{link: "lrwxrwxrwx " + target for link, target in sendmail_links("/usr").items()},
+    }
+    assert sendmail_links("/usr")["/usr/sbin/sendmail"] == "-> ../bin/acs-smtp-gateway"
+
+    fields = ("Package", "Version", "Architecture", "Depends", "Provides", "Conflicts", "Replaces", "Section",
+              "Priority")
+    assert dict(zip(fields, dpkg_deb("--field", str(deb), *fields).strip().splitlines())) == {
+        "Package": "Package: acs-smtp-gateway-sendmail",
+        "Version": f"Version: {version}",
+        "Architecture": "Architecture: all",
+        "Depends": f"Depends: acs-smtp-gateway (= {version})",
+        "Provides": "Provides: mail-transport-agent",
+        "Conflicts": "Conflicts: mail-transport-agent",
+        "Replaces": "Replaces: mail-transport-agent",
+        "Section": "Section: mail",
+        "Priority": "Priority: optional",
+    }
+    description = dpkg_deb("--field", str(deb), "Description")
+    for words in ("MTA", "cron", "PHP mail()", "mailx", "/usr/sbin/sendmail", "remove or purge Postfix",
+                  "systemctl enable --now acs-smtp-gateway-sendmail.socket"):
+        assert words in description, description
+    assert int(dpkg_deb("--field", str(deb), "Installed-Size")) > 0
+
+    # No maintainer script and no conffile: dpkg alone adds and removes the links.
+    control = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "--control", str(deb), str(control)], check=True)
+    assert sorted(path.name for path in control.iterdir()) == ["control"]
+
+    readme = (REPO / "etc/debian/acs-smtp-gateway-sendmail/README.Debian").read_text()
+    for link in sendmail_links("/usr"):
+        assert link in readme
+
+
+class DpkgRoot:
+    """An empty dpkg database in a directory, for `dpkg --root`: packages are unpacked there, never on this host.
+    Maintainer scripts run without chroot (--force-script-chrootless) with $DPKG_ROOT set, as ours expect, and
+    against a systemctl that does nothing."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        database = path / "var/lib/dpkg"
+        for directory in ("info", "updates", "triggers"):
+            (database / directory).mkdir(parents=True)
+        for file in ("status", "available"):
+            (database / file).touch()
+        fake_bin = path.parent / f"{path.name}-bin"
+        fake_bin.mkdir()
+        (fake_bin / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+        (fake_bin / "systemctl").chmod(0o755)
+        self.env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+
+    def dpkg(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["dpkg", f"--root={self.path}", "--force-script-chrootless", "--log=/dev/null", *args],
+                              capture_output=True, text=True, env=self.env, timeout=300)
+
+    def state(self, package: str) -> str:
+        """The package's state in dpkg's database: installed, unpacked, not-installed…"""
+        result = self.dpkg("--status", package)
+        status = next((line for line in result.stdout.splitlines() if line.startswith("Status: ")), "not-installed")
+        return status.split()[-1]
+
+
+def stand_in_mta(tmp_path: Path) -> Path:
+    """A package in Postfix's place as far as dpkg is concerned: its own /usr/sbin/sendmail, and Provides,
+    Conflicts and Replaces mail-transport-agent like every MTA package."""
+    root = tmp_path / "stand-in-mta"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/sendmail").write_text("#!/bin/sh\necho the other MTA\n")
+    (root / "usr/sbin/sendmail").chmod(0o755)
+    (root / "DEBIAN/control").write_text(
+        "Package: stand-in-mta\nVersion: 1.0\nArchitecture: all\nMaintainer: tests <root@localhost>\n"
+        "Provides: mail-transport-agent\nConflicts: mail-transport-agent\nReplaces: mail-transport-agent\n"
+        "Description: a mail transport agent for the tests\n stands in for Postfix or Exim\n")
+    deb = tmp_path / "stand-in-mta_1.0_all.deb"
+    dpkg_deb("--build", "--root-owner-group", "-Znone", str(root), str(deb))
+    return deb
+
+
+@needs_dpkg_deb
+@pytest.mark.skipif(os.geteuid() != 0, reason="dpkg --root unpacks files as root")
+def test_sendmail_deb_in_a_dpkg_root_next_to_another_mta(tmp_path, debs):
+    """dpkg itself, on a scratch root: with another MTA installed it refuses the package (and the other MTA
+    refuses in turn) and leaves that MTA's sendmail alone; without one, the links resolve to the gateway."""
+    gateway, sendmail = str(debs["acs-smtp-gateway"]), str(debs["acs-smtp-gateway-sendmail"])
+    other = str(stand_in_mta(tmp_path))
+    root = DpkgRoot(tmp_path / "root")
+    # The gateway's own dependencies (libc6, libcurl4…) are not in this empty root; only ours is checked.
+    result = root.dpkg("--install", "--force-depends", other, gateway)
+    assert result.returncode == 0, result
+
+    result = root.dpkg("--install", sendmail)
+    assert result.returncode != 0
+    assert "conflicting packages - not installing acs-smtp-gateway-sendmail" in result.stderr, result.stderr
+    assert root.state("acs-smtp-gateway-sendmail") == "not-installed"
+    assert (root.path / "usr/sbin/sendmail").read_text() == "#!/bin/sh\necho the other MTA\n"
+    assert not (root.path / "usr/bin/mailq").exists()
+
+    # The way apt switches MTAs: the other one goes first.
+    assert root.dpkg("--purge", "stand-in-mta").returncode == 0
+    result = root.dpkg("--install", sendmail)
+    assert result.returncode == 0, result
+    assert root.state("acs-smtp-gateway-sendmail") == "installed"
+    binary = root.path / "usr/bin/acs-smtp-gateway"
+    assert binary.read_bytes() == gateway_binary().read_bytes()
+    check_links_resolve(root.path, "/usr")
+    assert root.dpkg("--search", "/usr/sbin/sendmail").stdout == "acs-smtp-gateway-sendmail: /usr/sbin/sendmail\n"
+
+    result = root.dpkg("--install", other)
+    assert result.returncode != 0 and "conflicting packages - not installing stand-in-mta" in result.stderr, result
+    check_links_resolve(root.path, "/usr")
+
+    # Removing the package removes the links and nothing of the gateway's.
+    assert root.dpkg("--remove", "acs-smtp-gateway-sendmail").returncode == 0
+    for link in sendmail_links("/usr"):
+        assert not (root.path / link.lstrip("/")).is_symlink(), link
+    assert binary.is_file() and root.state("acs-smtp-gateway") == "installed"
+
+
+@needs_dpkg_deb
+@pytest.mark.skipif(os.geteuid() != 0, reason="dpkg --root unpacks files as root")
+def test_sendmail_deb_needs_the_same_gateway_version(tmp_path, debs):
+    root = DpkgRoot(tmp_path / "root")
+    result = root.dpkg("--install", str(debs["acs-smtp-gateway-sendmail"]))
+    version = dpkg_deb("--field", str(debs["acs-smtp-gateway"]), "Version").strip()
+    assert result.returncode != 0
+    assert f"depends on acs-smtp-gateway (= {version})" in result.stderr, result.stderr
+    assert root.state("acs-smtp-gateway-sendmail") == "unpacked"  # not configured
 
 
 def run_maintainer_script(tmp_path: Path, script: Path, root: Path,
