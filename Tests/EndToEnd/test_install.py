@@ -554,14 +554,14 @@ def test_postinst_upgrade_from_an_older_layout(tmp_path, legacy_options):
     assert "readable by its owner only" not in again.stderr and "mode 0755" not in again.stderr
 
 
-def test_postrm_removes_the_runtime_directory_the_service_keeps(tmp_path):
-    """The service keeps /run/acs-smtp-gateway when it stops (RuntimeDirectoryPreserve=yes, for the sendmail
-    socket); removing the package deletes it, an upgrade leaves it to the running units."""
+def test_postrm_removes_the_directory_systemd_leaves_in_run(tmp_path):
+    """systemd makes /run/acs-smtp-gateway for the sendmail socket and the service's runtime directory and never
+    removes it; removing the package deletes it, an upgrade leaves it to the running units."""
     root = tmp_path / "root"
     runtime, neighbour = root / "run/acs-smtp-gateway", root / "run/other"
     for directory in (runtime, neighbour):
         directory.mkdir(parents=True)
-    (runtime / "submit.sock").write_text("")  # stands for the socket file a stopped service left
+    (runtime / "submit.sock").write_text("")  # stands for a socket file left behind
     run_maintainer_script(tmp_path, POSTRM, root, "upgrade", "0.1.0~git0000000")
     assert (runtime / "submit.sock").exists()
     run_maintainer_script(tmp_path, POSTRM, root, "remove")

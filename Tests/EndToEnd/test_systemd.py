@@ -389,14 +389,23 @@ def test_sendmail_socket_unit_is_the_one_the_daemon_and_the_command_expect():
     assert len(values(unit, "Socket", "ListenStream")[0].encode()) < 108
 
 
-def test_service_gives_the_sendmail_socket_a_directory_and_keeps_it_optional():
+def test_service_runtime_directory_and_the_sendmail_socket_unit_stay_apart():
     service = "acs-smtp-gateway.service"
     path = Path(values("acs-smtp-gateway-sendmail.socket", "Socket", "ListenStream")[0])
-    # The socket lies in the service's runtime directory, which other users can traverse, and which
-    # survives a stop: systemd would otherwise delete the socket the socket unit still listens on.
-    assert values(service, "Service", "RuntimeDirectory") == [str(path.parent.relative_to("/run"))]
+    # The service's runtime directory, for a socket the daemon binds itself: other users can reach into it.
+    assert values(service, "Service", "RuntimeDirectory") == ["acs-smtp-gateway/daemon"]
     assert values(service, "Service", "RuntimeDirectoryMode") == ["0755"]
-    assert values(service, "Service", "RuntimeDirectoryPreserve") == ["yes"]
+    # Not preserved: with DynamicUser= a preserved runtime directory moves under /run/private/, root's alone.
+    assert values(service, "Service", "DynamicUser") == ["yes"]
+    assert values(service, "Service", "RuntimeDirectoryPreserve") == []
+    # The socket unit's socket is outside it: systemd deletes the runtime directory, and anything in it,
+    # whenever the service stops or restarts, while the socket unit keeps listening.
+    runtime = Path("/run") / values(service, "Service", "RuntimeDirectory")[0]
+    assert runtime not in path.parents and path.parent in runtime.parents
+
+
+def test_service_keeps_the_sendmail_socket_optional_and_its_peers_visible():
+    service = "acs-smtp-gateway.service"
     # Optional: nothing in the service pulls the sendmail socket in (Sockets= would imply Wants=).
     assert values(service, "Service", "Sockets") == []
     dependencies = [value for section, key, value in directives(service)
