@@ -133,8 +133,8 @@ uninstall: uninstall-sendmail
 # /usr/sbin/sendmail by that path (PHP's sendmail_path, cron, mailx) and older ones /usr/lib/sendmail, so
 # those two are made there whatever PREFIX is; mailq and newaliases are found through PATH and go in
 # $(BINDIR), /usr/bin as with Debian's MTAs (Postfix, nullmailer, msmtp-mta). /usr/lib/sendmail points at
-# ../sbin/sendmail as theirs does. The links are relative, as Debian wants links inside /usr, which also
-# makes them resolve inside a DESTDIR.
+# ../sbin/sendmail as theirs does. The links are relative, so they lead to the right file wherever the tree
+# lies: under / as under a DESTDIR or a package's staging directory.
 # Only one MTA can own these names. Install refuses, naming them, when any of them exists and is not
 # already a link to $(BINDIR)/acs-smtp-gateway: another MTA is installed, and replacing its sendmail would
 # break it (remove or purge it first). FORCE=1 replaces them anyway. Uninstall removes only the links that
