@@ -237,10 +237,8 @@ public enum GatewayDaemon {
             for socket in sockets where socket.isLocal {
                 server.adopt(localSocket: socket.fd, name: socket.name)
             }
-            if !sockets.contains(where: \.isLocal) {
-                // Only the network sockets came from systemd: the configured local socket is bound here.
-                try server.startLocalSocket()
-            }
+            try server.startLocalSocket(
+                inherited: sockets.filter(\.isLocal).compactMap { ListeningSocket.localPath(of: $0.fd) })
             for socket in sockets where !socket.isLocal {
                 // FileDescriptorName= picks the listener (its TLS and AUTH settings); see SMTPServer.adopt.
                 let listener = try server.adopt(listeningSocket: socket.fd, name: socket.name)

@@ -80,6 +80,18 @@ public enum ListeningSocket {
         } == 0
     }
 
+    /// The path a UNIX socket is bound to; nil for another socket or an unnamed one.
+    public static func localPath(of fd: Int32) -> String? {
+        var address = sockaddr_un()
+        var length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let result = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard result == 0, Int32(address.sun_family) == AF_UNIX else { return nil }
+        let path = withUnsafeBytes(of: address.sun_path) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return path.hasPrefix("/") ? path : nil
+    }
+
     /// True when `fd` is a UNIX stream socket (what systemd passes for a `ListenStream=/path` socket).
     public static func isLocal(_ fd: Int32) -> Bool {
         var storage = sockaddr_storage()

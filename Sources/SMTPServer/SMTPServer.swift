@@ -86,11 +86,12 @@ public final class SMTPServer: @unchecked Sendable {
         }
     }
 
-    /// Binds only the local submission socket (when configured): for a daemon whose network sockets all came
-    /// from systemd.
-    public func startLocalSocket() throws {
+    /// Binds only the local submission socket (when configured) unless it is one of `inherited` (the paths of
+    /// the local sockets systemd passed): for a daemon whose sockets came from systemd. The configured path is
+    /// where the sendmail command connects (it reads the same file), so it is served even beside another one.
+    public func startLocalSocket(inherited: [String] = []) throws {
         try queue.sync {
-            guard let path = configuration.localSocketPath else { return }
+            guard let path = configuration.localSocketPath, !inherited.contains(path) else { return }
             let fd = try ListeningSocket.bindLocal(path: path, backlog: configuration.listenBacklog)
             adoptListeningSocket(fd, as: .local(path: path, unlinkAtStop: true))
         }
