@@ -274,3 +274,29 @@ def test_the_socket_is_connectable_by_every_user_and_removed_at_stop(door):
     assert d.socket.stat().st_mode & 0o777 == 0o666
     d.gateway.stop()
     assert not d.socket.exists()
+
+
+def test_in_custody_the_spool_record_keeps_the_local_user_and_mailq_lists_it(door):
+    d = door("--delivery-mode", "queue", "--spool-directory", str(Path(tempfile.mkdtemp(prefix="acsgw-spool-"))))
+    d.emulator.faults({"status": 503, "count": 1000})
+    result = d.sendmail("-i", "ann@example.net", message=b"Subject: kept\n\nb\n")
+    assert result.returncode == 0, result.stderr
+    spool = Path(d.gateway.extra_args[d.gateway.extra_args.index("--spool-directory") + 1])
+    [record_file] = (spool / "queue").glob("*.json")
+    import json
+    record = json.loads(record_file.read_text())
+    assert record["client"]["address"] == "local"
+    assert record["client"]["local"]["uid"] == os.getuid()
+
+    config = d.directory / "gateway.conf"
+    config.write_text(f"spool:\n  directory: {spool}\n")
+    os.symlink(d.binary, d.directory / "bin" / "mailq")
+    listed = subprocess.run([str(d.directory / "bin" / "mailq"), "-C", str(config)], capture_output=True,
+                            env=d.env(), timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert record["id"].encode() in listed.stdout
+    assert record["id"].encode() in d.sendmail("-bp", "-C", str(config), message=b"").stdout
+
+    os.symlink(d.binary, d.directory / "bin" / "newaliases")
+    note = subprocess.run([str(d.directory / "bin" / "newaliases")], capture_output=True, env=d.env(), timeout=60)
+    assert note.returncode == 0 and b"aliases: section of gateway.conf" in note.stdout
