@@ -234,6 +234,18 @@ def test_exit_64_for_an_unknown_flag_or_no_recipient(door):
     assert d.emulator.messages() == []
 
 
+def test_exit_66_when_standard_input_cannot_be_read(door):
+    d = door()
+    directory = os.open("/", os.O_RDONLY)  # read(2) on a directory fails with EISDIR
+    try:
+        result = subprocess.run([str(d.sendmail_link), "ann@example.net"], stdin=directory, capture_output=True,
+                                env=d.env(), timeout=60)
+    finally:
+        os.close(directory)
+    assert result.returncode == 66 and b"cannot read the message on standard input" in result.stderr
+    assert d.emulator.messages() == []
+
+
 def test_the_subcommand_and_the_link_are_the_same_command(door):
     d = door()
     result = d.sendmail("-i", "ann@example.net", message=b"Subject: sub\n\nb\n", via_link=False)
