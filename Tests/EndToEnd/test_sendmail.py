@@ -312,3 +312,23 @@ def test_in_custody_the_spool_record_keeps_the_local_user_and_mailq_lists_it(doo
     os.symlink(d.binary, d.directory / "bin" / "newaliases")
     note = subprocess.run([str(d.directory / "bin" / "newaliases")], capture_output=True, env=d.env(), timeout=60)
     assert note.returncode == 0 and b"aliases: section of gateway.conf" in note.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run as another user")
+def test_a_socket_directory_the_daemon_makes_is_reachable_by_every_user_whatever_its_umask(door):
+    # The systemd unit runs the daemon with UMask=0077; mkdir(2) would make the directory 0700.
+    base = Path(tempfile.mkdtemp(prefix="acsgw-umask-"))
+    base.chmod(0o755)
+    socket_path = base / "made-by-the-daemon" / "submit.sock"
+    previous = os.umask(0o077)
+    try:
+        d = door("--sendmail-socket", str(socket_path))
+    finally:
+        os.umask(previous)
+    try:
+        assert socket_path.parent.stat().st_mode & 0o777 == 0o755
+        result = d.sendmail("ann@example.net", message=b"Subject: a\n\nb\n", user="65534",
+                            env=d.env(ACSGW_SENDMAIL_SOCKET=str(socket_path)))
+        assert result.returncode == 0, result.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
