@@ -128,18 +128,27 @@ extension SMTPCommand {
 
     /// Parses one command line (without its line terminator).
     public static func parse(_ line: some Collection<UInt8>) -> Result<SMTPCommand, SMTPCommandError> {
+        // Byte-level up to the verb's dispatch: every command of every session passes here. The delimiters
+        // (space, tab, control characters) are ASCII, and in UTF-8 no byte of a multi-byte character is ASCII,
+        // so cutting at them yields valid UTF-8 pieces of a valid line.
+        let bytes = Array(line)
         // Commands are text; a line that is not UTF-8 cannot be a valid command (addresses may be UTF-8
         // under SMTPUTF8, RFC 6531 §3.3).
-        guard let text = String(validating: line, as: UTF8.self) else {
+        guard String(validating: bytes, as: UTF8.self) != nil else {
             return .failure(SMTPCommandError(.syntaxError("command line is not valid UTF-8")))
         }
-        if text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) {
+        if bytes.contains(where: { $0 < 0x20 && $0 != 0x09 || $0 == 0x7F }) {
             return .failure(SMTPCommandError(.syntaxError("control characters in command line")))
         }
-        let verbEnd = text.firstIndex(where: { $0 == " " || $0 == "\t" }) ?? text.endIndex
-        let verb = text[..<verbEnd].uppercased()
-        let argument = text[verbEnd...].drop(while: { $0 == " " || $0 == "\t" })
-        let trimmedArgument = String(argument.reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+        let verbEnd = bytes.firstIndex(where: isBlank) ?? bytes.endIndex
+        var argumentStart = verbEnd
+        while argumentStart < bytes.endIndex, isBlank(bytes[argumentStart]) { argumentStart += 1 }
+        var argumentEnd = bytes.endIndex
+        while argumentEnd > argumentStart, isBlank(bytes[argumentEnd - 1]) { argumentEnd -= 1 }
+        // Verbs are ASCII (RFC 5321 §2.4): only ASCII letters are folded, so no other script's case mapping
+        // can turn a stranger's word into a command.
+        let verb = String(decoding: bytes[..<verbEnd].map { (0x61...0x7A).contains($0) ? $0 - 0x20 : $0 }, as: UTF8.self)
+        let trimmedArgument = String(decoding: bytes[argumentStart..<argumentEnd], as: UTF8.self)
 
         switch verb {
         case "HELO", "EHLO":
@@ -243,46 +252,47 @@ extension SMTPCommand {
     private static func parsePathAndParameters(
         _ text: String, badAddress: (String) -> SMTPReply
     ) -> Result<(ParsedPath, ESMTPParameters), SMTPCommandError> {
-        let scalars = Array(text.drop(while: { $0 == " " || $0 == "\t" }).unicodeScalars)
+        // Bytes: the delimiters are ASCII, so the path and the parameters are cut at character boundaries.
+        let bytes = Array(text.utf8.drop(while: isBlank))
         var index = 0
-        var pathScalars: [Unicode.Scalar] = []
-        if scalars.first == "<" {
+        var pathBytes: [UInt8] = []
+        if bytes.first == UInt8(ascii: "<") {
             index = 1
             var inQuotes = false
             var closed = false
-            while index < scalars.count {
-                let scalar = scalars[index]
-                if inQuotes && scalar == "\\" && index + 1 < scalars.count {
-                    pathScalars.append(scalar)
-                    pathScalars.append(scalars[index + 1])
+            while index < bytes.count {
+                let byte = bytes[index]
+                if inQuotes && byte == UInt8(ascii: "\\") && index + 1 < bytes.count {
+                    pathBytes.append(byte)
+                    pathBytes.append(bytes[index + 1])
                     index += 2
                     continue
                 }
-                if scalar == "\"" { inQuotes.toggle() }
-                if scalar == ">" && !inQuotes {
+                if byte == UInt8(ascii: "\"") { inQuotes.toggle() }
+                if byte == UInt8(ascii: ">") && !inQuotes {
                     closed = true
                     index += 1
                     break
                 }
-                pathScalars.append(scalar)
+                pathBytes.append(byte)
                 index += 1
             }
             guard closed else { return .failure(SMTPCommandError(badAddress("missing closing '>'"))) }
-            if index < scalars.count && scalars[index] != " " && scalars[index] != "\t" {
+            if index < bytes.count && !isBlank(bytes[index]) {
                 return .failure(SMTPCommandError(badAddress("unexpected text after '>'")))
             }
         } else {
-            while index < scalars.count && scalars[index] != " " && scalars[index] != "\t" {
-                pathScalars.append(scalars[index])
+            while index < bytes.count && !isBlank(bytes[index]) {
+                pathBytes.append(bytes[index])
                 index += 1
             }
-            if pathScalars.isEmpty { return .failure(SMTPCommandError(badAddress("missing address"))) }
+            if pathBytes.isEmpty { return .failure(SMTPCommandError(badAddress("missing address"))) }
         }
-        let pathText = String(String.UnicodeScalarView(pathScalars))
-        guard pathText.utf8.count + 2 <= maxPathLength else {
+        guard pathBytes.count + 2 <= maxPathLength else {
             return .failure(SMTPCommandError(badAddress("path longer than \(maxPathLength) octets")))
         }
-        let parameterText = String(String.UnicodeScalarView(scalars[index...]))
+        let pathText = String(decoding: pathBytes, as: UTF8.self)
+        let parameterText = String(decoding: bytes[index...], as: UTF8.self)
 
         let path: ParsedPath
         switch parseMailbox(pathText) {
@@ -333,8 +343,7 @@ extension SMTPCommand {
         guard localPart.utf8.count <= maxLocalPartLength else { return .failure(Reason(text: "local part too long")) }
         if !localPart.hasPrefix("\"") {
             // Dot-string: atext and dots (RFC 5321 §4.1.2), leniently allowing UTF-8 (RFC 6531).
-            let forbidden: Set<Character> = [" ", "\t", "<", ">", "(", ")", "[", "]", ",", ";", ":", "\\", "\""]
-            guard !localPart.contains(where: { forbidden.contains($0) }) else {
+            guard !localPart.utf8.contains(where: { forbiddenInDotString.contains($0) }) else {
                 return .failure(Reason(text: "invalid character in local part"))
             }
         }
@@ -342,16 +351,16 @@ extension SMTPCommand {
         return .success(.mailbox(Mailbox(localPart: localPart, domain: domain)))
     }
 
+    private static let forbiddenInDotString = Set(" \t<>()[],;:\\\"".utf8)
+
+    private static func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+
     /// A local user's name as Unix tools write one (`root`, `www-data`, `first.last`): ASCII letters, digits,
     /// `.`, `_`, `-` and `+`, at most 64 octets, starting with a letter, digit or `_`.
     public static func isLocalName(_ text: Substring) -> Bool {
-        guard let first = text.unicodeScalars.first, text.utf8.count <= 64,
-            first.properties.isAlphabetic || ("0"..."9").contains(first) || first == "_"
+        guard let first = text.unicodeScalars.first, text.utf8.count <= 64, first.isASCIIAlphanumeric || first == "_"
         else { return false }
-        return text.unicodeScalars.allSatisfy { scalar in
-            scalar.isASCII
-                && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "._-+".unicodeScalars.contains(scalar))
-        }
+        return text.unicodeScalars.allSatisfy { $0.isASCIIAlphanumeric || "._-+".unicodeScalars.contains($0) }
     }
 
     /// A domain name (letters, digits, hyphens, underscores and UTF-8 labels) or an address literal.
@@ -366,8 +375,7 @@ extension SMTPCommand {
         return labels.allSatisfy { label in
             !label.isEmpty && label.utf8.count <= 63 && label.first != "-"
                 && label.unicodeScalars.allSatisfy { scalar in
-                    scalar.value >= 0x80 || (scalar.properties.isASCIIHexDigit || scalar.properties.isAlphabetic)
-                        || scalar == "-" || scalar == "_" || ("0"..."9").contains(scalar)
+                    scalar.value >= 0x80 || scalar.isASCIIAlphanumeric || scalar == "-" || scalar == "_"
                 }
         }
     }

@@ -76,19 +76,21 @@ public struct SMTPReply: Hashable, Sendable, CustomStringConvertible {
     /// reply lines (a reply-injection vector when text echoes client input or ACS messages), control
     /// characters become spaces, and non-ASCII (not allowed outside SMTPUTF8) becomes `?`.
     private static func sanitize(_ line: String) -> String {
-        var scalars = String.UnicodeScalarView()
+        // Bytes, not scalars: every reply passes through here, and the output is ASCII by construction.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(line.utf8.count, maxTextLength))
         for scalar in line.unicodeScalars {
-            if scalars.count >= maxTextLength - 3 {
-                scalars.append(contentsOf: "...".unicodeScalars)
+            if bytes.count >= maxTextLength - 3 {
+                bytes.append(contentsOf: "...".utf8)
                 break
             }
             switch scalar.value {
-            case 0..<0x20, 0x7F: scalars.append(" ")
-            case 0x80...: scalars.append("?")
-            default: scalars.append(scalar)
+            case 0..<0x20, 0x7F: bytes.append(0x20)
+            case 0x80...: bytes.append(UInt8(ascii: "?"))
+            default: bytes.append(UInt8(scalar.value))
             }
         }
-        return String(scalars)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

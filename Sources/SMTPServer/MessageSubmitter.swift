@@ -138,16 +138,22 @@ public enum Identifiers {
     /// A UUIDv7 (RFC 9562 §5.7): 48-bit Unix milliseconds, then random bits. Sorting ids sorts by
     /// arrival time, which keeps an outbox directory listing in order, and it is a valid ACS Operation-Id.
     public static func messageID(now: Date = Date()) -> String {
+        // Two 64-bit draws: each draw is a getrandom(2) call, and this runs once per message.
         var generator = SystemRandomNumberGenerator()
-        var bytes = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        let random = (generator.next(), generator.next())
+        var bytes = (0..<16).map { UInt8(truncatingIfNeeded: ($0 < 8 ? random.0 : random.1) >> (8 * UInt64($0 % 8))) }
         let milliseconds = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: milliseconds >> (8 * (5 - index))) }
         bytes[6] = 0x70 | (bytes[6] & 0x0F)  // version 7
         bytes[8] = 0x80 | (bytes[8] & 0x3F)  // RFC 9562 variant
-        let hex = hexString(bytes)
-        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
-                     hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
-        return parts.joined(separator: "-")
+        var text: [UInt8] = []
+        text.reserveCapacity(36)
+        for (index, byte) in bytes.enumerated() {
+            if [4, 6, 8, 10].contains(index) { text.append(UInt8(ascii: "-")) }
+            text.append(hexDigits[Int(byte >> 4)])
+            text.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// When a message id (``messageID(now:)``) was made, from its 48-bit millisecond prefix; nil for
@@ -161,11 +167,9 @@ public enum Identifiers {
     /// Twelve random hex digits: enough to tell sessions apart in logs.
     public static func sessionID() -> String {
         var generator = SystemRandomNumberGenerator()
-        return hexString((0..<6).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+        let random = generator.next()
+        return String(decoding: (0..<12).map { hexDigits[Int(random >> (4 * UInt64($0)) & 0x0F)] }, as: UTF8.self)
     }
 
-    private static func hexString(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef")
-        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] })
-    }
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 }

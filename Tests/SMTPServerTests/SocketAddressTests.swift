@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import SMTPServer
@@ -64,5 +65,24 @@ import Testing
         #expect(Array(first)[14] == "7")
         #expect(first.prefix(8) <= second.prefix(8))
         #expect(first != second)
+    }
+
+    @Test func messageIDs_haveTheUUIDLayoutVariantAndTimestamp() throws {
+        let now = Date(timeIntervalSince1970: 1_796_000_000.123)
+        let id = Identifiers.messageID(now: now)
+        let groups = id.split(separator: "-", omittingEmptySubsequences: false).map(\.count)
+        #expect(groups == [8, 4, 4, 4, 12])
+        #expect(id.allSatisfy { "0123456789abcdef-".contains($0) })
+        #expect("89ab".contains(Array(id)[19]))  // RFC 9562 variant bits 10
+        let stamp = try #require(Identifiers.timestamp(ofMessageID: id))
+        #expect(abs(stamp.timeIntervalSince1970 - now.timeIntervalSince1970) < 0.001)
+        // The random part differs between two ids made in the same millisecond.
+        #expect(Set((0..<100).map { _ in Identifiers.messageID(now: now) }).count == 100)
+    }
+
+    @Test func sessionIDs_areTwelveHexDigits() {
+        let ids = (0..<100).map { _ in Identifiers.sessionID() }
+        #expect(ids.allSatisfy { $0.count == 12 && $0.allSatisfy { "0123456789abcdef".contains($0) } })
+        #expect(Set(ids).count == 100)
     }
 }
