@@ -70,20 +70,33 @@ def run_load(port, clients, messages, prepare=None):
             with lock:
                 errors.append(repr(error))
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    wall = run_threads(clients, client)
+    return wall, sorted(latencies), errors
+
+
+def run_threads(count, target):
+    """Runs `target(n)` for n in 0..<count on as many threads at once; the wall-clock seconds it took."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
-    return wall, sorted(latencies), errors
+    return time.perf_counter() - started
+
+
+def terminate(process, timeout=30):
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def percentile(values, fraction):
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(fraction * len(values)))]
+    values = sorted(values)
+    return values[min(len(values) - 1, int(fraction * len(values)))] if values else float("nan")
 
 
 def children(pid):

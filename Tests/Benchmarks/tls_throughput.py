@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from smtp_throughput import free_port, run_load, wait_for_port
+from smtp_throughput import free_port, percentile, run_load, terminate, wait_for_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PASSWORD = "bench-password-1"
@@ -44,11 +44,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as file:
         fields = file.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values, fraction):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(fraction * len(values)))] if values else float("nan")
 
 
 def session_load(port, clients, messages, context=None, login=False):
@@ -123,11 +118,7 @@ def main():
             handshakes.append((name, len(latencies), len(latencies) / sum(latencies),
                                percentile(latencies, 0.5) * 1000, cpu / len(latencies) * 1000))
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        terminate(process)
     landed = len([n for n in os.listdir(outbox) if n.endswith(".eml")]) if os.path.isdir(outbox) else 0
     shutil.rmtree(work, ignore_errors=True)
 

@@ -52,7 +52,12 @@ public final class SpoolDelivery: @unchecked Sendable {
     // On `queue`:
     private var dependencies: Dependencies
     private var entries: [String: Entry] = [:]
+    /// Every entry that may become due, by due time (``indexDue(_:)``); stale items are skipped when popped.
+    private var dueOrder = DueOrder()
     private var running: Set<String> = []
+    /// When the queue gauges were last computed (a walk over every entry), and whether they are stale.
+    private var metricsUpdatedAt = Date.distantPast
+    private var metricsStale = false
     private var pollsRunning = 0
     private var preferFresh = true
     private var stopping = false
@@ -117,6 +122,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             entries[id] = Entry(
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
                 stamp: spool.stamp(id: id))
+            indexDue(id)
             addUsage(count: 1, bytes: record.size)
         }
         logger.info("spool opened", metadata: ["spool": "\(spool.directory)", "messages": "\(entries.count)"])
@@ -215,6 +221,7 @@ public final class SpoolDelivery: @unchecked Sendable {
         queue.async {
             self.entries[spooled.id] = Entry(
                 state: .queued, due: spooled.nextAttemptAt, size: spooled.size, attempts: 0, stamp: stamp)
+            self.indexDue(spooled.id)
             self.pump()
         }
     }
@@ -222,23 +229,39 @@ public final class SpoolDelivery: @unchecked Sendable {
     // MARK: Scheduling
 
     /// Starts every attempt that is due and allowed, then sets the timer for the next one.
+    ///
+    /// Runs on every arrival and every attempt's end, so it touches only what is due: entries come off
+    /// ``dueOrder`` earliest first, and what may not start yet (the pacer or the poll limit says wait) goes back.
+    /// A walk over every entry here made a backlog of n messages cost O(n log n) per message
+    /// (the agenda: `DueOrderTests`; the scheduling it drives: `Tests/EndToEnd/test_spool.py`).
     private func pump() {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !stopping else { return }
         let now = Date()
         var sendBlocked: Double?  // monotonic time the pacer named, if it said wait
         var sendWaitsForRelease = false
-        let due = entries.filter { !running.contains($0.key) && $0.value.due <= now && $0.value.state != .held
-            && $0.value.state != .failed }
-        // Follow-ups of accepted messages (status reads) are not sends: they do not use the pacer.
-        for (id, entry) in due.sorted(by: { $0.key < $1.key }) where entry.state == .accepted {
-            guard pollsRunning < dependencies.settings.maxInFlight else { break }
-            pollsRunning += 1
-            dispatch(id, entry: entry, usesPermit: false)
+        var due: [(id: String, entry: Entry)] = []
+        var taken: Set<String> = []
+        while let (time, id) = dueOrder.first, time <= now {
+            dueOrder.removeFirst()
+            guard let entry = eligible(id, due: time), taken.insert(id).inserted else { continue }
+            due.append((id, entry))
         }
-        var fresh = due.filter { $0.value.state == .queued && $0.value.attempts == 0 }.map(\.key).sorted()[...]
-        var retries = due.filter { ($0.value.state == .queued && $0.value.attempts > 0) || $0.value.state == .bouncing }
-            .map(\.key).sorted()[...]
+        due.sort { $0.id < $1.id }
+        var deferred: [(id: String, entry: Entry)] = []
+        // Follow-ups of accepted messages (status reads) are not sends: they do not use the pacer.
+        for item in due where item.entry.state == .accepted {
+            guard pollsRunning < dependencies.settings.maxInFlight else {
+                deferred.append(item)
+                continue
+            }
+            pollsRunning += 1
+            dispatch(item.id, entry: item.entry, usesPermit: false)
+        }
+        var fresh = due.filter { $0.entry.state == .queued && $0.entry.attempts == 0 }[...]
+        var retries = due.filter {
+            ($0.entry.state == .queued && $0.entry.attempts > 0) || $0.entry.state == .bouncing
+        }[...]
         while !fresh.isEmpty || !retries.isEmpty {
             switch pacer.request(now: Self.monotonic()) {
             case .wait(let until, _):
@@ -246,24 +269,63 @@ public final class SpoolDelivery: @unchecked Sendable {
                 sendWaitsForRelease = until == nil
             case .go:
                 let takeFresh = preferFresh ? !fresh.isEmpty : retries.isEmpty
-                let id = takeFresh ? fresh.removeFirst() : retries.removeFirst()
+                let item = takeFresh ? fresh.removeFirst() : retries.removeFirst()
                 preferFresh.toggle()
-                if let entry = entries[id] { dispatch(id, entry: entry, usesPermit: true) }
+                dispatch(item.id, entry: item.entry, usesPermit: true)
                 continue
             }
             break
         }
-        metrics.update(states: stateCounts(), oldest: oldestAge(now: now))
+        for item in deferred + Array(fresh) + Array(retries) { dueOrder.insert(item.entry.due, item.id) }
+        updateMetrics(now: now)
         // The next wake-up: the earliest future due time, or when the pacer allows sends again.
-        var next = entries.filter { !running.contains($0.key) && $0.value.state != .held && $0.value.state != .failed }
-            .map(\.value.due).min().map { max(0, $0.timeIntervalSince(now)) }
+        while let (time, id) = dueOrder.first, eligible(id, due: time) == nil { dueOrder.removeFirst() }
+        var next = dueOrder.first.map { max(0, $0.due.timeIntervalSince(now)) }
         if let blocked = sendBlocked {
             let wait = max(0.05, blocked - Self.monotonic())
             next = min(next ?? wait, wait)
         } else if sendWaitsForRelease {
             next = next.map { max($0, 1) }  // a release pumps again; the timer is only a safety net
         }
+        if metricsStale { next = min(next ?? Self.metricsInterval, Self.metricsInterval) }
         if let next, !(sendWaitsForRelease && next == 0) { schedule(after: max(next, 0.01)) }
+    }
+
+    /// The entry `id` if an item of ``dueOrder`` for it at `due` is current: the entry still exists with
+    /// that due time, is not running, and is neither held nor failed.
+    private func eligible(_ id: String, due: Date) -> Entry? {
+        guard let entry = entries[id], entry.due == due, !running.contains(id), entry.state != .held,
+            entry.state != .failed
+        else { return nil }
+        return entry
+    }
+
+    /// Puts `id`'s entry, as it is now, in ``dueOrder``: after every change of an entry.
+    private func indexDue(_ id: String) {
+        guard let entry = entries[id], entry.state != .held, entry.state != .failed else { return }
+        dueOrder.insert(entry.due, id)
+        // Items made stale by later changes are dropped when they come first; a long-lived backlog whose
+        // entries change often would keep them, so the order is rebuilt when it is mostly stale.
+        if dueOrder.count > 2 * entries.count + 1024 {
+            dueOrder = DueOrder()
+            for (id, entry) in entries where entry.state != .held && entry.state != .failed {
+                dueOrder.insert(entry.due, id)
+            }
+        }
+    }
+
+    /// The queue gauges walk every entry: at most every ``metricsInterval`` seconds, so that a burst of
+    /// arrivals does not walk a backlog once per message. A stale gauge keeps a timer set until it is redone.
+    private static let metricsInterval = 0.5
+
+    private func updateMetrics(now: Date) {
+        guard now.timeIntervalSince(metricsUpdatedAt) >= Self.metricsInterval else {
+            metricsStale = true
+            return
+        }
+        metrics.update(states: stateCounts(), oldest: oldestAge(now: now))
+        metricsUpdatedAt = now
+        metricsStale = false
     }
 
     private func schedule(after seconds: Double) {
@@ -312,6 +374,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             entries[id] = Entry(
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
                 stamp: spool.stamp(id: id))
+            indexDue(id)
             pacerOutcome = outcome
         case .removed(let size, let outcome):
             if entries.removeValue(forKey: id) != nil { addUsage(count: -1, bytes: -size) }
@@ -320,6 +383,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             if var entry = entries[id] {
                 entry.due = Date().addingTimeInterval(1)
                 entries[id] = entry
+                indexDue(id)
             }
             pacerOutcome = outcome
         }
@@ -767,6 +831,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             entries[id] = Entry(
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
                 stamp: stamp)
+            indexDue(id)
         }
         pump()
     }
@@ -861,5 +926,46 @@ extension SpoolClient {
         }
         let address = SocketAddress(ip: address, port: 0) ?? SocketAddress(ip: "127.0.0.1", port: 0)!
         return .network(address)
+    }
+}
+
+/// A min-heap of (due time, message id): the delivery scheduler's agenda. Earliest first; ids break ties so
+/// that messages due together go in arrival order (ids sort by arrival).
+struct DueOrder {
+    private var items: [(due: Date, id: String)] = []
+
+    var count: Int { items.count }
+    var first: (due: Date, id: String)? { items.first }
+
+    mutating func insert(_ due: Date, _ id: String) {
+        items.append((due, id))
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard Self.precedes(items[child], items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func removeFirst() {
+        guard !items.isEmpty else { return }
+        items.swapAt(0, items.count - 1)
+        items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var first = parent
+            if left < items.count, Self.precedes(items[left], items[first]) { first = left }
+            if right < items.count, Self.precedes(items[right], items[first]) { first = right }
+            guard first != parent else { return }
+            items.swapAt(parent, first)
+            parent = first
+        }
+    }
+
+    private static func precedes(_ a: (due: Date, id: String), _ b: (due: Date, id: String)) -> Bool {
+        a.due != b.due ? a.due < b.due : a.id < b.id
     }
 }
