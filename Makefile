@@ -31,6 +31,7 @@ e2e-test: build
 bench:
 	.ci/install-packages bench
 	swift build -c release
+	python3 Tests/Benchmarks/cpu_per_message.py
 	python3 Tests/Benchmarks/smtp_throughput.py
 	python3 Tests/Benchmarks/tls_throughput.py
 	python3 Tests/Benchmarks/convert_throughput.py
