@@ -52,8 +52,9 @@ public final class SpoolDelivery: @unchecked Sendable {
     // On `queue`:
     private var dependencies: Dependencies
     private var entries: [String: Entry] = [:]
-    /// Every entry that may become due, by due time (``indexDue(_:)``); stale items are skipped when popped.
-    private var dueOrder = DueOrder()
+    /// Every entry that may become due, by due time, in the lane of what its next attempt is
+    /// (``indexDue(_:)``); stale items are skipped when they come first.
+    private var agenda: [Lane: DueOrder] = [:]
     private var running: Set<String> = []
     /// When the queue gauges were last computed (a walk over every entry), and whether they are stale.
     private var metricsUpdatedAt = Date.distantPast
@@ -230,57 +231,42 @@ public final class SpoolDelivery: @unchecked Sendable {
 
     /// Starts every attempt that is due and allowed, then sets the timer for the next one.
     ///
-    /// Runs on every arrival and every attempt's end, so it touches only what is due: entries come off
-    /// ``dueOrder`` earliest first, and what may not start yet (the pacer or the poll limit says wait) goes back.
-    /// A walk over every entry here made a backlog of n messages cost O(n log n) per message
-    /// (the agenda: `DueOrderTests`; the scheduling it drives: `Tests/EndToEnd/test_spool.py`).
+    /// Runs on every arrival and every attempt's end, so it touches only what starts now: each lane (status
+    /// reads, first sends, retries and bounces) is a heap by due time, and an entry comes off it only when
+    /// its attempt starts. A walk over every entry here made a backlog of n messages cost O(n log n) per
+    /// message, and so did taking every due entry off only to put it back while the pacer said wait (the
+    /// agenda: `DueOrderTests`; the scheduling it drives: `Tests/EndToEnd/test_spool.py`).
     private func pump() {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !stopping else { return }
         let now = Date()
         var sendBlocked: Double?  // monotonic time the pacer named, if it said wait
         var sendWaitsForRelease = false
-        var due: [(id: String, entry: Entry)] = []
-        var taken: Set<String> = []
-        while let (time, id) = dueOrder.first, time <= now {
-            dueOrder.removeFirst()
-            guard let entry = eligible(id, due: time), taken.insert(id).inserted else { continue }
-            due.append((id, entry))
-        }
-        due.sort { $0.id < $1.id }
-        var deferred: [(id: String, entry: Entry)] = []
         // Follow-ups of accepted messages (status reads) are not sends: they do not use the pacer.
-        for item in due where item.entry.state == .accepted {
-            guard pollsRunning < dependencies.settings.maxInFlight else {
-                deferred.append(item)
-                continue
-            }
+        while pollsRunning < dependencies.settings.maxInFlight, let (id, entry) = nextDue(.polls, now: now) {
+            agenda[.polls]?.removeFirst()
             pollsRunning += 1
-            dispatch(item.id, entry: item.entry, usesPermit: false)
+            dispatch(id, entry: entry, usesPermit: false)
         }
-        var fresh = due.filter { $0.entry.state == .queued && $0.entry.attempts == 0 }[...]
-        var retries = due.filter {
-            ($0.entry.state == .queued && $0.entry.attempts > 0) || $0.entry.state == .bouncing
-        }[...]
-        while !fresh.isEmpty || !retries.isEmpty {
-            switch pacer.request(now: Self.monotonic()) {
-            case .wait(let until, _):
+        while true {
+            let fresh = nextDue(.freshSends, now: now)
+            let retry = nextDue(.retries, now: now)
+            guard fresh != nil || retry != nil else { break }
+            if case .wait(let until, _) = pacer.request(now: Self.monotonic()) {
                 sendBlocked = until
                 sendWaitsForRelease = until == nil
-            case .go:
-                let takeFresh = preferFresh ? !fresh.isEmpty : retries.isEmpty
-                let item = takeFresh ? fresh.removeFirst() : retries.removeFirst()
-                preferFresh.toggle()
-                dispatch(item.id, entry: item.entry, usesPermit: true)
-                continue
+                break
             }
-            break
+            let takeFresh = preferFresh ? fresh != nil : retry == nil
+            preferFresh.toggle()
+            let (id, entry) = takeFresh ? fresh! : retry!
+            agenda[takeFresh ? .freshSends : .retries]?.removeFirst()
+            dispatch(id, entry: entry, usesPermit: true)
         }
-        for item in deferred + Array(fresh) + Array(retries) { dueOrder.insert(item.entry.due, item.id) }
         updateMetrics(now: now)
         // The next wake-up: the earliest future due time, or when the pacer allows sends again.
-        while let (time, id) = dueOrder.first, eligible(id, due: time) == nil { dueOrder.removeFirst() }
-        var next = dueOrder.first.map { max(0, $0.due.timeIntervalSince(now)) }
+        var next = Lane.allCases.compactMap { nextDue($0, now: .distantFuture) }
+            .map { max(0, $0.entry.due.timeIntervalSince(now)) }.min()
         if let blocked = sendBlocked {
             let wait = max(0.05, blocked - Self.monotonic())
             next = min(next ?? wait, wait)
@@ -291,26 +277,42 @@ public final class SpoolDelivery: @unchecked Sendable {
         if let next, !(sendWaitsForRelease && next == 0) { schedule(after: max(next, 0.01)) }
     }
 
-    /// The entry `id` if an item of ``dueOrder`` for it at `due` is current: the entry still exists with
-    /// that due time, is not running, and is neither held nor failed.
-    private func eligible(_ id: String, due: Date) -> Entry? {
-        guard let entry = entries[id], entry.due == due, !running.contains(id), entry.state != .held,
-            entry.state != .failed
-        else { return nil }
-        return entry
+    /// The first current item of `lane` if it is due by `now`, left in place; stale items before it (the
+    /// entry changed, went, is running, or belongs to another lane now) are dropped.
+    private func nextDue(_ lane: Lane, now: Date) -> (id: String, entry: Entry)? {
+        while let (due, id) = agenda[lane]?.first {
+            guard let entry = entries[id], entry.due == due, !running.contains(id), Self.lane(of: entry) == lane
+            else {
+                agenda[lane]?.removeFirst()
+                continue
+            }
+            return due <= now ? (id, entry) : nil
+        }
+        return nil
     }
 
-    /// Puts `id`'s entry, as it is now, in ``dueOrder``: after every change of an entry.
+    /// What an entry's next attempt is: a status read, a first send, or a retry or bounce. Sends alternate
+    /// between first sends and retries so that neither starves the other.
+    private enum Lane: CaseIterable { case polls, freshSends, retries }
+
+    private static func lane(of entry: Entry) -> Lane? {
+        switch entry.state {
+        case .accepted: .polls
+        case .queued: entry.attempts == 0 ? .freshSends : .retries
+        case .bouncing: .retries
+        case .sending, .held, .failed: nil
+        }
+    }
+
+    /// Puts `id`'s entry, as it is now, in the lane of its next attempt: after every change of an entry.
     private func indexDue(_ id: String) {
-        guard let entry = entries[id], entry.state != .held, entry.state != .failed else { return }
-        dueOrder.insert(entry.due, id)
+        guard let entry = entries[id], let lane = Self.lane(of: entry) else { return }
+        agenda[lane, default: DueOrder()].insert(entry.due, id)
         // Items made stale by later changes are dropped when they come first; a long-lived backlog whose
-        // entries change often would keep them, so the order is rebuilt when it is mostly stale.
-        if dueOrder.count > 2 * entries.count + 1024 {
-            dueOrder = DueOrder()
-            for (id, entry) in entries where entry.state != .held && entry.state != .failed {
-                dueOrder.insert(entry.due, id)
-            }
+        // entries change often would keep them, so the lanes are rebuilt when they are mostly stale.
+        if agenda.values.map(\.count).reduce(0, +) > 2 * entries.count + 1024 {
+            agenda = [:]
+            for id in entries.keys { indexDue(id) }
         }
     }
 
