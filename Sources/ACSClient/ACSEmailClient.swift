@@ -147,7 +147,7 @@ public final class ACSEmailClient: Sendable {
             method: "POST", url: configuration.endpoint.url + pathAndQuery,
             headers: [
                 ("Content-Type", "application/json"), ("Accept", "application/json"),
-                ("Operation-Id", operationID), ("x-ms-client-request-id", UUID().uuidString.lowercased()),
+                ("Operation-Id", operationID), ("x-ms-client-request-id", RequestID.make()),
                 ("User-Agent", configuration.userAgent),
             ] + extraHeaders,
             body: body, timeout: policy.attemptTimeout, connectTimeout: policy.connectTimeout)
