@@ -85,6 +85,12 @@ def load(port, clients, messages):
     return wall, sorted(latencies), errors
 
 
+def accepted_once(emulator):
+    """Messages the emulator accepted, each counted once (a replay repeats an accepted Operation-Id)."""
+    sends = emulator.admin("GET", "/admin/requests")["send"]
+    return sends["statuses"].get("202", 0) - sends.get("replays", 0)
+
+
 def measure(name, command, port, args, env=None, emulator=None, outbox=None):
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     replays = 0
@@ -97,7 +103,7 @@ def measure(name, command, port, args, env=None, emulator=None, outbox=None):
         if emulator:
             # The count, not the records: listing every record while waiting would be the emulator's main work.
             deadline = time.time() + 300
-            while emulator.count("send", 202) < len(latencies) and time.time() < deadline:
+            while accepted_once(emulator) < len(latencies) and time.time() < deadline:
                 time.sleep(0.05)
         cpu = cpu_seconds(process.pid) - cpu_before
         emulator_cpu = cpu_seconds(emulator.proc.pid) - emulator_before if emulator else None
