@@ -179,13 +179,18 @@ public final class SpoolDelivery: @unchecked Sendable {
         writable = spool.isWritable()
     }
 
-    /// Writes a message into the spool durably and schedules it. Blocking file I/O: call it off the
-    /// connection queues. Throws when the spool cannot take it (the caller answers 451/452).
+    /// Writes a message into the spool and schedules it; `completion` hears success once the message is durable
+    /// (the round of flushes that covers it has ended: only then may the client hear 250), or why the spool
+    /// cannot take it (the caller answers 451/452). Writes the files on the calling thread, so call it off the
+    /// connection queues; the flush is shared with other messages and does not block the caller.
+    /// `completion` runs on the spool's commit thread and must not block.
     func take(
-        _ message: ReceivedMessage, outcomeUnknown: Bool, lastError: String?, settings: DeliverySettings
-    ) throws {
+        _ message: ReceivedMessage, outcomeUnknown: Bool, lastError: String?, settings: DeliverySettings,
+        completion: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) {
         if let refusal = admissionRefusal(settings: settings, incoming: message.data.count) {
-            throw CustodyRefused(reply: refusal)
+            completion(.failure(CustodyRefused(reply: refusal)))
+            return
         }
         var record = SpoolRecord(
             id: message.id, operationID: message.id, receivedAt: message.receivedAt,
@@ -203,19 +208,21 @@ public final class SpoolDelivery: @unchecked Sendable {
             size: message.data.count, nextAttemptAt: Date())
         record.outcomeUnknown = outcomeUnknown
         record.lastError = lastError
-        do {
-            try spool.add(record, message: message.data)
-        } catch {
-            usageLock.withLock { writable = spool.isWritable() }
-            throw error
-        }
-        addUsage(count: 1, bytes: record.size)
-        let stamp = spool.stamp(id: record.id)
         let spooled = record
-        queue.async {
-            self.entries[spooled.id] = Entry(
-                state: .queued, due: spooled.nextAttemptAt, size: spooled.size, attempts: 0, stamp: stamp)
-            self.pump()
+        spool.add(record, message: message.data) { result in
+            if case .failure(let error) = result {
+                self.usageLock.withLock { self.writable = self.spool.isWritable() }
+                completion(.failure(error))
+                return
+            }
+            self.addUsage(count: 1, bytes: spooled.size)
+            let stamp = self.spool.stamp(id: spooled.id)
+            self.queue.async {
+                self.entries[spooled.id] = Entry(
+                    state: .queued, due: spooled.nextAttemptAt, size: spooled.size, attempts: 0, stamp: stamp)
+                self.pump()
+            }
+            completion(.success(()))
         }
     }
 
@@ -424,13 +431,18 @@ public final class SpoolDelivery: @unchecked Sendable {
         }
         context.record.state = .sending
         context.record.attempts += 1
-        guard write(context) else { return }
+        // The mark is durable before the send starts: a crash during the send finds `sending` and asks ACS.
+        let marked = context
+        write(marked) { self.sendMarked(marked) }
+    }
+
+    /// The rest of ``send(_:)`` once the record says `sending` on disk.
+    private func sendMarked(_ context: AttemptContext) {
         guard let message = try? context.lock.message() else {
             fail(context, "the spooled message file is missing or unreadable")
             return
         }
         if context.record.outcomeUnknown {
-            let context = context
             context.dependencies.client.lookUp(operationID: context.record.operationID) { lookup in
                 switch lookup {
                 case .found(let status, _):
@@ -624,35 +636,42 @@ public final class SpoolDelivery: @unchecked Sendable {
             }
             context.record.attempts += 1
             context.record.outcomeUnknown = true  // until ACS answers: a crash now must not send it twice
-            guard write(context) else { return }
-            context.record.outcomeUnknown = false
-            let context = context
-            context.dependencies.client.send(
-                body: body, operationID: operationID,
-                retry: RetryPolicy.singleAttempt(timeout: context.dependencies.attemptTimeout), replyAfter: .accepted
-            ) { result in
-                switch result.outcome {
-                case .accepted:
-                    self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
-                                                                  "bounce.operation_id": "\(operationID)"])
-                    self.remove(context, pacer: .accepted)
-                case .failed, .rejected:
-                    self.moveToFailed(
-                        context, fate: "failed",
-                        reason: "the bounce to \(recipient) was refused: \(ACSReplyMapping.reply(for: result.outcome))",
-                        pacer: .other)
-                case .throttled(let retryAfter):
-                    self.deferred(context, error: "bounce throttled by ACS", retryAfter: retryAfter ?? 60,
-                                  pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: false)
-                default:
-                    let lifetime = context.dependencies.settings.maxLifetime
-                    if Date().timeIntervalSince(context.record.receivedAt) > lifetime * 2 {
-                        self.moveToFailed(context, fate: "failed", reason: "the bounce could not be sent in time",
-                                          pacer: .other)
-                    } else {
-                        self.deferred(context, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
-                                      retryAfter: nil, pacer: .other, outcomeUnknown: result.outcomeUncertain)
-                    }
+            let marked = context
+            write(marked) {
+                var context = marked
+                context.record.outcomeUnknown = false
+                self.sendBounce(context, to: recipient, body: body, operationID: operationID)
+            }
+        }
+    }
+
+    /// Sends a bounce whose attempt is marked on disk (`outcomeUnknown`), and records what ACS answered.
+    private func sendBounce(_ context: AttemptContext, to recipient: String, body: [UInt8], operationID: String) {
+        context.dependencies.client.send(
+            body: body, operationID: operationID,
+            retry: RetryPolicy.singleAttempt(timeout: context.dependencies.attemptTimeout), replyAfter: .accepted
+        ) { result in
+            switch result.outcome {
+            case .accepted:
+                self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
+                                                              "bounce.operation_id": "\(operationID)"])
+                self.remove(context, pacer: .accepted)
+            case .failed, .rejected:
+                self.moveToFailed(
+                    context, fate: "failed",
+                    reason: "the bounce to \(recipient) was refused: \(ACSReplyMapping.reply(for: result.outcome))",
+                    pacer: .other)
+            case .throttled(let retryAfter):
+                self.deferred(context, error: "bounce throttled by ACS", retryAfter: retryAfter ?? 60,
+                              pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: false)
+            default:
+                let lifetime = context.dependencies.settings.maxLifetime
+                if Date().timeIntervalSince(context.record.receivedAt) > lifetime * 2 {
+                    self.moveToFailed(context, fate: "failed", reason: "the bounce could not be sent in time",
+                                      pacer: .other)
+                } else {
+                    self.deferred(context, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
+                                  retryAfter: nil, pacer: .other, outcomeUnknown: result.outcomeUncertain)
                 }
             }
         }
@@ -666,14 +685,17 @@ public final class SpoolDelivery: @unchecked Sendable {
         remove(context, pacer: pacer)
     }
 
+    /// Removes the message; its directory fsync rides the spool's next round of flushes.
     private func remove(_ context: AttemptContext, pacer: DeliveryPacer.Outcome?) {
-        do {
-            try context.lock.remove()
-            context.finish(.removed(size: context.record.size, pacer: pacer))
-        } catch {
-            logger.error("cannot remove a delivered message from the spool",
-                         metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
-            context.finish(.skipped(pacer: pacer))
+        context.lock.remove { result in
+            switch result {
+            case .success:
+                context.finish(.removed(size: context.record.size, pacer: pacer))
+            case .failure(let error):
+                self.logger.error("cannot remove a delivered message from the spool",
+                                  metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
+                context.finish(.skipped(pacer: pacer))
+            }
         }
     }
 
@@ -698,21 +720,24 @@ public final class SpoolDelivery: @unchecked Sendable {
         moveToFailed(context, fate: "failed", reason: reason, pacer: .other)
     }
 
-    /// Writes the record; on failure logs, releases and reports the attempt as skipped (returns false).
-    private func write(_ context: AttemptContext) -> Bool {
-        do {
-            try context.lock.write(context.record)
-            return true
-        } catch {
-            logger.error("cannot update a spool record", metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
-            context.finish(.skipped(pacer: nil))
-            return false
+    /// Writes the record in the spool's next round of flushes, then goes on with `next` on the work queue (the
+    /// round's thread only commits). On failure logs, releases and reports the attempt as skipped.
+    private func write(_ context: AttemptContext, then next: @escaping @Sendable () -> Void) {
+        context.lock.write(context.record) { result in
+            switch result {
+            case .success:
+                self.work.async(execute: next)
+            case .failure(let error):
+                self.logger.error(
+                    "cannot update a spool record",
+                    metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
+                context.finish(.skipped(pacer: nil))
+            }
         }
     }
 
     private func finishWriting(_ context: AttemptContext, pacer: DeliveryPacer.Outcome?) {
-        guard write(context) else { return }
-        context.finish(.updated(context.record, pacer: pacer))
+        write(context) { context.finish(.updated(context.record, pacer: pacer)) }
     }
 
     // MARK: Audit

@@ -1,0 +1,250 @@
+import Foundation
+import Glibc
+
+/// Makes spool files durable in rounds shared by every writer waiting at the time (group commit), on a
+/// thread of its own, so that many concurrent messages pay a few flushes between them instead of three each.
+///
+/// A writer puts its bytes in files under `tmp/` (not synced) and hands them over as one ``Job``, with the
+/// name each file takes once durable. While a round runs, new jobs queue up; the next round takes them all:
+///
+/// 1. starts write-back of every file of the round (`sync_file_range`), then `fdatasync`s each one: the
+///    first flush commits the journal transaction that allocated all their blocks, so the others mostly
+///    wait for data already on its way;
+/// 2. renames the files into place, each job's in its order (a message's `.eml` before its `.json`);
+/// 3. fsyncs, once, each directory the round renamed into or removed from;
+/// 4. only then tells every job of the round that it is done.
+///
+/// Why that is enough, and needed: a file's data is durable only after its own fsync (or a `syncfs`), and a
+/// rename only after its directory's fsync. Step 4 follows both, so nobody is told "done" (and no client
+/// hears 250) before the bytes and the names are on disk. `syncfs(2)` would replace the per-file flushes,
+/// but it flushes everything the filesystem holds, other programs' writes too, which makes a round as slow
+/// as the busiest stranger; one `fdatasync` per file costs little more and only covers our own files.
+///
+/// Failure: a failed `fdatasync` or directory `fsync` fails every job of the round, since after a write-back
+/// error the kernel no longer says which pages were lost; a failed rename fails its own job. The new files of
+/// a failed job (``Job/removeOnFailure``) are removed again, so a message whose client was told to retry is
+/// not also delivered. A closed committer finishes the rounds already submitted and refuses new jobs.
+///
+/// Completion handlers run on the committer's thread, after the round: they must not block (hop to a queue
+/// of your own for real work), or the next round waits for them.
+final class SpoolCommitter: @unchecked Sendable {
+    /// A file whose bytes are written but not yet synced; `descriptor` stays open until the round syncs it.
+    struct PendingFile {
+        var descriptor: Int32
+        var temporaryPath: String
+        var finalPath: String
+    }
+
+    /// One writer's share of a round.
+    struct Job {
+        var files: [PendingFile]
+        /// Directories to fsync although no file of this job is renamed into them (a removal).
+        var directories: [String] = []
+        /// Whether the renamed files are new and must go again when the job fails (a new message), or replace
+        /// existing ones (a record rewrite: the old record is gone either way, and removing the new one would
+        /// lose the message).
+        var removeOnFailure = false
+        var completion: @Sendable (Result<Void, SpoolError>) -> Void
+    }
+
+    /// The system calls a round makes, replaceable so tests can make them fail or watch their order.
+    struct SystemCalls: @unchecked Sendable {
+        var syncData: (Int32, String) -> Int32 = { descriptor, _ in fdatasync(descriptor) }
+        var syncDirectory: (Int32, String) -> Int32 = { descriptor, _ in fsync(descriptor) }
+        var rename: (String, String) -> Int32 = { from, to in Glibc.rename(from, to) }
+    }
+
+    private let calls: SystemCalls
+    private let condition = NSCondition()
+    // Under `condition`:
+    private var pending: [Job] = []
+    private var closed = false
+    private var running = false
+    private var roundsCompleted = 0
+
+    init(calls: SystemCalls = SystemCalls(), name: String) {
+        self.calls = calls
+        let thread = Thread { [self] in self.run() }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Queues `job` for the next round; when the committer is closed, fails it at once.
+    func submit(_ job: Job) {
+        condition.lock()
+        guard !closed else {
+            condition.unlock()
+            Self.discard(job.files)
+            job.completion(.failure(SpoolError("the spool is closed; nothing more is written")))
+            return
+        }
+        pending.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Submits `job` and waits for its round (for callers that are allowed to block: commands, start-up).
+    /// Never from a completion handler: the round's thread would wait for itself.
+    func commitAndWait(_ job: Job) throws {
+        precondition(
+            Thread.current.threadDictionary[Self.threadKey] == nil, "a spool commit thread waits for a round")
+        let done = DispatchSemaphore(value: 0)
+        let outcome = OutcomeBox()
+        var job = job
+        let completion = job.completion
+        job.completion = { result in
+            completion(result)
+            outcome.result = result
+            done.signal()
+        }
+        submit(job)
+        done.wait()
+        if case .failure(let error) = outcome.result { throw error }
+    }
+
+    /// Refuses new jobs; those already submitted are still committed. The thread ends when they are.
+    func stopWriting() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Rounds finished so far (for tests and metrics).
+    var rounds: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return roundsCompleted
+    }
+
+    /// Waits until no job is pending or being committed (tests).
+    func waitUntilIdle() {
+        condition.lock()
+        while running || !pending.isEmpty { condition.wait() }
+        condition.unlock()
+    }
+
+    private static let threadKey = "SpoolCommitter.thread"
+
+    private func run() {
+        Thread.current.threadDictionary[Self.threadKey] = true
+        while true {
+            condition.lock()
+            while pending.isEmpty && !closed { condition.wait() }
+            if pending.isEmpty {
+                condition.unlock()
+                return  // closed, and everything submitted is committed
+            }
+            let jobs = pending
+            pending = []
+            running = true
+            condition.unlock()
+
+            let results = commit(jobs)
+
+            condition.lock()
+            running = false
+            roundsCompleted += 1
+            condition.broadcast()
+            condition.unlock()
+            for (job, result) in zip(jobs, results) { job.completion(result) }
+        }
+    }
+
+    /// One round; the result of each job, in order.
+    private func commit(_ jobs: [Job]) -> [Result<Void, SpoolError>] {
+        // Start write-back of everything first, so the flushes below overlap instead of queueing one by one.
+        if let startWriteBack = Self.startWriteBack {
+            for job in jobs {
+                for file in job.files { _ = startWriteBack(file.descriptor, 0, 0, Self.syncFileRangeWrite) }
+            }
+        }
+        var roundError: SpoolError?
+        for job in jobs {
+            for file in job.files where roundError == nil {
+                if calls.syncData(file.descriptor, file.temporaryPath) != 0 {
+                    roundError = SpoolError.fromErrno("fdatasync \(file.temporaryPath)")
+                }
+            }
+        }
+        for job in jobs { for file in job.files { close(file.descriptor) } }
+        if let roundError {
+            for job in jobs { Self.removeTemporaries(job.files) }
+            return jobs.map { _ in .failure(roundError) }
+        }
+
+        var results: [Result<Void, SpoolError>] = []
+        var renamed: [[String]] = []
+        var directories: [String] = []
+        for job in jobs {
+            var done: [String] = []
+            var failure: SpoolError?
+            for file in job.files {
+                guard failure == nil else {
+                    unlink(file.temporaryPath)
+                    continue
+                }
+                if calls.rename(file.temporaryPath, file.finalPath) == 0 {
+                    done.append(file.finalPath)
+                } else {
+                    failure = SpoolError.fromErrno("rename \(file.temporaryPath) to \(file.finalPath)")
+                    unlink(file.temporaryPath)
+                }
+            }
+            if failure != nil, job.removeOnFailure {
+                for path in done.reversed() { unlink(path) }  // the record first, then its message
+            }
+            renamed.append(done)
+            results.append(failure.map { .failure($0) } ?? .success(()))
+            for path in done + job.directories.map({ $0 + "/" }) {
+                let directory = Self.directory(of: path)
+                if !directories.contains(directory) { directories.append(directory) }
+            }
+        }
+
+        for directory in directories {
+            let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            let synced = descriptor >= 0 && calls.syncDirectory(descriptor, directory) == 0
+            let error = synced ? nil : SpoolError.fromErrno("fsync \(directory)")
+            if descriptor >= 0 { close(descriptor) }
+            if let error {
+                // The renames of this round may or may not survive a crash: nobody may be told they are done.
+                for (index, job) in jobs.enumerated() where job.removeOnFailure {
+                    for path in renamed[index].reversed() { unlink(path) }
+                }
+                return jobs.map { _ in .failure(error) }
+            }
+        }
+        return results
+    }
+
+    /// `sync_file_range(2)`, which Swift's Glibc module does not export (glibc declares it only under
+    /// `_GNU_SOURCE`), looked up once; without it the round still works, its flushes just overlap less.
+    private static let startWriteBack: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32)? = {
+        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "sync_file_range") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self)
+    }()
+    /// `SYNC_FILE_RANGE_WRITE` from <fcntl.h>: start write-back of the dirty pages, do not wait for it.
+    private static let syncFileRangeWrite: UInt32 = 2
+
+    private static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    private static func removeTemporaries(_ files: [PendingFile]) {
+        for file in files { unlink(file.temporaryPath) }
+    }
+
+    /// Closes and removes the files of a job that will not be committed.
+    static func discard(_ files: [PendingFile]) {
+        for file in files {
+            close(file.descriptor)
+            unlink(file.temporaryPath)
+        }
+    }
+
+    private final class OutcomeBox: @unchecked Sendable {
+        var result: Result<Void, SpoolError> = .success(())
+    }
+}
