@@ -48,7 +48,6 @@ public final class Spool: @unchecked Sendable {
     /// The same with the committer's system calls replaced (tests make them fail or watch them).
     init(directory: String, create: Bool, calls: SpoolCommitter.SystemCalls) throws {
         self.directory = directory
-        self.committer = SpoolCommitter(calls: calls, name: "spool.commit")
         for path in [directory, directory + "/queue", directory + "/failed", directory + "/tmp"] {
             var status = stat()
             if stat(path, &status) == 0 {
@@ -56,12 +55,9 @@ public final class Spool: @unchecked Sendable {
                 continue
             }
             guard create else { throw SpoolError("no spool at \(directory) (\(path) is missing)") }
-            guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
-                let error = SpoolError.fromErrno("create \(path)")
-                committer.stopWriting()
-                throw error
-            }
+            guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw SpoolError.fromErrno("create \(path)") }
         }
+        self.committer = SpoolCommitter(calls: calls, directory: directory, name: "spool.commit")
     }
 
     deinit { committer.stopWriting() }
@@ -70,6 +66,13 @@ public final class Spool: @unchecked Sendable {
     /// (``SpoolError``), so nothing is half-written while the daemon stops.
     public func stopWriting() {
         committer.stopWriting()
+    }
+
+    /// ``stopWriting()``, then waits until every write handed over is durable (or failed) and its completion
+    /// has run: what a stopping daemon does last, so that no client waits for an answer that never comes.
+    public func finishWriting() {
+        committer.stopWriting()
+        committer.waitUntilIdle()
     }
 
     /// Whether `directory` is a spool with messages waiting, without creating anything.

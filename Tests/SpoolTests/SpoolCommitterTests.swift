@@ -18,8 +18,8 @@ import Testing
             size: 1, nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000))
     }
 
-    /// What the committer's system calls did, in order; the first data flush can be held at a gate so that
-    /// writers pile up behind the first round.
+    /// What the committer's system calls did, in order; the first flush can be held at a gate so that writers
+    /// pile up behind the first round.
     final class Recorder: @unchecked Sendable {
         private let lock = NSLock()
         private var log: [String] = []
@@ -29,22 +29,40 @@ import Testing
         /// A data flush of a path containing this fails with EIO.
         var failDataSyncOf: String?
         var failDirectorySyncs = 0
+        var failFilesystemSync = false
 
         init(holdFirst: Bool) { self.holdFirst = holdFirst }
 
         var events: [String] { lock.withLock { log } }
 
-        func calls() -> SpoolCommitter.SystemCalls {
+        private func holdIfFirst() {
+            let hold = lock.withLock {
+                defer { holdFirst = false }
+                return holdFirst
+            }
+            if hold {
+                entered.signal()
+                gate.wait()
+            }
+        }
+
+        /// The system calls, recorded; rounds of at least `filesystemSyncFrom` files flush with one `syncfs`
+        /// (never, by default: each file has its own flush).
+        func calls(filesystemSyncFrom: Int = .max) -> SpoolCommitter.SystemCalls {
             var calls = SpoolCommitter.SystemCalls()
+            calls.filesystemSyncFrom = filesystemSyncFrom
+            let system = calls.syncFilesystem
+            calls.syncFilesystem = { descriptor in
+                self.holdIfFirst()
+                if self.failFilesystemSync {
+                    errno = EIO
+                    return -1
+                }
+                self.lock.withLock { self.log.append("filesystem") }
+                return system?(descriptor) ?? 0
+            }
             calls.syncData = { descriptor, path in
-                let hold = self.lock.withLock {
-                    defer { self.holdFirst = false }
-                    return self.holdFirst
-                }
-                if hold {
-                    self.entered.signal()
-                    self.gate.wait()
-                }
+                self.holdIfFirst()
                 if let failing = self.failDataSyncOf, path.contains(failing) {
                     errno = EIO
                     return -1
@@ -92,16 +110,27 @@ import Testing
         func covered(_ number: Int) -> Bool { lock.withLock { coveredWhenAnswered[number] ?? false } }
     }
 
-    /// Whether, in `events`, both files of message `number` were flushed and renamed, and the queue directory
-    /// was flushed after the last of those.
+    /// Whether, in `events`, both files of message `number` were flushed (each on its own, or by a flush of
+    /// the filesystem in the round that renamed them: the files were written before they were handed over)
+    /// and renamed, and the queue directory was flushed after the last of those.
     static func isCovered(_ number: Int, in events: [String], queue: String) -> Bool {
         let id = id(number)
-        guard let emlData = events.firstIndex(where: { $0.hasPrefix("data ") && $0.contains("\(id).eml.") }),
-            let jsonData = events.firstIndex(where: { $0.hasPrefix("data ") && $0.contains("\(id).json.") }),
-            let jsonRename = events.firstIndex(of: "rename \(queue)/\(id).json"),
+        guard let jsonRename = events.firstIndex(of: "rename \(queue)/\(id).json"),
             let emlRename = events.firstIndex(of: "rename \(queue)/\(id).eml")
         else { return false }
-        let last = max(emlData, jsonData, jsonRename, emlRename)
+        let flushes: [Int]
+        if let emlData = events.firstIndex(where: { $0.hasPrefix("data ") && $0.contains("\(id).eml.") }),
+            let jsonData = events.firstIndex(where: { $0.hasPrefix("data ") && $0.contains("\(id).json.") })
+        {
+            flushes = [emlData, jsonData]
+        } else if let filesystem = events[..<min(emlRename, jsonRename)].lastIndex(of: "filesystem"),
+            !events[filesystem..<min(emlRename, jsonRename)].contains(where: { $0.hasPrefix("directory ") })
+        {
+            flushes = [filesystem]  // the round's own flush, not an earlier round's
+        } else {
+            return false
+        }
+        let last = (flushes + [jsonRename, emlRename]).max()!
         return events[(last + 1)...].contains("directory \(queue)")
     }
 
@@ -231,5 +260,81 @@ import Testing
         #expect(removed.wait(timeout: .now() + 10) == .success)
         #expect(spool.ids().isEmpty)
         #expect(recorder.events.last == "directory \(spool.queueDirectory)")  // the removal was flushed
+    }
+
+    @Test func aLargeRound_isFlushedWithOneSyncOfTheFilesystem_andEveryWriterIsCovered() throws {
+        let recorder = Recorder(holdFirst: true)
+        let spool = try Spool(directory: directory, create: true, calls: recorder.calls(filesystemSyncFrom: 8))
+        let outcomes = Outcomes()
+        add(spool, recorder, outcomes, 0)  // two files: flushed one by one
+        recorder.entered.wait()
+        DispatchQueue.concurrentPerform(iterations: 20) { index in add(spool, recorder, outcomes, index + 1) }
+        recorder.gate.signal()
+        #expect(outcomes.group.wait(timeout: .now() + 30) == .success)
+        for number in 0...20 {
+            guard case .success = outcomes.result(number) else {
+                Issue.record("message \(number): \(String(describing: outcomes.result(number)))")
+                continue
+            }
+            #expect(outcomes.covered(number), "message \(number) was answered before its files were durable")
+            #expect(try spool.message(id: Self.id(number)) == Array("message \(number)".utf8))
+        }
+        spool.committer.waitUntilIdle()
+        #expect(spool.committer.rounds == 2)
+        let flushes = recorder.events.filter { !$0.hasPrefix("rename ") }.map { $0.split(separator: " ")[0] }
+        #expect(flushes == ["data", "data", "directory", "filesystem", "directory"])
+    }
+
+    @Test func aFailingFilesystemFlush_failsEveryWriterOfItsRound_andAcknowledgesNone() throws {
+        let recorder = Recorder(holdFirst: true)
+        let spool = try Spool(directory: directory, create: true, calls: recorder.calls(filesystemSyncFrom: 1))
+        let outcomes = Outcomes()
+        add(spool, recorder, outcomes, 0)
+        recorder.entered.wait()
+        recorder.failFilesystemSync = true
+        for number in 1...5 { add(spool, recorder, outcomes, number) }
+        recorder.gate.signal()  // round 1 (message 0) fails too: the flag is read after the gate
+        #expect(outcomes.group.wait(timeout: .now() + 30) == .success)
+        for number in 0...5 {
+            guard case .failure(let error) = outcomes.result(number) else {
+                Issue.record("message \(number) was acknowledged although its round's flush failed")
+                continue
+            }
+            #expect(error.description.contains("syncfs"))
+        }
+        #expect(!recorder.events.contains { $0.hasPrefix("rename ") })
+        #expect(spool.ids().isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/tmp").isEmpty)
+    }
+
+    @Test func completionsRunInTheOrderOfSubmission_andAMessageIsRenamedBeforeItsRecord() throws {
+        let recorder = Recorder(holdFirst: true)
+        let spool = try Spool(directory: directory, create: true, calls: recorder.calls())
+        let order = Order()
+        let done = DispatchGroup()
+        for number in 0..<12 {
+            done.enter()
+            spool.add(Self.record(number), message: [UInt8(number)]) { result in
+                if case .success = result { order.append(number) }
+                done.leave()
+            }
+            if number == 0 { recorder.entered.wait() }  // the rest queue up behind round 1
+        }
+        recorder.gate.signal()
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        #expect(order.values == Array(0..<12))
+        let renames = recorder.events.filter { $0.hasPrefix("rename ") }
+        for number in 0..<12 {
+            let eml = try #require(renames.firstIndex(of: "rename \(spool.queueDirectory)/\(Self.id(number)).eml"))
+            let json = try #require(renames.firstIndex(of: "rename \(spool.queueDirectory)/\(Self.id(number)).json"))
+            #expect(eml < json)
+        }
+    }
+
+    final class Order: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [Int] = []
+        func append(_ value: Int) { lock.withLock { list.append(value) } }
+        var values: [Int] { lock.withLock { list } }
     }
 }
