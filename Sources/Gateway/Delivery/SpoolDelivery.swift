@@ -11,10 +11,12 @@ import Spool
 /// Moves spooled messages through ACS: the one scheduler of a spool, for the life of the daemon.
 ///
 /// Exactly once: each message's `Operation-Id` is fixed when it is spooled and sent on every attempt.
-/// Before an attempt the record is rewritten to `sending` (durably); an attempt whose outcome was not seen
-/// (a crash, a timeout, a lost connection) leaves `outcomeUnknown`, and the next attempt first reads the
-/// operation's status: ACS knows it → it was sent, follow it; 404 → send. So neither a restart nor a retry
-/// sends a message twice, without relying on ACS's undocumented handling of a repeated `Operation-Id`.
+/// An attempt whose outcome was not seen (a timeout, a lost connection) leaves `outcomeUnknown`, and the
+/// next attempt first reads the operation's status: ACS knows it → it was sent, follow it; 404 → send. A
+/// crash leaves no mark of the sends it interrupted, so a start treats every message it finds `queued` as
+/// unknown and asks first (`askFirst`): that costs one status read per queued message after a start, and
+/// saves a durable record rewrite before every send. So neither a restart nor a retry sends a message twice,
+/// without relying on ACS's undocumented handling of a repeated `Operation-Id`.
 ///
 /// Order: FIFO by arrival (ids are time-ordered), alternating between messages never tried and messages
 /// due for a retry, so a backlog of deferred mail does not starve new mail.
@@ -53,6 +55,10 @@ public final class SpoolDelivery: @unchecked Sendable {
     private var dependencies: Dependencies
     private var entries: [String: Entry] = [:]
     private var running: Set<String> = []
+    /// Messages found queued at start: an attempt of the previous run may have reached ACS unseen, so the
+    /// first attempt of this run asks ACS before it sends (kept until an attempt has gone that way).
+    private var askFirst: Set<String> = []
+    private var pumpRequested = false
     private var pollsRunning = 0
     private var preferFresh = true
     private var stopping = false
@@ -84,8 +90,9 @@ public final class SpoolDelivery: @unchecked Sendable {
         try load()
     }
 
-    /// Reads every record into the index. A record found `sending` belongs to an attempt a stop interrupted:
-    /// it is queued again with `outcomeUnknown`, so the next attempt asks ACS before sending.
+    /// Reads every record into the index. Every queued message is asked about before its next send
+    /// (`askFirst`): the previous run may have stopped in the middle of sending it. A record found `sending`
+    /// (written by earlier versions before each send) is queued again with `outcomeUnknown`.
     private func load() throws {
         let now = Date()
         for id in spool.ids() {
@@ -114,12 +121,18 @@ public final class SpoolDelivery: @unchecked Sendable {
                     "requeued a message whose attempt a stop interrupted; ACS will be asked before it is sent again",
                     metadata: ["smtp.message_id": "\(id)", "acs.operation_id": "\(record.operationID)"])
             }
+            if record.state == .queued && !record.outcomeUnknown { askFirst.insert(id) }
             entries[id] = Entry(
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
                 stamp: spool.stamp(id: id))
             addUsage(count: 1, bytes: record.size)
         }
         logger.info("spool opened", metadata: ["spool": "\(spool.directory)", "messages": "\(entries.count)"])
+        if !askFirst.isEmpty {
+            logger.notice(
+                "queued messages from the previous run: ACS is asked about each before it is sent, since that run may have stopped while sending it",
+                metadata: ["messages": "\(askFirst.count)"])
+        }
         metrics.update(states: stateCounts(), oldest: oldestAge(now: now))
     }
 
@@ -141,7 +154,7 @@ public final class SpoolDelivery: @unchecked Sendable {
                 self.logger.warning("delivery rates and delivery.max_in_flight change only on restart")
             }
             self.dependencies = new
-            self.pump()
+            self.requestPump()
         }
     }
 
@@ -220,7 +233,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             self.queue.async {
                 self.entries[spooled.id] = Entry(
                     state: .queued, due: spooled.nextAttemptAt, size: spooled.size, attempts: 0, stamp: stamp)
-                self.pump()
+                self.requestPump()
             }
             completion(.success(()))
         }
@@ -228,42 +241,85 @@ public final class SpoolDelivery: @unchecked Sendable {
 
     // MARK: Scheduling
 
-    /// Starts every attempt that is due and allowed, then sets the timer for the next one.
+    /// Asks for a ``pump()`` after the blocks already on the scheduler queue: events that arrive together (the
+    /// messages of one spool commit round, attempts ending at once) share one pass over the index.
+    private func requestPump() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !pumpRequested else { return }
+        pumpRequested = true
+        queue.async {
+            self.pumpRequested = false
+            self.pump()
+        }
+    }
+
+    /// Starts every attempt that is due and allowed, then sets the timer for the next one. One pass over the
+    /// index (which holds the whole backlog) collects what is due, the next due time and the gauges; only the
+    /// few ids the permits allow are then picked in order, not the whole backlog sorted.
     private func pump() {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !stopping else { return }
         let now = Date()
         var sendBlocked: Double?  // monotonic time the pacer named, if it said wait
         var sendWaitsForRelease = false
-        let due = entries.filter { !running.contains($0.key) && $0.value.due <= now && $0.value.state != .held
-            && $0.value.state != .failed }
-        // Follow-ups of accepted messages (status reads) are not sends: they do not use the pacer.
-        for (id, entry) in due.sorted(by: { $0.key < $1.key }) where entry.state == .accepted {
-            guard pollsRunning < dependencies.settings.maxInFlight else { break }
-            pollsRunning += 1
-            dispatch(id, entry: entry, usesPermit: false)
+        var polls: [String] = []
+        var fresh: [String] = []
+        var retries: [String] = []
+        var nextDue: Date?
+        var counts: [SpoolState: Int] = [:]
+        var oldest: String?
+        for (id, entry) in entries {
+            counts[entry.state, default: 0] += 1
+            if oldest.map({ id < $0 }) ?? true { oldest = id }
+            if running.contains(id) {
+                if entry.state == .queued { counts[.sending, default: 0] += 1 }
+                continue
+            }
+            guard entry.state != .held, entry.state != .failed else { continue }
+            guard entry.due <= now else {
+                nextDue = min(nextDue ?? entry.due, entry.due)
+                continue
+            }
+            switch entry.state {
+            case .accepted: polls.append(id)
+            case .queued: if entry.attempts == 0 { fresh.append(id) } else { retries.append(id) }
+            case .bouncing, .sending: retries.append(id)
+            case .held, .failed: break
+            }
         }
-        var fresh = due.filter { $0.value.state == .queued && $0.value.attempts == 0 }.map(\.key).sorted()[...]
-        var retries = due.filter { ($0.value.state == .queued && $0.value.attempts > 0) || $0.value.state == .bouncing }
-            .map(\.key).sorted()[...]
+        // Follow-ups of accepted messages (status reads) are not sends: they do not use the pacer.
+        var undispatched = false
+        if !polls.isEmpty {
+            polls.sort()
+            for id in polls {
+                guard pollsRunning < dependencies.settings.maxInFlight else {
+                    undispatched = true
+                    break
+                }
+                pollsRunning += 1
+                if let entry = entries[id] { dispatch(id, entry: entry, usesPermit: false) }
+            }
+        }
         while !fresh.isEmpty || !retries.isEmpty {
             switch pacer.request(now: Self.monotonic()) {
             case .wait(let until, _):
                 sendBlocked = until
                 sendWaitsForRelease = until == nil
+                undispatched = true
             case .go:
                 let takeFresh = preferFresh ? !fresh.isEmpty : retries.isEmpty
-                let id = takeFresh ? fresh.removeFirst() : retries.removeFirst()
+                let id = takeFresh ? Self.removeFirstInOrder(&fresh) : Self.removeFirstInOrder(&retries)
                 preferFresh.toggle()
                 if let entry = entries[id] { dispatch(id, entry: entry, usesPermit: true) }
                 continue
             }
             break
         }
-        metrics.update(states: stateCounts(), oldest: oldestAge(now: now))
-        // The next wake-up: the earliest future due time, or when the pacer allows sends again.
-        var next = entries.filter { !running.contains($0.key) && $0.value.state != .held && $0.value.state != .failed }
-            .map(\.value.due).min().map { max(0, $0.timeIntervalSince(now)) }
+        metrics.update(states: counts, oldest: oldest.flatMap { Identifiers.timestamp(ofMessageID: $0) }
+            .map { max(0, now.timeIntervalSince($0)) } ?? 0)
+        // The next wake-up: at once when something due is still waiting, else the earliest future due time,
+        // or when the pacer allows sends again.
+        var next = undispatched ? 0 : nextDue.map { max(0, $0.timeIntervalSince(now)) }
         if let blocked = sendBlocked {
             let wait = max(0.05, blocked - Self.monotonic())
             next = min(next ?? wait, wait)
@@ -289,12 +345,26 @@ public final class SpoolDelivery: @unchecked Sendable {
         timerDue = when
     }
 
+    /// The smallest id of `ids` (ids sort by arrival), removed: a linear pass, since a pump takes only as many
+    /// as there are free permits, usually one or two of a backlog of thousands.
+    private static func removeFirstInOrder(_ ids: inout [String]) -> String {
+        var first = 0
+        for index in ids.indices.dropFirst() where ids[index] < ids[first] { first = index }
+        ids.swapAt(first, ids.count - 1)
+        return ids.removeLast()
+    }
+
     private func dispatch(_ id: String, entry: Entry, usesPermit: Bool) {
         running.insert(id)
         let dependencies = self.dependencies
+        let mustAsk = askFirst.contains(id)
         work.async {
-            self.attempt(id, size: entry.size, usesPermit: usesPermit, dependencies: dependencies) { result in
-                self.queue.async { self.attemptEnded(id, result: result, usedPermit: usesPermit, polled: !usesPermit) }
+            self.attempt(id, size: entry.size, usesPermit: usesPermit, mustAsk: mustAsk, dependencies: dependencies) {
+                result, asked in
+                self.queue.async {
+                    if asked { self.askFirst.remove(id) }
+                    self.attemptEnded(id, result: result, usedPermit: usesPermit, polled: !usesPermit)
+                }
             }
         }
     }
@@ -348,46 +418,49 @@ public final class SpoolDelivery: @unchecked Sendable {
             }
             return
         }
-        pump()
+        requestPump()
     }
 
     // MARK: One attempt (on the work queue)
 
+    /// One attempt at message `id`. `mustAsk`: ACS is asked before a send (see `askFirst`); `completion`
+    /// hears whether the attempt went that far (`asked`), so the question is not lost on a busy message.
     private func attempt(
-        _ id: String, size: Int, usesPermit: Bool, dependencies: Dependencies,
-        completion: @escaping @Sendable (AttemptResult) -> Void
+        _ id: String, size: Int, usesPermit: Bool, mustAsk: Bool, dependencies: Dependencies,
+        completion: @escaping @Sendable (AttemptResult, _ asked: Bool) -> Void
     ) {
         let lock: SpoolMessageLock
-        let record: SpoolRecord
+        var record: SpoolRecord
         do {
             guard let held = try spool.lock(id: id, wait: false) else {
                 // Busy (a command holds it) or gone: the index learns which on the next look.
                 let gone = spool.stamp(id: id) == nil
-                completion(gone ? .removed(size: size, pacer: nil) : .skipped(pacer: nil))
+                completion(gone ? .removed(size: size, pacer: nil) : .skipped(pacer: nil), false)
                 return
             }
             guard let current = try held.read() else {
-                completion(.removed(size: size, pacer: nil))
+                completion(.removed(size: size, pacer: nil), false)
                 return
             }
             lock = held
             record = current
+            if mustAsk && current.state == .queued { record.outcomeUnknown = true }
         } catch {
             // Damaged since it was indexed: logged once and left on disk; retrying it every second helps no one.
             logger.error(
                 "cannot read a spooled message; leaving it where it is",
                 metadata: ["smtp.message_id": "\(id)", "error": "\(error)", "spool": "\(spool.queueDirectory)"])
-            completion(.removed(size: size, pacer: nil))
+            completion(.removed(size: size, pacer: nil), false)
             return
         }
         let needsPermit = record.state == .queued || record.state == .bouncing || record.state == .sending
         guard needsPermit == usesPermit, record.state != .held, record.state != .failed else {
             // A command changed it since the index was built (held, released, retried): take the record as it is.
-            completion(.updated(record, pacer: nil))
+            completion(.updated(record, pacer: nil), false)
             return
         }
         let context = AttemptContext(
-            lock: lock, record: record, dependencies: dependencies, completion: completion)
+            lock: lock, record: record, dependencies: dependencies, completion: { completion($0, true) })
         switch record.state {
         case .queued, .sending:
             send(context)
@@ -396,7 +469,7 @@ public final class SpoolDelivery: @unchecked Sendable {
         case .bouncing:
             sendBounce(context)
         case .held, .failed:
-            completion(.updated(record, pacer: nil))
+            completion(.updated(record, pacer: nil), false)
         }
     }
 
@@ -429,20 +502,16 @@ public final class SpoolDelivery: @unchecked Sendable {
                 pacer: .other)
             return
         }
+        // Not written before the send: a crash during it leaves the record `queued`, and the next start asks
+        // ACS before it sends any queued message (`askFirst`). The next write records both.
         context.record.state = .sending
         context.record.attempts += 1
-        // The mark is durable before the send starts: a crash during the send finds `sending` and asks ACS.
-        let marked = context
-        write(marked) { self.sendMarked(marked) }
-    }
-
-    /// The rest of ``send(_:)`` once the record says `sending` on disk.
-    private func sendMarked(_ context: AttemptContext) {
         guard let message = try? context.lock.message() else {
             fail(context, "the spooled message file is missing or unreadable")
             return
         }
         if context.record.outcomeUnknown {
+            let context = context
             context.dependencies.client.lookUp(operationID: context.record.operationID) { lookup in
                 switch lookup {
                 case .found(let status, _):
@@ -530,8 +599,11 @@ public final class SpoolDelivery: @unchecked Sendable {
                         + Self.describe(code, message), retryAfter: nil, pacer: .other,
                      outcomeUnknown: result.outcomeUncertain)
         case .unavailable(_, let detail):
+            // Asked again before the next send even when the client's status read found nothing: after a broken
+            // connection ACS (and the emulator, seen under load with HTTP/2) may still be processing the request
+            // when that read arrives, so its 404 does not prove the send never arrived; seconds later it does.
             deferred(context, error: "ACS unavailable: \(detail)", retryAfter: nil, pacer: .other,
-                     outcomeUnknown: result.outcomeUncertain)
+                     outcomeUnknown: true)
         case .notAuthenticated(let error):
             deferred(context, error: "no credentials for ACS: \(error.message)", retryAfter: nil, pacer: .other,
                      outcomeUnknown: false)
@@ -793,12 +865,16 @@ public final class SpoolDelivery: @unchecked Sendable {
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
                 stamp: stamp)
         }
-        pump()
+        requestPump()
     }
 
     /// Stops starting attempts; calls `completion` once those in flight have ended (or at once). What is not
     /// delivered stays spooled for the next start.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
+        let completion: @Sendable () -> Void = {
+            self.spool.finishWriting()
+            completion()
+        }
         queue.async {
             self.stopping = true
             self.timer?.cancel()
