@@ -133,13 +133,7 @@ public final class Spool: @unchecked Sendable {
         _ record: SpoolRecord, message: some Collection<UInt8>,
         completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void
     ) {
-        do {
-            committer.submit(try prepareAdd(record, message: message, completion: completion))
-        } catch let error as SpoolError {
-            completion(.failure(error))
-        } catch {
-            completion(.failure(SpoolError("\(error)")))
-        }
+        committer.submit(completion: completion) { try prepareAdd(record, message: message, completion: completion) }
     }
 
     /// The files of a new message, written under `tmp/` but not synced: the `.eml` first, so the round renames
@@ -373,12 +367,8 @@ public final class SpoolMessageLock: @unchecked Sendable {
     /// thread and must not block. The lock stays held: release it after the completion.
     public func write(_ record: SpoolRecord, completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void) {
         precondition(record.id == id, "a lock writes only its own record")
-        do {
-            spool.committer.submit(try spool.recordJob(record, directory: spool.queueDirectory, completion: completion))
-        } catch let error as SpoolError {
-            completion(.failure(error))
-        } catch {
-            completion(.failure(SpoolError("\(error)")))
+        spool.committer.submit(completion: completion) {
+            try spool.recordJob(record, directory: spool.queueDirectory, completion: completion)
         }
     }
 
@@ -390,13 +380,7 @@ public final class SpoolMessageLock: @unchecked Sendable {
 
     /// ``remove()`` whose directory fsync rides the next round; `completion` runs on the commit thread.
     public func remove(completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void) {
-        do {
-            spool.committer.submit(try removal(completion: completion))
-        } catch let error as SpoolError {
-            completion(.failure(error))
-        } catch {
-            completion(.failure(SpoolError("\(error)")))
-        }
+        spool.committer.submit(completion: completion) { try removal(completion: completion) }
     }
 
     private func removal(

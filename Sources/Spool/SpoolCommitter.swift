@@ -104,6 +104,20 @@ final class SpoolCommitter: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Queues the job `prepare` makes; when making it throws (its files could not be written), `completion`
+    /// hears why at once.
+    func submit(
+        completion: @Sendable (Result<Void, SpoolError>) -> Void, _ prepare: () throws -> Job
+    ) {
+        do {
+            submit(try prepare())
+        } catch let error as SpoolError {
+            completion(.failure(error))
+        } catch {
+            completion(.failure(SpoolError("\(error)")))
+        }
+    }
+
     /// Submits `job` and waits for its round (for callers that are allowed to block: commands, start-up).
     /// Never from a completion handler: the round's thread would wait for itself.
     func commitAndWait(_ job: Job) throws {
