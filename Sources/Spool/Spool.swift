@@ -12,10 +12,21 @@ import Glibc
 ///   tmp/              files being written; anything left here after a crash is garbage
 /// ```
 ///
-/// Crash safety: every file is written under `tmp/`, fsynced, renamed into place, and its directory is
-/// fsynced before the caller is told it is done. A `.json` is created only after its `.eml` is durable,
-/// so a record always has its message; an `.eml` without a record (a crash between the two) was never
-/// acknowledged and is removed at start-up (``recoverAfterCrash()``).
+/// Crash safety: every file is written under `tmp/`, made durable and renamed into place, and its directory
+/// is fsynced, before the caller is told it is done. The flushes are shared (group commit, see
+/// ``SpoolCommitter``): writers arriving while a round of flushes runs are covered by the next round, which
+/// `fdatasync`s each of their files, renames them into place, then fsyncs each directory once, and only then
+/// answers them all. So no caller (and no SMTP client) hears "done" before its data and its names are on
+/// disk, and a failed flush fails every writer of its round.
+///
+/// What a crash can leave, and what start-up (``recoverAfterCrash()``) makes of it:
+/// - files in `tmp/`: never renamed, never acknowledged: removed;
+/// - an `.eml` without its `.json`, or a `.json` without its `.eml`: a new message whose round had not
+///   finished (its two renames share one directory fsync, so either may survive alone: its client never
+///   heard 250), or a removal or a move to `failed/` cut short (the message was delivered, or is in
+///   `failed/`): removed. A message acknowledged and still queued always has both, since its round
+///   finished before the 250 and a removal takes the record first;
+/// - a record being rewritten: the old or the new one, whole (a rename replaces it atomically).
 ///
 /// Concurrency: the daemon and the `queue` commands change records through ``lock(id:wait:)``, an
 /// exclusive `flock` on the message's `.eml` (which, unlike the record, is never replaced, so the lock
@@ -27,9 +38,15 @@ public final class Spool: @unchecked Sendable {
     public var queueDirectory: String { directory + "/queue" }
     public var failedDirectory: String { directory + "/failed" }
     var temporaryDirectory: String { directory + "/tmp" }
+    let committer: SpoolCommitter
 
     /// Opens the spool, creating its directories (mode 0700: messages are private) when `create` is set.
-    public init(directory: String, create: Bool = true) throws {
+    public convenience init(directory: String, create: Bool = true) throws {
+        try self.init(directory: directory, create: create, calls: SpoolCommitter.SystemCalls())
+    }
+
+    /// The same with the committer's system calls replaced (tests make them fail or watch them).
+    init(directory: String, create: Bool, calls: SpoolCommitter.SystemCalls) throws {
         self.directory = directory
         for path in [directory, directory + "/queue", directory + "/failed", directory + "/tmp"] {
             var status = stat()
@@ -40,6 +57,22 @@ public final class Spool: @unchecked Sendable {
             guard create else { throw SpoolError("no spool at \(directory) (\(path) is missing)") }
             guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw SpoolError.fromErrno("create \(path)") }
         }
+        self.committer = SpoolCommitter(calls: calls, directory: directory, name: "spool.commit")
+    }
+
+    deinit { committer.stopWriting() }
+
+    /// Stops taking writes: those already handed over are still committed, later ones fail at once
+    /// (``SpoolError``), so nothing is half-written while the daemon stops.
+    public func stopWriting() {
+        committer.stopWriting()
+    }
+
+    /// ``stopWriting()``, then waits until every write handed over is durable (or failed) and its completion
+    /// has run: what a stopping daemon does last, so that no client waits for an answer that never comes.
+    public func finishWriting() {
+        committer.stopWriting()
+        committer.waitUntilIdle()
     }
 
     /// Whether `directory` is a spool with messages waiting, without creating anything.
@@ -87,17 +120,41 @@ public final class Spool: @unchecked Sendable {
     // MARK: Taking custody
 
     /// Writes a new message and its record durably. Only when this returns may the client hear 250.
+    /// Blocks until the round that covers the message ends; see ``add(_:message:completion:)``.
     public func add(_ record: SpoolRecord, message: some Collection<UInt8>) throws {
+        try committer.commitAndWait(try prepareAdd(record, message: message, completion: { _ in }))
+    }
+
+    /// Writes a new message and its record, and calls `completion` once both are durable (success: the client
+    /// may hear 250) or cannot be (the error; nothing of the message stays in the queue). `completion` runs
+    /// on the spool's commit thread and must not block. The files are written before this returns; only the
+    /// flush is shared with other writers.
+    public func add(
+        _ record: SpoolRecord, message: some Collection<UInt8>,
+        completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void
+    ) {
+        committer.submit(completion: completion) { try prepareAdd(record, message: message, completion: completion) }
+    }
+
+    /// The files of a new message, written under `tmp/` but not synced: the `.eml` first, so the round renames
+    /// it before its record.
+    private func prepareAdd(
+        _ record: SpoolRecord, message: some Collection<UInt8>,
+        completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void
+    ) throws -> SpoolCommitter.Job {
         try SpoolFile.validate(id: record.id)
         let eml = "\(queueDirectory)/\(record.id).eml"
         guard access(eml, F_OK) != 0 else { throw SpoolError("message \(record.id) is already spooled") }
-        try writeDurably(Array(message), to: eml, syncDirectory: false)
+        let encoded = try record.encoded()
+        let message = try pendingFile(Array(message), finalPath: eml)
+        let json: SpoolCommitter.PendingFile
         do {
-            try writeDurably(try record.encoded(), to: "\(queueDirectory)/\(record.id).json", syncDirectory: true)
+            json = try pendingFile(encoded, finalPath: "\(queueDirectory)/\(record.id).json")
         } catch {
-            unlink(eml)
+            SpoolCommitter.discard([message])
             throw error
         }
+        return SpoolCommitter.Job(files: [message, json], removeOnFailure: true, completion: completion)
     }
 
     // MARK: Reading
@@ -188,18 +245,27 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: Usage and recovery
 
-    /// Removes what a crash can leave: files in `tmp/`, and messages whose record was never written (their
-    /// client never got a 250). Records found in state `sending` are the caller's to requeue.
+    /// Removes what a crash can leave: files in `tmp/`, messages whose record was never written, and records
+    /// whose message is not there (a round that had not finished, so the client never got a 250; or a removal
+    /// or a move to `failed/` cut short). Records found in state `sending` are the caller's to requeue.
+    /// Returns the ids of the messages removed whose client never got a 250.
     public func recoverAfterCrash() -> [String] {
         var removed: [String] = []
         for name in SpoolFile.names(in: temporaryDirectory, suffix: "") {
             unlink("\(temporaryDirectory)/\(name)")
         }
         let records = Set(SpoolFile.names(in: queueDirectory, suffix: ".json"))
-        for id in SpoolFile.names(in: queueDirectory, suffix: ".eml") where !records.contains(id) {
+        let messages = Set(SpoolFile.names(in: queueDirectory, suffix: ".eml"))
+        for id in messages.subtracting(records).sorted() {
             unlink("\(queueDirectory)/\(id).eml")
             removed.append(id)
         }
+        for id in records.subtracting(messages).sorted() {
+            unlink("\(queueDirectory)/\(id).json")
+            // Unless a move to failed/ was cut short after the message went there (it stays there, acknowledged).
+            if access("\(failedDirectory)/\(id).eml", F_OK) != 0 { removed.append(id) }
+        }
+        if !removed.isEmpty { try? SpoolFile.syncDirectory(of: "\(queueDirectory)/x") }
         return removed
     }
 
@@ -210,6 +276,23 @@ public final class Spool: @unchecked Sendable {
 
     // MARK: Files
 
+    /// `bytes` in a new file under `tmp/`, written but not synced, open for the commit round to sync.
+    func pendingFile(_ bytes: [UInt8], finalPath: String) throws -> SpoolCommitter.PendingFile {
+        let name = finalPath.split(separator: "/").last.map(String.init) ?? "file"
+        let temporary = "\(temporaryDirectory)/\(name).\(UInt32.random(in: .min ... .max))"
+        let descriptor = try SpoolFile.create(bytes, at: temporary)
+        return SpoolCommitter.PendingFile(descriptor: descriptor, temporaryPath: temporary, finalPath: finalPath)
+    }
+
+    /// A record rewrite for the next round.
+    func recordJob(
+        _ record: SpoolRecord, directory: String, completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void
+    ) throws -> SpoolCommitter.Job {
+        let file = try pendingFile(try record.encoded(), finalPath: "\(directory)/\(record.id).json")
+        return SpoolCommitter.Job(files: [file], completion: completion)
+    }
+
+    /// Writes a file with its own flushes, outside the rounds (moves to `failed/`, which are rare).
     func writeDurably(_ bytes: [UInt8], to finalPath: String, syncDirectory: Bool) throws {
         let name = finalPath.split(separator: "/").last.map(String.init) ?? "file"
         let temporary = "\(temporaryDirectory)/\(name).\(UInt32.random(in: .min ... .max))"
@@ -273,19 +356,40 @@ public final class SpoolMessageLock: @unchecked Sendable {
         try spool.message(id: id)
     }
 
-    /// Replaces the record atomically and durably.
+    /// Replaces the record atomically and durably; blocks until the round that covers it ends.
     public func write(_ record: SpoolRecord) throws {
         precondition(record.id == id, "a lock writes only its own record")
-        try spool.writeDurably(try record.encoded(), to: "\(spool.queueDirectory)/\(id).json", syncDirectory: true)
+        try spool.committer.commitAndWait(try spool.recordJob(record, directory: spool.queueDirectory) { _ in })
+    }
+
+    /// Replaces the record atomically, and calls `completion` once the new record is durable (or cannot be:
+    /// the record on disk is then the old one or the new one, whole). `completion` runs on the spool's commit
+    /// thread and must not block. The lock stays held: release it after the completion.
+    public func write(_ record: SpoolRecord, completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void) {
+        precondition(record.id == id, "a lock writes only its own record")
+        spool.committer.submit(completion: completion) {
+            try spool.recordJob(record, directory: spool.queueDirectory, completion: completion)
+        }
     }
 
     /// Removes the message (delivered, bounced, deleted). The record goes first: a crash in between leaves
     /// an `.eml` without a record, which start-up removes, never a record without its message.
     public func remove() throws {
+        try spool.committer.commitAndWait(try removal { _ in })
+    }
+
+    /// ``remove()`` whose directory fsync rides the next round; `completion` runs on the commit thread.
+    public func remove(completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void) {
+        spool.committer.submit(completion: completion) { try removal(completion: completion) }
+    }
+
+    private func removal(
+        completion: @escaping @Sendable (Result<Void, SpoolError>) -> Void
+    ) throws -> SpoolCommitter.Job {
         let record = "\(spool.queueDirectory)/\(id).json"
         guard unlink(record) == 0 || errno == ENOENT else { throw SpoolError.fromErrno("remove \(record)") }
         unlink("\(spool.queueDirectory)/\(id).eml")
-        try SpoolFile.syncDirectory(of: record)
+        return SpoolCommitter.Job(files: [], directories: [spool.queueDirectory], completion: completion)
     }
 
     /// Moves the message to `failed/` with `record` as its last record.
@@ -352,6 +456,25 @@ enum SpoolFile {
             if count == 0 { return bytes }
             bytes.append(contentsOf: chunk[..<count])
         }
+    }
+
+    /// Creates `path` with `bytes`, not synced, and returns the open descriptor (the caller closes it).
+    static func create(_ bytes: [UInt8], at path: String) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError.fromErrno("create \(path)") }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                let error = SpoolError.fromErrno("write \(path)")
+                close(fd)
+                unlink(path)
+                throw error
+            }
+            offset += written
+        }
+        return fd
     }
 
     static func write(_ bytes: [UInt8], to path: String) throws {

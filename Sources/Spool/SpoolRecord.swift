@@ -72,8 +72,9 @@ public struct SpoolRecord: Codable, Sendable, Hashable {
 public enum SpoolState: String, Codable, Sendable, Hashable, CaseIterable {
     /// Waiting for its next attempt (`nextAttemptAt`).
     case queued
-    /// An attempt was started and its outcome is not recorded yet. Found at start-up, it means the daemon
-    /// stopped mid-attempt: the message is queued again with `outcomeUnknown`, never simply re-sent.
+    /// An attempt was started and its outcome is not recorded yet. Written before each send by earlier
+    /// versions (the daemon now asks ACS about every message it finds queued at start instead); found at
+    /// start-up, the message is queued again with `outcomeUnknown`, never simply re-sent.
     case sending
     /// The service accepted it; its final status is being followed.
     case accepted

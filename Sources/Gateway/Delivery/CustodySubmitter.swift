@@ -55,13 +55,13 @@ final class CustodySubmitter: MessageSubmitter, @unchecked Sendable {
                 return
             }
             guard mode == .hybrid else {
-                completion(takeCustody(message, because: nil, outcomeUnknown: false, otherwise: nil))
+                takeCustody(message, because: nil, outcomeUnknown: false, otherwise: nil, completion: completion)
                 return
             }
             let pacer = delivery.pacer
             if case .wait(_, let reason) = pacer.request(now: SpoolDelivery.monotonic(), direct: true) {
                 let why = "ACS \(reason == .throttled ? "is throttling" : "quota is used up")"
-                completion(takeCustody(message, because: why, outcomeUnknown: false, otherwise: nil))
+                takeCustody(message, because: why, outcomeUnknown: false, otherwise: nil, completion: completion)
                 return
             }
             var policy = client.configuration.retry
@@ -87,35 +87,45 @@ final class CustodySubmitter: MessageSubmitter, @unchecked Sendable {
                     completion(direct)  // a definite answer: the client hears it
                 case .throttled, .unavailable, .authenticationFailed, .notAuthenticated:
                     let why = "\(direct.reason): \(direct.reply.lines.joined(separator: " "))"
-                    completion(
-                        takeCustody(message, because: why, outcomeUnknown: result.outcomeUncertain, otherwise: direct))
-            }
+                    // The spool's file writes belong on the work queue, not on the HTTP client's.
+                    workQueue.async { [self] in
+                        takeCustody(
+                            message, because: why, outcomeUnknown: result.outcomeUncertain, otherwise: direct,
+                            completion: completion)
+                    }
+                }
             }
         }
     }
 
-    /// Writes the message to the spool and answers 250, or, when that fails, `otherwise` (the direct
-    /// reply) or 452/451.
+    /// Writes the message to the spool and answers 250 once it is durable, or, when that fails, `otherwise`
+    /// (the direct reply) or 452/451.
     private func takeCustody(
-        _ message: ReceivedMessage, because why: String?, outcomeUnknown: Bool, otherwise: SubmissionResult?
-    ) -> SubmissionResult {
-        do {
-            try delivery.take(message, outcomeUnknown: outcomeUnknown, lastError: why, settings: settings)
-        } catch let refused as CustodyRefused {
-            logger.warning(
-                "the spool cannot take the message; the client keeps it",
-                metadata: ["smtp.message_id": "\(message.id)", "reply": "\(refused.reply)"])
-            return otherwise ?? SubmissionResult(refused.reply, reason: .spoolFull)
-        } catch {
-            logger.error(
-                "could not write the message to the spool; the client keeps it",
-                metadata: ["smtp.message_id": "\(message.id)", "error": "\(error)", "spool": "\(delivery.spool.directory)"])
-            return otherwise ?? SubmissionResult(.localError("could not queue the message"), reason: .storageFailed)
+        _ message: ReceivedMessage, because why: String?, outcomeUnknown: Bool, otherwise: SubmissionResult?,
+        completion: @escaping @Sendable (SubmissionResult) -> Void
+    ) {
+        delivery.take(message, outcomeUnknown: outcomeUnknown, lastError: why, settings: settings) { [self] result in
+            switch result {
+            case .success:
+                let text = why == nil ? "OK \(message.id) queued" : "OK \(message.id) queued for delivery (ACS busy)"
+                var fields = [AuditField("spool", "queued")]
+                if let why { fields.append(AuditField("custody_because", why)) }
+                completion(SubmissionResult(reply: .messageAccepted(text), reason: .spooled, auditFields: fields))
+            case .failure(let refused as CustodyRefused):
+                logger.warning(
+                    "the spool cannot take the message; the client keeps it",
+                    metadata: ["smtp.message_id": "\(message.id)", "reply": "\(refused.reply)"])
+                completion(otherwise ?? SubmissionResult(refused.reply, reason: .spoolFull))
+            case .failure(let error):
+                logger.error(
+                    "could not write the message to the spool; the client keeps it",
+                    metadata: [
+                        "smtp.message_id": "\(message.id)", "error": "\(error)", "spool": "\(delivery.spool.directory)",
+                    ])
+                completion(
+                    otherwise ?? SubmissionResult(.localError("could not queue the message"), reason: .storageFailed))
+            }
         }
-        let text = why == nil ? "OK \(message.id) queued" : "OK \(message.id) queued for delivery (ACS busy)"
-        var fields = [AuditField("spool", "queued")]
-        if let why { fields.append(AuditField("custody_because", why)) }
-        return SubmissionResult(reply: .messageAccepted(text), reason: .spooled, auditFields: fields)
     }
 }
 

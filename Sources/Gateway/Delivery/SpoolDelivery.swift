@@ -11,10 +11,12 @@ import Spool
 /// Moves spooled messages through ACS: the one scheduler of a spool, for the life of the daemon.
 ///
 /// Exactly once: each message's `Operation-Id` is fixed when it is spooled and sent on every attempt.
-/// Before an attempt the record is rewritten to `sending` (durably); an attempt whose outcome was not seen
-/// (a crash, a timeout, a lost connection) leaves `outcomeUnknown`, and the next attempt first reads the
-/// operation's status: ACS knows it → it was sent, follow it; 404 → send. So neither a restart nor a retry
-/// sends a message twice, without relying on ACS's undocumented handling of a repeated `Operation-Id`.
+/// An attempt whose outcome was not seen (a timeout, a lost connection) leaves `outcomeUnknown`, and the
+/// next attempt first reads the operation's status: ACS knows it → it was sent, follow it; 404 → send. A
+/// crash leaves no mark of the sends it interrupted, so a start treats every message it finds `queued` as
+/// unknown and asks first (`askFirst`): that costs one status read per queued message after a start, and
+/// saves a durable record rewrite before every send. So neither a restart nor a retry sends a message twice,
+/// without relying on ACS's undocumented handling of a repeated `Operation-Id`.
 ///
 /// Order: FIFO by arrival (ids are time-ordered), alternating between messages never tried and messages
 /// due for a retry, so a backlog of deferred mail does not starve new mail.
@@ -59,6 +61,10 @@ public final class SpoolDelivery: @unchecked Sendable {
     /// When the queue gauges were last computed (a walk over every entry), and whether they are stale.
     private var metricsUpdatedAt = Date.distantPast
     private var metricsStale = false
+    /// Messages found queued at start: an attempt of the previous run may have reached ACS unseen, so the
+    /// first attempt of this run asks ACS before it sends (kept until an attempt has gone that way).
+    private var askFirst: Set<String> = []
+    private var pumpRequested = false
     private var pollsRunning = 0
     private var preferFresh = true
     private var stopping = false
@@ -90,8 +96,9 @@ public final class SpoolDelivery: @unchecked Sendable {
         try load()
     }
 
-    /// Reads every record into the index. A record found `sending` belongs to an attempt a stop interrupted:
-    /// it is queued again with `outcomeUnknown`, so the next attempt asks ACS before sending.
+    /// Reads every record into the index. Every queued message is asked about before its next send
+    /// (`askFirst`): the previous run may have stopped in the middle of sending it. A record found `sending`
+    /// (written by earlier versions before each send) is queued again with `outcomeUnknown`.
     private func load() throws {
         let now = Date()
         for id in spool.ids() {
@@ -120,6 +127,7 @@ public final class SpoolDelivery: @unchecked Sendable {
                     "requeued a message whose attempt a stop interrupted; ACS will be asked before it is sent again",
                     metadata: ["smtp.message_id": "\(id)", "acs.operation_id": "\(record.operationID)"])
             }
+            if record.state == .queued && !record.outcomeUnknown { askFirst.insert(id) }
             entries[id] = Entry(
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
                 stamp: spool.stamp(id: id))
@@ -127,6 +135,11 @@ public final class SpoolDelivery: @unchecked Sendable {
             addUsage(count: 1, bytes: record.size)
         }
         logger.info("spool opened", metadata: ["spool": "\(spool.directory)", "messages": "\(entries.count)"])
+        if !askFirst.isEmpty {
+            logger.notice(
+                "queued messages from the previous run: ACS is asked about each before it is sent, since that run may have stopped while sending it",
+                metadata: ["messages": "\(askFirst.count)"])
+        }
         metrics.update(states: stateCounts(), oldest: oldestAge(now: now))
     }
 
@@ -148,7 +161,7 @@ public final class SpoolDelivery: @unchecked Sendable {
                 self.logger.warning("delivery rates and delivery.max_in_flight change only on restart")
             }
             self.dependencies = new
-            self.pump()
+            self.requestPump()
         }
     }
 
@@ -186,13 +199,18 @@ public final class SpoolDelivery: @unchecked Sendable {
         writable = spool.isWritable()
     }
 
-    /// Writes a message into the spool durably and schedules it. Blocking file I/O: call it off the
-    /// connection queues. Throws when the spool cannot take it (the caller answers 451/452).
+    /// Writes a message into the spool and schedules it; `completion` hears success once the message is durable
+    /// (the round of flushes that covers it has ended: only then may the client hear 250), or why the spool
+    /// cannot take it (the caller answers 451/452). Writes the files on the calling thread, so call it off the
+    /// connection queues; the flush is shared with other messages and does not block the caller.
+    /// `completion` runs on the spool's commit thread and must not block.
     func take(
-        _ message: ReceivedMessage, outcomeUnknown: Bool, lastError: String?, settings: DeliverySettings
-    ) throws {
+        _ message: ReceivedMessage, outcomeUnknown: Bool, lastError: String?, settings: DeliverySettings,
+        completion: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) {
         if let refusal = admissionRefusal(settings: settings, incoming: message.data.count) {
-            throw CustodyRefused(reply: refusal)
+            completion(.failure(CustodyRefused(reply: refusal)))
+            return
         }
         var record = SpoolRecord(
             id: message.id, operationID: message.id, receivedAt: message.receivedAt,
@@ -210,24 +228,38 @@ public final class SpoolDelivery: @unchecked Sendable {
             size: message.data.count, nextAttemptAt: Date())
         record.outcomeUnknown = outcomeUnknown
         record.lastError = lastError
-        do {
-            try spool.add(record, message: message.data)
-        } catch {
-            usageLock.withLock { writable = spool.isWritable() }
-            throw error
-        }
-        addUsage(count: 1, bytes: record.size)
-        let stamp = spool.stamp(id: record.id)
         let spooled = record
-        queue.async {
-            self.entries[spooled.id] = Entry(
-                state: .queued, due: spooled.nextAttemptAt, size: spooled.size, attempts: 0, stamp: stamp)
-            self.indexDue(spooled.id)
-            self.pump()
+        spool.add(record, message: message.data) { result in
+            if case .failure(let error) = result {
+                self.usageLock.withLock { self.writable = self.spool.isWritable() }
+                completion(.failure(error))
+                return
+            }
+            self.addUsage(count: 1, bytes: spooled.size)
+            let stamp = self.spool.stamp(id: spooled.id)
+            self.queue.async {
+                self.entries[spooled.id] = Entry(
+                    state: .queued, due: spooled.nextAttemptAt, size: spooled.size, attempts: 0, stamp: stamp)
+                self.indexDue(spooled.id)
+                self.requestPump()
+            }
+            completion(.success(()))
         }
     }
 
     // MARK: Scheduling
+
+    /// Asks for a ``pump()`` after the blocks already on the scheduler queue: events that arrive together (the
+    /// messages of one spool commit round, attempts ending at once) share one pass over the index.
+    private func requestPump() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !pumpRequested else { return }
+        pumpRequested = true
+        queue.async {
+            self.pumpRequested = false
+            self.pump()
+        }
+    }
 
     /// Starts every attempt that is due and allowed, then sets the timer for the next one.
     ///
@@ -265,7 +297,9 @@ public final class SpoolDelivery: @unchecked Sendable {
         }
         updateMetrics(now: now)
         // The next wake-up: the earliest future due time, or when the pacer allows sends again.
-        var next = Lane.allCases.compactMap { nextDue($0, now: .distantFuture) }
+        // Status reads waiting for a free slot are left out: the end of a running one pumps again.
+        let waking = pollsRunning < dependencies.settings.maxInFlight ? Lane.allCases : [.freshSends, .retries]
+        var next = waking.compactMap { nextDue($0, now: .distantFuture) }
             .map { max(0, $0.entry.due.timeIntervalSince(now)) }.min()
         if let blocked = sendBlocked {
             let wait = max(0.05, blocked - Self.monotonic())
@@ -299,8 +333,9 @@ public final class SpoolDelivery: @unchecked Sendable {
         switch entry.state {
         case .accepted: .polls
         case .queued: entry.attempts == 0 ? .freshSends : .retries
-        case .bouncing: .retries
-        case .sending, .held, .failed: nil
+        // `sending` is what earlier versions wrote before each send; start-up queues such a record again.
+        case .bouncing, .sending: .retries
+        case .held, .failed: nil
         }
     }
 
@@ -349,9 +384,14 @@ public final class SpoolDelivery: @unchecked Sendable {
     private func dispatch(_ id: String, entry: Entry, usesPermit: Bool) {
         running.insert(id)
         let dependencies = self.dependencies
+        let mustAsk = askFirst.contains(id)
         work.async {
-            self.attempt(id, size: entry.size, usesPermit: usesPermit, dependencies: dependencies) { result in
-                self.queue.async { self.attemptEnded(id, result: result, usedPermit: usesPermit, polled: !usesPermit) }
+            self.attempt(id, size: entry.size, usesPermit: usesPermit, mustAsk: mustAsk, dependencies: dependencies) {
+                result, asked in
+                self.queue.async {
+                    if asked { self.askFirst.remove(id) }
+                    self.attemptEnded(id, result: result, usedPermit: usesPermit, polled: !usesPermit)
+                }
             }
         }
     }
@@ -407,46 +447,49 @@ public final class SpoolDelivery: @unchecked Sendable {
             }
             return
         }
-        pump()
+        requestPump()
     }
 
     // MARK: One attempt (on the work queue)
 
+    /// One attempt at message `id`. `mustAsk`: ACS is asked before a send (see `askFirst`); `completion`
+    /// hears whether the attempt went that far (`asked`), so the question is not lost on a busy message.
     private func attempt(
-        _ id: String, size: Int, usesPermit: Bool, dependencies: Dependencies,
-        completion: @escaping @Sendable (AttemptResult) -> Void
+        _ id: String, size: Int, usesPermit: Bool, mustAsk: Bool, dependencies: Dependencies,
+        completion: @escaping @Sendable (AttemptResult, _ asked: Bool) -> Void
     ) {
         let lock: SpoolMessageLock
-        let record: SpoolRecord
+        var record: SpoolRecord
         do {
             guard let held = try spool.lock(id: id, wait: false) else {
                 // Busy (a command holds it) or gone: the index learns which on the next look.
                 let gone = spool.stamp(id: id) == nil
-                completion(gone ? .removed(size: size, pacer: nil) : .skipped(pacer: nil))
+                completion(gone ? .removed(size: size, pacer: nil) : .skipped(pacer: nil), false)
                 return
             }
             guard let current = try held.read() else {
-                completion(.removed(size: size, pacer: nil))
+                completion(.removed(size: size, pacer: nil), false)
                 return
             }
             lock = held
             record = current
+            if mustAsk && current.state == .queued { record.outcomeUnknown = true }
         } catch {
             // Damaged since it was indexed: logged once and left on disk; retrying it every second helps no one.
             logger.error(
                 "cannot read a spooled message; leaving it where it is",
                 metadata: ["smtp.message_id": "\(id)", "error": "\(error)", "spool": "\(spool.queueDirectory)"])
-            completion(.removed(size: size, pacer: nil))
+            completion(.removed(size: size, pacer: nil), false)
             return
         }
         let needsPermit = record.state == .queued || record.state == .bouncing || record.state == .sending
         guard needsPermit == usesPermit, record.state != .held, record.state != .failed else {
             // A command changed it since the index was built (held, released, retried): take the record as it is.
-            completion(.updated(record, pacer: nil))
+            completion(.updated(record, pacer: nil), false)
             return
         }
         let context = AttemptContext(
-            lock: lock, record: record, dependencies: dependencies, completion: completion)
+            lock: lock, record: record, dependencies: dependencies, completion: { completion($0, true) })
         switch record.state {
         case .queued, .sending:
             send(context)
@@ -455,7 +498,7 @@ public final class SpoolDelivery: @unchecked Sendable {
         case .bouncing:
             sendBounce(context)
         case .held, .failed:
-            completion(.updated(record, pacer: nil))
+            completion(.updated(record, pacer: nil), false)
         }
     }
 
@@ -488,9 +531,10 @@ public final class SpoolDelivery: @unchecked Sendable {
                 pacer: .other)
             return
         }
+        // Not written before the send: a crash during it leaves the record `queued`, and the next start asks
+        // ACS before it sends any queued message (`askFirst`). The next write records both.
         context.record.state = .sending
         context.record.attempts += 1
-        guard write(context) else { return }
         guard let message = try? context.lock.message() else {
             fail(context, "the spooled message file is missing or unreadable")
             return
@@ -584,8 +628,11 @@ public final class SpoolDelivery: @unchecked Sendable {
                         + Self.describe(code, message), retryAfter: nil, pacer: .other,
                      outcomeUnknown: result.outcomeUncertain)
         case .unavailable(_, let detail):
+            // Asked again before the next send even when the client's status read found nothing: after a broken
+            // connection ACS (and the emulator, seen under load with HTTP/2) may still be processing the request
+            // when that read arrives, so its 404 does not prove the send never arrived; seconds later it does.
             deferred(context, error: "ACS unavailable: \(detail)", retryAfter: nil, pacer: .other,
-                     outcomeUnknown: result.outcomeUncertain)
+                     outcomeUnknown: true)
         case .notAuthenticated(let error):
             deferred(context, error: "no credentials for ACS: \(error.message)", retryAfter: nil, pacer: .other,
                      outcomeUnknown: false)
@@ -690,35 +737,42 @@ public final class SpoolDelivery: @unchecked Sendable {
             }
             context.record.attempts += 1
             context.record.outcomeUnknown = true  // until ACS answers: a crash now must not send it twice
-            guard write(context) else { return }
-            context.record.outcomeUnknown = false
-            let context = context
-            context.dependencies.client.send(
-                body: body, operationID: operationID,
-                retry: RetryPolicy.singleAttempt(timeout: context.dependencies.attemptTimeout), replyAfter: .accepted
-            ) { result in
-                switch result.outcome {
-                case .accepted:
-                    self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
-                                                                  "bounce.operation_id": "\(operationID)"])
-                    self.remove(context, pacer: .accepted)
-                case .failed, .rejected:
-                    self.moveToFailed(
-                        context, fate: "failed",
-                        reason: "the bounce to \(recipient) was refused: \(ACSReplyMapping.reply(for: result.outcome))",
-                        pacer: .other)
-                case .throttled(let retryAfter):
-                    self.deferred(context, error: "bounce throttled by ACS", retryAfter: retryAfter ?? 60,
-                                  pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: false)
-                default:
-                    let lifetime = context.dependencies.settings.maxLifetime
-                    if Date().timeIntervalSince(context.record.receivedAt) > lifetime * 2 {
-                        self.moveToFailed(context, fate: "failed", reason: "the bounce could not be sent in time",
-                                          pacer: .other)
-                    } else {
-                        self.deferred(context, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
-                                      retryAfter: nil, pacer: .other, outcomeUnknown: result.outcomeUncertain)
-                    }
+            let marked = context
+            write(marked) {
+                var context = marked
+                context.record.outcomeUnknown = false
+                self.sendBounce(context, to: recipient, body: body, operationID: operationID)
+            }
+        }
+    }
+
+    /// Sends a bounce whose attempt is marked on disk (`outcomeUnknown`), and records what ACS answered.
+    private func sendBounce(_ context: AttemptContext, to recipient: String, body: [UInt8], operationID: String) {
+        context.dependencies.client.send(
+            body: body, operationID: operationID,
+            retry: RetryPolicy.singleAttempt(timeout: context.dependencies.attemptTimeout), replyAfter: .accepted
+        ) { result in
+            switch result.outcome {
+            case .accepted:
+                self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
+                                                              "bounce.operation_id": "\(operationID)"])
+                self.remove(context, pacer: .accepted)
+            case .failed, .rejected:
+                self.moveToFailed(
+                    context, fate: "failed",
+                    reason: "the bounce to \(recipient) was refused: \(ACSReplyMapping.reply(for: result.outcome))",
+                    pacer: .other)
+            case .throttled(let retryAfter):
+                self.deferred(context, error: "bounce throttled by ACS", retryAfter: retryAfter ?? 60,
+                              pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: false)
+            default:
+                let lifetime = context.dependencies.settings.maxLifetime
+                if Date().timeIntervalSince(context.record.receivedAt) > lifetime * 2 {
+                    self.moveToFailed(context, fate: "failed", reason: "the bounce could not be sent in time",
+                                      pacer: .other)
+                } else {
+                    self.deferred(context, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
+                                  retryAfter: nil, pacer: .other, outcomeUnknown: result.outcomeUncertain)
                 }
             }
         }
@@ -732,14 +786,17 @@ public final class SpoolDelivery: @unchecked Sendable {
         remove(context, pacer: pacer)
     }
 
+    /// Removes the message; its directory fsync rides the spool's next round of flushes.
     private func remove(_ context: AttemptContext, pacer: DeliveryPacer.Outcome?) {
-        do {
-            try context.lock.remove()
-            context.finish(.removed(size: context.record.size, pacer: pacer))
-        } catch {
-            logger.error("cannot remove a delivered message from the spool",
-                         metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
-            context.finish(.skipped(pacer: pacer))
+        context.lock.remove { result in
+            switch result {
+            case .success:
+                context.finish(.removed(size: context.record.size, pacer: pacer))
+            case .failure(let error):
+                self.logger.error("cannot remove a delivered message from the spool",
+                                  metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
+                context.finish(.skipped(pacer: pacer))
+            }
         }
     }
 
@@ -764,21 +821,24 @@ public final class SpoolDelivery: @unchecked Sendable {
         moveToFailed(context, fate: "failed", reason: reason, pacer: .other)
     }
 
-    /// Writes the record; on failure logs, releases and reports the attempt as skipped (returns false).
-    private func write(_ context: AttemptContext) -> Bool {
-        do {
-            try context.lock.write(context.record)
-            return true
-        } catch {
-            logger.error("cannot update a spool record", metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
-            context.finish(.skipped(pacer: nil))
-            return false
+    /// Writes the record in the spool's next round of flushes, then goes on with `next` on the work queue (the
+    /// round's thread only commits). On failure logs, releases and reports the attempt as skipped.
+    private func write(_ context: AttemptContext, then next: @escaping @Sendable () -> Void) {
+        context.lock.write(context.record) { result in
+            switch result {
+            case .success:
+                self.work.async(execute: next)
+            case .failure(let error):
+                self.logger.error(
+                    "cannot update a spool record",
+                    metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
+                context.finish(.skipped(pacer: nil))
+            }
         }
     }
 
     private func finishWriting(_ context: AttemptContext, pacer: DeliveryPacer.Outcome?) {
-        guard write(context) else { return }
-        context.finish(.updated(context.record, pacer: pacer))
+        write(context) { context.finish(.updated(context.record, pacer: pacer)) }
     }
 
     // MARK: Audit
@@ -835,12 +895,16 @@ public final class SpoolDelivery: @unchecked Sendable {
                 stamp: stamp)
             indexDue(id)
         }
-        pump()
+        requestPump()
     }
 
     /// Stops starting attempts; calls `completion` once those in flight have ended (or at once). What is not
     /// delivered stays spooled for the next start.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
+        let completion: @Sendable () -> Void = {
+            self.spool.finishWriting()
+            completion()
+        }
         queue.async {
             self.stopping = true
             self.timer?.cancel()
