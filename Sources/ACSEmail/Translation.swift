@@ -347,8 +347,7 @@ enum Attachments {
             }
             built.attachments.append(
                 EmailAttachment(
-                    name: name, contentType: contentType, contentInBase64: Base64.encode(content),
-                    contentId: contentID))
+                    name: name, contentType: contentType, octets: content, contentId: contentID))
         }
         return .success(built)
     }

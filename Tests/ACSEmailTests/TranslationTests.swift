@@ -37,6 +37,24 @@ struct TranslationTests {
                 == Envelope(mailFrom: "a@example.com", recipients: ["b@example.org", "c@example.org", "d@example.org"]))
     }
 
+    @Test func attachments_shareTheParsedOctets_insteadOfHoldingTheirBase64() throws {
+        let mail = Self.parse(
+            "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+                + "--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: application/pdf; name=r.pdf\n"
+                + "Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b--\n")
+        let translated = try ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: Self.policy
+        ).get()
+        let attachment = try #require(translated.message.attachments?.first)
+        // The encoder writes the base64 straight into the request: no base64 copy of a large file is held.
+        guard case .octets(let octets) = attachment.content else {
+            Issue.record("the attachment holds base64 text, not its octets")
+            return
+        }
+        #expect(octets == Array("%PDF-1.4\n".utf8))
+        #expect(attachment.contentInBase64 == "JVBERi0xLjQK")
+    }
+
     @Test func requestBody_isTheEncoderOutput_andNotesExplainDecisions() throws {
         let mail = Self.parse(
             """
