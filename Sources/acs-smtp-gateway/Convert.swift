@@ -67,9 +67,8 @@ struct Convert: ParsableCommand {
             // what translation needs, so peak memory is not raw + parsed + request at once.
             let started = Date()
             let (mail, count) = try { () throws -> (ParsedMail, Int) in
-                let bytes = try [UInt8](
-                    files.isEmpty
-                        ? FileHandle.standardInput.readDataToEndOfFile() : Data(contentsOf: URL(fileURLWithPath: name)))
+                let bytes = try Self.readAll(
+                    files.isEmpty ? FileHandle.standardInput : FileHandle(forReadingFrom: URL(fileURLWithPath: name)))
                 return (parser.parse(bytes), bytes.count)
             }()
             let envelope =
@@ -112,6 +111,21 @@ struct Convert: ParsableCommand {
                     Double(names.count) / max(seconds, 1e-9), refused))
         }
         if refused > 0 { throw ExitCode(1) }
+    }
+
+    /// Everything `handle` has left to read, read straight into one array sized from the file's length when
+    /// it is a regular file: reading into `Data` first and converting it would hold the message twice. (A file
+    /// handle closes its descriptor when it is released.)
+    static func readAll(_ handle: FileHandle) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        var info = stat()
+        if fstat(handle.fileDescriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+            bytes.reserveCapacity(Int(info.st_size))
+        }
+        while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty {
+            bytes.append(contentsOf: chunk)
+        }
+        return bytes
     }
 
     private func printError(_ text: String) {
