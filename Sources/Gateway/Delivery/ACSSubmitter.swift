@@ -34,18 +34,21 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
 
     public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         workQueue.async { [self] in
-            guard let translated = translator.translation(of: message, logger: logger, orAnswer: completion) else {
+            // Only the request is kept: the translation's model and the parsed message end with this statement,
+            // so the decoded attachments are not held beside the request while it is sent.
+            guard let body = translator.translation(of: message, logger: logger, orAnswer: completion)?.requestBody
+            else {
                 return
             }
             let budget = client.configuration.retry.budget  // for the log only
-            client.send(body: translated.requestBody, operationID: message.id) { [self] result in
+            client.send(body: body, operationID: message.id) { [self] result in
                 let outcome = Self.result(for: result, operationID: message.id)
                 logProblem(result, reply: outcome.reply, message: message, budget: budget)
                 guard outcome.reply.isPositive, let outboxCopy else {
                     completion(outcome)
                     return
                 }
-                outboxCopy.storeCopy(message, acsRequest: translated.requestBody) { [logger] stored in
+                outboxCopy.storeCopy(message, acsRequest: body) { [logger] stored in
                     if !stored {
                         logger.error("message sent through ACS, but its outbox copy could not be written",
                                      metadata: ["smtp.message_id": "\(message.id)"])

@@ -51,7 +51,9 @@ final class CustodySubmitter: MessageSubmitter, @unchecked Sendable {
 
     func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
         workQueue.async { [self] in
-            guard let translated = translator.translation(of: message, logger: logger, orAnswer: completion) else {
+            // Only the request is kept (see ACSSubmitter): the decoded attachments are released here.
+            guard let body = translator.translation(of: message, logger: logger, orAnswer: completion)?.requestBody
+            else {
                 return
             }
             guard mode == .hybrid else {
@@ -69,7 +71,7 @@ final class CustodySubmitter: MessageSubmitter, @unchecked Sendable {
             policy.attemptTimeout = min(policy.attemptTimeout, settings.directTimeout)
             policy.maxRetryAfter = 0  // a 429 means custody now, not a wait inside the transaction
             client.send(
-                body: translated.requestBody, operationID: message.id, retry: policy, replyAfter: .accepted
+                body: body, operationID: message.id, retry: policy, replyAfter: .accepted
             ) { [self] result in
                 let pacerOutcome: DeliveryPacer.Outcome
                 switch result.outcome {
