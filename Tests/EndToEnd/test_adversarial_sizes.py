@@ -46,3 +46,45 @@ def test_convert_of_a_7_mb_attachment_peaks_under_4x_its_size(gateway_bin, tmp_p
           f"{growth} above a small message's {baseline} ({growth / ATTACHMENT:.2f}x the attachment)")
     assert status == 0
     assert growth < 4 * ATTACHMENT
+
+
+def vm_hwm(pid: int) -> int:
+    """The peak resident set size of process `pid` so far, in octets (VmHWM in /proc/<pid>/status)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def test_serve_of_a_7_mb_message_peaks_under_4x_its_size(start_gateway, start_emulator, certificates):
+    """The same message through a running gateway to the ACS emulator: the gateway's peak RSS may grow by less
+    than 4× the message while it receives, translates and sends it (and writes its outbox copy)."""
+    import smtplib
+
+    payload = os.urandom(5_250_000)
+    encoded = base64.encodebytes(payload)
+    message = (b"From: a@example.com\r\nTo: b@example.org\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+               b"--b\r\nContent-Type: application/pdf; name=big.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               + encoded.replace(b"\n", b"\r\n") + b"--b--\r\n")
+    emulator = start_emulator()
+    gateway = start_gateway(
+        "--sender-address", "DoNotReply@example.com", "--acs-ca-file", str(certificates / "ca.pem"),
+        env={"ACS_CONNECTION_STRING": emulator.connection_string})
+
+    def send(body: bytes) -> int:
+        with smtplib.SMTP(gateway.host, gateway.port, local_hostname="client.example", timeout=120) as smtp:
+            smtp.ehlo()
+            smtp.mail("a@example.com")
+            smtp.rcpt("b@example.org")
+            return smtp.data(body)[0]
+
+    # A small message first, so the baseline includes the TLS connection to ACS and the code paths' first use.
+    assert send(b"From: a@example.com\r\nTo: b@example.org\r\nSubject: small\r\n\r\nhello\r\n") == 250
+    baseline = vm_hwm(gateway.pid)
+    assert send(message) == 250
+    peak = vm_hwm(gateway.pid)
+    growth = peak - baseline
+    print(f"\nserve of a {len(message)} octet message: peak RSS {peak} octets, {growth} above {baseline} after a "
+          f"small message ({growth / len(message):.2f}x the message)")
+    assert growth < 4 * len(message)
