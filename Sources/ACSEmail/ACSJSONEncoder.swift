@@ -1,3 +1,5 @@
+import MailParser
+
 /// Encodes an ``EmailMessage`` as the JSON request body of `POST /emails:send`.
 ///
 /// The writer is hand-ordered rather than built on Foundation's `JSONEncoder`, for three reasons:
@@ -53,6 +55,7 @@ public struct ACSJSONEncoder: Sendable {
                                 switch attachment.content {
                                 case .base64(let text): w.string(text)
                                 case .octets(let octets): w.base64String(octets)
+                                case .encoded(let encoded): w.base64String(reencoding: encoded)
                                 }
                             }
                             if let contentID = attachment.contentId, apiVersion.supportsContentID {
@@ -103,6 +106,8 @@ protocol JSONOutput {
     mutating func write(contentsOf bytes: some Collection<UInt8>)
     /// Writes the standard base64 of `octets` (RFC 4648 §4, padded, no line breaks).
     mutating func writeBase64(of octets: [UInt8])
+    /// Writes the standard base64 of what `content` decodes to.
+    mutating func writeBase64(reencoding content: Base64Content)
 }
 
 /// Counts the octets a ``JSONWriter`` would write, without storing them.
@@ -119,6 +124,10 @@ struct JSONOctetCounter: JSONOutput {
 
     mutating func writeBase64(of octets: [UInt8]) {
         count += Base64.encodedCount(octets.count)
+    }
+
+    mutating func writeBase64(reencoding content: Base64Content) {
+        count += Base64.encodedCount(content.decodedCount)
     }
 }
 
@@ -140,6 +149,15 @@ extension Array: JSONOutput where Element == UInt8 {
                 _ = Base64.encode(input, into: UnsafeMutableBufferPointer(rebasing: output[start...]))
             }
         }
+    }
+
+    mutating func writeBase64(reencoding content: Base64Content) {
+        // The array moves into the encoder and back (a swap, no copy), which appends to it as octets are decoded.
+        var encoder = Base64StreamEncoder(output: [])
+        swap(&encoder.output, &self)
+        content.decode(into: &encoder)
+        encoder.finish()
+        swap(&encoder.output, &self)
     }
 }
 
@@ -214,6 +232,14 @@ struct JSONWriter<Output: JSONOutput> {
     mutating func base64String(_ octets: [UInt8]) {
         output.write(UInt8(ascii: "\""))
         output.writeBase64(of: octets)
+        output.write(UInt8(ascii: "\""))
+    }
+
+    /// Writes the base64 that `content` decodes to, as a JSON string, decoding and re-encoding it straight
+    /// into the output: the canonical form ACS expects (no line breaks), with no decoded copy held.
+    mutating func base64String(reencoding content: Base64Content) {
+        output.write(UInt8(ascii: "\""))
+        output.writeBase64(reencoding: content)
         output.write(UInt8(ascii: "\""))
     }
 

@@ -1,3 +1,5 @@
+import MailParser
+
 // The ACS Email REST request model, field for field as in the 2025-09-01 OpenAPI spec
 // (docs/acs-email-api.md §2.1). Names of the stored properties are the JSON property names, so the
 // model, the encoder (ACSJSONEncoder) and the spec can be read side by side.
@@ -104,7 +106,8 @@ public struct EmailAddress: Sendable, Hashable, Codable {
 ///
 /// A translated attachment keeps its octets, not their base64: ``ACSJSONEncoder`` encodes them straight into
 /// the request, so a large attachment is never held as a base64 string beside the request that contains it.
-/// The octets are those of the parsed message, shared, not copied. `contentInBase64` still reads (and sets)
+/// The octets are those of the parsed message, shared, not copied (for a base64 part, its encoded octets,
+/// re-encoded as they are decoded). `contentInBase64` still reads (and sets)
 /// the base64 text, and equality, hashing and `Codable` see only that text.
 public struct EmailAttachment: Sendable, Hashable, Codable {
     /// The file name shown to the recipient, e.g. `report.pdf`.
@@ -117,6 +120,7 @@ public struct EmailAttachment: Sendable, Hashable, Codable {
             switch content {
             case .base64(let text): text
             case .octets(let octets): Base64.encode(octets)
+            case .encoded(let encoded): Base64.encode(encoded.decoded())
             }
         }
         set { content = .base64(newValue) }
@@ -131,6 +135,8 @@ public struct EmailAttachment: Sendable, Hashable, Codable {
         case base64(String)
         /// The octets themselves, base64-encoded only when written.
         case octets([UInt8])
+        /// Base64 as the parsed message has it, re-encoded (canonically) only when written.
+        case encoded(Base64Content)
     }
 
     var content: Content
@@ -147,6 +153,13 @@ public struct EmailAttachment: Sendable, Hashable, Codable {
         self.name = name
         self.contentType = contentType
         self.content = .octets(octets)
+        self.contentId = contentId
+    }
+
+    init(name: String, contentType: String, content: Content, contentId: String?) {
+        self.name = name
+        self.contentType = contentType
+        self.content = content
         self.contentId = contentId
     }
 

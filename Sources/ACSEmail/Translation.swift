@@ -294,8 +294,17 @@ enum Attachments {
         let referencedCIDs = html.map(contentIDReferences) ?? []
         var usedCIDs: Set<String> = []
         for part in leaves(of: mail.root) where !bodyPartIndices.contains(part.partIndex) {
-            let content = canonicalContent(part)
-            guard !content.isEmpty else {
+            // Base64 content the parser kept encoded is re-encoded as the request is written, never decoded whole
+            // (canonicalContent would return it unchanged).
+            let content: EmailAttachment.Content =
+                part.base64Content.map { .encoded($0) } ?? .octets(canonicalContent(part))
+            let isEmpty: Bool
+            switch content {
+            case .encoded(let encoded): isEmpty = encoded.decodedCount == 0
+            case .octets(let octets): isEmpty = octets.isEmpty
+            case .base64(let text): isEmpty = text.isEmpty
+            }
+            guard !isEmpty else {
                 built.notes.append(
                     TranslationNote(code: "empty-attachment-dropped", message: "part \(part.partIndex) is empty"))
                 continue
@@ -347,7 +356,7 @@ enum Attachments {
             }
             built.attachments.append(
                 EmailAttachment(
-                    name: name, contentType: contentType, octets: content, contentId: contentID))
+                    name: name, contentType: contentType, content: content, contentId: contentID))
         }
         return .success(built)
     }

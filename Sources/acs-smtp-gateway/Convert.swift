@@ -63,8 +63,9 @@ struct Convert: ParsableCommand {
         var seconds = 0.0
         let names = files.isEmpty ? ["<stdin>"] : files
         for name in names {
-            // One file in memory at a time, and its octets only while they are parsed: the parsed message holds
-            // what translation needs, so peak memory is not raw + parsed + request at once.
+            // One file in memory at a time, released with its parsed message after the translation. A base64
+            // attachment stays a slice of the file's octets and is re-encoded straight into the request, so the
+            // peak is the file and the request, not also decoded or base64 copies of what it carries.
             let started = Date()
             let (mail, count) = try { () throws -> (ParsedMail, Int) in
                 let bytes = try Self.readAll(

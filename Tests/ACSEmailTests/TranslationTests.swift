@@ -37,22 +37,49 @@ struct TranslationTests {
                 == Envelope(mailFrom: "a@example.com", recipients: ["b@example.org", "c@example.org", "d@example.org"]))
     }
 
-    @Test func attachments_shareTheParsedOctets_insteadOfHoldingTheirBase64() throws {
+    @Test func attachments_holdTheMessagesOctets_notTheirBase64() throws {
+        // No base64 (nor decoded) copy of a large file is held: the encoder writes the base64 straight into the
+        // request, re-encoding a base64 part from the message's own octets.
         let mail = Self.parse(
             "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
                 + "--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: application/pdf; name=r.pdf\n"
-                + "Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b--\n")
+                + "Content-Transfer-Encoding: base64\n\nJVBE\nRi0x LjQK\n--b\nContent-Type: application/x-x\n\nraw\n--b--\n")
         let translated = try ACSTranslation.translateWithDetails(
             mail, envelope: Envelope(headersOf: mail), policy: Self.policy
         ).get()
-        let attachment = try #require(translated.message.attachments?.first)
-        // The encoder writes the base64 straight into the request: no base64 copy of a large file is held.
-        guard case .octets(let octets) = attachment.content else {
-            Issue.record("the attachment holds base64 text, not its octets")
+        let attachments = try #require(translated.message.attachments)
+        try #require(attachments.count == 2)
+        guard case .encoded(let encoded) = attachments[0].content, case .octets(let octets) = attachments[1].content
+        else {
+            Issue.record("attachments hold \(attachments.map(\.content))")
             return
         }
-        #expect(octets == Array("%PDF-1.4\n".utf8))
-        #expect(attachment.contentInBase64 == "JVBERi0xLjQK")
+        #expect(encoded.decoded() == Array("%PDF-1.4\n".utf8))
+        #expect(octets == Array("raw".utf8))
+        #expect(attachments[0].contentInBase64 == "JVBERi0xLjQK")
+        let text = String(decoding: translated.requestBody, as: UTF8.self)
+        #expect(text.contains(#""contentInBase64":"JVBERi0xLjQK""#))
+        #expect(text.contains(#""contentInBase64":"cmF3""#))
+    }
+
+    @Test(arguments: ["", "QQ", "QUI", "QUJD", "QUJDRA==", "QU JD\nRE U=", "QUJD=junk", "Q*UJ", "QUJDR"])
+    func reencodedBase64_isTheCanonicalBase64OfTheDecodedOctets(_ encoded: String) throws {
+        let mail = Self.parse(
+            "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+                + "--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: image/png\n"
+                + "Content-Transfer-Encoding: base64\n\n\(encoded)\n--b--\n")
+        let part = try #require(mail.root.children.last)
+        let expected = Data(part.content).base64EncodedString()
+        let translated = try ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: Self.policy
+        ).get()
+        let text = String(decoding: translated.requestBody, as: UTF8.self)
+        if part.content.isEmpty {
+            #expect(translated.message.attachments == nil)
+        } else {
+            #expect(translated.message.attachments?.first?.contentInBase64 == expected)
+            #expect(text.contains(#""contentInBase64":"\#(expected)""#))
+        }
     }
 
     @Test func requestBody_isTheEncoderOutput_andNotesExplainDecisions() throws {
