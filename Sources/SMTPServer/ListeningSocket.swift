@@ -44,7 +44,9 @@ public enum ListeningSocket {
         }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
         let parent = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        if !parent.isEmpty { _ = mkdir(parent, 0o755) }
+        // mkdir(2) applies the umask (0077 under the systemd unit): the mode is set again so that every user can
+        // reach the socket inside.
+        if !parent.isEmpty, mkdir(parent, 0o755) == 0 { _ = chmod(parent, 0o755) }
         var status = stat()
         if lstat(path, &status) == 0 {
             guard status.st_mode & S_IFMT == S_IFSOCK else {

@@ -234,6 +234,18 @@ def test_exit_64_for_an_unknown_flag_or_no_recipient(door):
     assert d.emulator.messages() == []
 
 
+def test_exit_66_when_standard_input_cannot_be_read(door):
+    d = door()
+    directory = os.open("/", os.O_RDONLY)  # read(2) on a directory fails with EISDIR
+    try:
+        result = subprocess.run([str(d.sendmail_link), "ann@example.net"], stdin=directory, capture_output=True,
+                                env=d.env(), timeout=60)
+    finally:
+        os.close(directory)
+    assert result.returncode == 66 and b"cannot read the message on standard input" in result.stderr
+    assert d.emulator.messages() == []
+
+
 def test_the_subcommand_and_the_link_are_the_same_command(door):
     d = door()
     result = d.sendmail("-i", "ann@example.net", message=b"Subject: sub\n\nb\n", via_link=False)
@@ -274,3 +286,49 @@ def test_the_socket_is_connectable_by_every_user_and_removed_at_stop(door):
     assert d.socket.stat().st_mode & 0o777 == 0o666
     d.gateway.stop()
     assert not d.socket.exists()
+
+
+def test_in_custody_the_spool_record_keeps_the_local_user_and_mailq_lists_it(door):
+    d = door("--delivery-mode", "queue", "--spool-directory", str(Path(tempfile.mkdtemp(prefix="acsgw-spool-"))))
+    d.emulator.faults({"status": 503, "count": 1000})
+    result = d.sendmail("-i", "ann@example.net", message=b"Subject: kept\n\nb\n")
+    assert result.returncode == 0, result.stderr
+    spool = Path(d.gateway.extra_args[d.gateway.extra_args.index("--spool-directory") + 1])
+    [record_file] = (spool / "queue").glob("*.json")
+    import json
+    record = json.loads(record_file.read_text())
+    assert record["client"]["address"] == "local"
+    assert record["client"]["local"]["uid"] == os.getuid()
+
+    config = d.directory / "gateway.conf"
+    config.write_text(f"spool:\n  directory: {spool}\n")
+    os.symlink(d.binary, d.directory / "bin" / "mailq")
+    listed = subprocess.run([str(d.directory / "bin" / "mailq"), "-C", str(config)], capture_output=True,
+                            env=d.env(), timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert record["id"].encode() in listed.stdout
+    assert record["id"].encode() in d.sendmail("-bp", "-C", str(config), message=b"").stdout
+
+    os.symlink(d.binary, d.directory / "bin" / "newaliases")
+    note = subprocess.run([str(d.directory / "bin" / "newaliases")], capture_output=True, env=d.env(), timeout=60)
+    assert note.returncode == 0 and b"aliases: section of gateway.conf" in note.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run as another user")
+def test_a_socket_directory_the_daemon_makes_is_reachable_by_every_user_whatever_its_umask(door):
+    # The systemd unit runs the daemon with UMask=0077; mkdir(2) would make the directory 0700.
+    base = Path(tempfile.mkdtemp(prefix="acsgw-umask-"))
+    base.chmod(0o755)
+    socket_path = base / "made-by-the-daemon" / "submit.sock"
+    previous = os.umask(0o077)
+    try:
+        d = door("--sendmail-socket", str(socket_path))
+    finally:
+        os.umask(previous)
+    try:
+        assert socket_path.parent.stat().st_mode & 0o777 == 0o755
+        result = d.sendmail("ann@example.net", message=b"Subject: a\n\nb\n", user="65534",
+                            env=d.env(ACSGW_SENDMAIL_SOCKET=str(socket_path)))
+        assert result.returncode == 0, result.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,5 +1,6 @@
 import ACSClient
 import Foundation
+import SMTPProtocol
 import SMTPServer
 import Testing
 
@@ -427,6 +428,65 @@ import Testing
         }
         #expect(withoutOrigins(again) == withoutOrigins(rendered))
         #expect(reloaded.settings.translation.subjectPlaceholder == "#: tricky \"quoted\" [subject]")
+    }
+
+    // MARK: Aliases: a section that is one key
+
+    @Test func aliases_readFromTheFileTheEnvironmentAndFlags_andRenderBack() throws {
+        let path = try file("""
+            aliases:
+              root: ops@example.com
+              WWW-Data: webmaster@example.com
+              "*": admin@example.com
+            smtp:
+              local_domains: [web1.example.com]
+            sendmail:
+              socket: /run/acs-smtp-gateway/submit.sock
+            """)
+        let loaded = try ConfigurationLoader.load(file: path, environment: [:])
+        let local = loaded.settings.localRecipients
+        #expect(local.resolve(localName: "root") == .alias(Mailbox(localPart: "ops", domain: "example.com")))
+        #expect(local.resolve(localName: "www-data") == .alias(Mailbox(localPart: "webmaster", domain: "example.com")))
+        #expect(local.resolve(localName: "anyone") == .alias(Mailbox(localPart: "admin", domain: "example.com")))
+        #expect(local.localDomains == ["web1.example.com"])
+        #expect(loaded.settings.serverConfiguration.localSocketPath == "/run/acs-smtp-gateway/submit.sock")
+        #expect(loaded.settings.serverConfiguration.limits.localRecipients == local)
+        #expect(loaded.settings.translationPolicy.localRecipients == local)
+        #expect(loaded.origins["aliases"] == .file(path: path, line: 1))
+
+        let rendered = ConfigurationRendering.yaml(loaded)
+        #expect(rendered.contains("\n  root: ops@example.com "))
+        #expect(rendered.contains("\n  \"*\": admin@example.com "))
+        let reloaded = try ConfigurationLoader.load(file: try file(rendered), environment: [:])
+        #expect(reloaded.settings.aliases == loaded.settings.aliases)
+
+        let environment = try ConfigurationLoader.load(
+            file: nil, environment: ["ACSGW_ALIASES": "root=a@example.com, *=b@example.com"],
+            flags: [("alias", ["root=c@example.com"])])
+        #expect(environment.settings.aliases == [LocalAlias(name: "root", address: Mailbox(localPart: "c", domain: "example.com"))],
+                "a flag replaces the environment's list, as for every list key")
+        #expect(!GatewaySettings().localRecipients.localDomains.isEmpty, "the host's names by default")
+    }
+
+    @Test func aliases_eachBadEntryIsReportedAtItsLine() throws {
+        let (path, problems) = try problems(yaml: """
+            aliases:
+              root: ops
+              "two words": x@example.com
+              www-data: web@localhost
+              fine: ok@example.com
+            """)
+        #expect(problems.count == 3)
+        #expect(problems[0].hasPrefix("\(path!):2: aliases: expected NAME: ADDRESS"))
+        #expect(problems[1].hasPrefix("\(path!):3: aliases: expected NAME: ADDRESS"))
+        #expect(problems[2].contains("got \"www-data: web@localhost\""))
+        let loop = try self.problems(flags: [("alias", ["root=a@web1.example.com"]), ("local-domain", ["web1.example.com"])])
+        #expect(loop.problems == [
+            "aliases (--alias): root goes to a@web1.example.com, which is itself local (one of smtp.local_domains "
+                + "(--local-domain), or localhost): give an address elsewhere"
+        ])
+        let relative = try self.problems(flags: [("sendmail-socket", ["run/submit.sock"])])
+        #expect(relative.problems.first?.contains("expected an absolute file system path") == true)
     }
 
     @Test func theShippedFileLoadsAndDocumentsEveryKeyWithItsTrueDefault() throws {

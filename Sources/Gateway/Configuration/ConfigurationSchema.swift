@@ -76,8 +76,9 @@ extension ConfigurationKey {
         _ parser: ValueParser<T>, mappingFields: [String]? = nil
     ) -> ConfigurationKey {
         ConfigurationKey(
-            section: section, name: name, flag: flag, expected: "a list of " + parser.expected, isList: true,
-            mappingFields: mappingFields,
+            // A section that is one key lists its entries one per line: each is checked on its own.
+            section: section, name: name, flag: flag, expected: (name.isEmpty ? "" : "a list of ") + parser.expected,
+            isList: true, mappingFields: mappingFields,
             assign: { settings, values in parser.parseAll(values) { settings[keyPath: keyPath] = $0 } },
             reset: { $0[keyPath: keyPath] = GatewaySettings()[keyPath: keyPath] },
             render: { settings in settings[keyPath: keyPath].map(parser.render) })
