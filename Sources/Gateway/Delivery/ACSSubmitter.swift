@@ -41,6 +41,9 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
                 return
             }
             let budget = client.configuration.retry.budget  // for the log only
+            // The final status comes after the reply, polls later: only what a bounce needs waits for it.
+            let followed = followUp.map { _ in FollowedMessage(message) }
+            let messageID = message.id
             client.send(body: body, operationID: message.id) { [self] result in
                 let outcome = Self.result(for: result, operationID: message.id)
                 logProblem(result, reply: outcome.reply, message: message, budget: budget)
@@ -55,15 +58,15 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
                     }
                     completion(outcome)  // the message was sent: the copy's failure does not change that
                 }
-            } finalStatus: { [logger, followUp, client] status in
+            } finalStatus: { [logger, followUp, followed, messageID, client] status in
                 // Learnt after the reply (reply-after accepted): a line of its own, after the audit line. A
                 // Failed or Canceled for a message that already got 250 becomes a bounce; with reply-after
                 // final the client heard the final status itself (a 5xx), so there is nothing to bounce.
-                if let followUp, client.configuration.replyAfter == .accepted {
+                if let followUp, let followed, client.configuration.replyAfter == .accepted {
                     if status.isTerminal {
-                        followUp.finished(message, status: status)
+                        followUp.finished(followed, status: status)
                     } else {
-                        followUp.follow(message, operationID: status.operationID)
+                        followUp.follow(followed, operationID: status.operationID)
                     }
                     return
                 }
@@ -71,7 +74,7 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
                 logger.log(
                     level: level, "ACS final status",
                     metadata: [
-                        "smtp.message_id": "\(message.id)", "acs.operation_id": "\(status.operationID)",
+                        "smtp.message_id": "\(messageID)", "acs.operation_id": "\(status.operationID)",
                         "acs.status": "\(status.status)", "acs.error_code": "\(status.code ?? "-")",
                     ])
             }
