@@ -153,7 +153,8 @@ struct EncoderTests {
 
     @Test func largeAttachment_isWrittenIntoOneExactlySizedArray() {
         // Growing the array while writing would hold the old and the doubled storage together: the capacity
-        // shows whether the request was written into one allocation of its final size.
+        // shows whether the request was written into one allocation of its final size. malloc serves a block
+        // this large with whole pages, and the array reports the rounded-up size as its capacity.
         var message = Self.specMessage
         message.attachments = [
             EmailAttachment(
@@ -163,7 +164,7 @@ struct EncoderTests {
         for pretty in [false, true] {
             let encoded = ACSJSONEncoder(prettyPrinted: pretty).encode(message)
             #expect(encoded.count > 4_000_000)
-            #expect(encoded.capacity - encoded.count < 64)
+            #expect(encoded.capacity - encoded.count < 4096)
         }
     }
 }
