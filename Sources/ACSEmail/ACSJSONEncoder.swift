@@ -31,13 +31,33 @@ public struct ACSJSONEncoder: Sendable {
     /// is then held once: growing the array as it is written would briefly hold the old and the doubled
     /// storage together, 3× the request (`EncoderTests.largeAttachment_isWrittenIntoOneExactlySizedArray`).
     public func encode(_ message: EmailMessage) -> [UInt8] {
+        let count = encodedCount(message)
+        var writer = JSONWriter(pretty: prettyPrinted)
+        writer.output.reserveCapacity(count)
+        write(message, to: &writer)
+        assert(writer.output.count == count, "the measuring pass and the writing pass disagree")
+        return writer.output
+    }
+
+    /// The number of octets ``encode(_:)`` returns for `message`, counted without writing them.
+    public func encodedCount(_ message: EmailMessage) -> Int {
         var counter = JSONWriter(output: JSONOctetCounter(), pretty: prettyPrinted)
         write(message, to: &counter)
-        var writer = JSONWriter(pretty: prettyPrinted)
-        writer.output.reserveCapacity(counter.output.count)
-        write(message, to: &writer)
-        assert(writer.output.count == counter.output.count, "the measuring pass and the writing pass disagree")
-        return writer.output
+        return counter.output.count
+    }
+
+    /// Writes the octets of ``encode(_:)`` to `sink` in pieces of about `chunkSize` octets, holding one piece
+    /// at a time: for a caller that passes the request on rather than keeping it (`convert` writing it to its
+    /// standard output), so that a request of megabytes is never held whole
+    /// (`TranslationTests.writtenInPieces_isTheEncodedRequest`).
+    public func write(
+        _ message: EmailMessage, chunkSize: Int = 1 << 16, to sink: (UnsafeBufferPointer<UInt8>) -> Void
+    ) {
+        withoutActuallyEscaping(sink) { sink in
+            var writer = JSONWriter(output: JSONPieces(chunkSize: max(chunkSize, 4), sink: sink), pretty: prettyPrinted)
+            write(message, to: &writer)
+            writer.output.flush()
+        }
     }
 
     private func write<Output: JSONOutput>(_ message: EmailMessage, to writer: inout JSONWriter<Output>) {
@@ -158,6 +178,73 @@ extension Array: JSONOutput where Element == UInt8 {
         content.decode(into: &encoder)
         encoder.finish()
         swap(&encoder.output, &self)
+    }
+}
+
+/// Hands what a ``JSONWriter`` writes to a sink in pieces of about `chunkSize` octets.
+struct JSONPieces: JSONOutput {
+    let chunkSize: Int
+    let sink: (UnsafeBufferPointer<UInt8>) -> Void
+    private var buffer: [UInt8] = []
+
+    init(chunkSize: Int, sink: @escaping (UnsafeBufferPointer<UInt8>) -> Void) {
+        self.chunkSize = chunkSize
+        self.sink = sink
+        buffer.reserveCapacity(chunkSize + 4)
+    }
+
+    /// Hands over what is buffered.
+    mutating func flush() {
+        guard !buffer.isEmpty else { return }
+        buffer.withUnsafeBufferPointer { sink($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    mutating func write(_ byte: UInt8) {
+        buffer.append(byte)
+        if buffer.count >= chunkSize { flush() }
+    }
+
+    mutating func write(contentsOf bytes: some Collection<UInt8>) {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= chunkSize { flush() }
+    }
+
+    mutating func writeBase64(of octets: [UInt8]) {
+        // Slices of a multiple of 3 octets encode to the base64 of the whole, padded only at the end.
+        let slice = max(3, chunkSize / 4 * 3)
+        var start = 0
+        while start < octets.count {
+            let end = min(start + slice, octets.count)
+            buffer.writeBase64(of: Array(octets[start..<end]))
+            flush()
+            start = end
+        }
+    }
+
+    mutating func writeBase64(reencoding content: Base64Content) {
+        // The encoder appends to the buffer (moved in and back, not copied) and hands it over when full.
+        var pieces = Base64Pieces(encoder: Base64StreamEncoder(output: []), chunkSize: chunkSize, sink: sink)
+        swap(&pieces.encoder.output, &buffer)
+        content.decode(into: &pieces)
+        pieces.encoder.finish()
+        swap(&pieces.encoder.output, &buffer)
+        if buffer.count >= chunkSize { flush() }
+    }
+
+    /// Re-encodes decoded octets, handing the buffer over whenever it is full.
+    private struct Base64Pieces: OctetSink {
+        var encoder: Base64StreamEncoder
+        let chunkSize: Int
+        let sink: (UnsafeBufferPointer<UInt8>) -> Void
+
+        mutating func put(_ octet: UInt8) {
+            encoder.put(octet)
+            if encoder.output.count >= chunkSize {
+                encoder.output.withUnsafeBufferPointer { sink($0) }
+                encoder.output.removeAll(keepingCapacity: true)
+            }
+        }
     }
 }
 

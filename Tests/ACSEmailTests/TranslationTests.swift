@@ -83,6 +83,56 @@ struct TranslationTests {
         }
     }
 
+    @Test func writtenInPieces_isTheEncodedRequest() throws {
+        // A base64 part kept encoded in the message, an attachment of octets and one of base64 text: every way
+        // an attachment reaches the encoder, each across many pieces.
+        let octets = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 5) }
+        let lines = stride(from: 0, to: 3_000, by: 57).map { Data(octets[$0..<min($0 + 57, 3_000)]).base64EncodedString() }
+        let mail = Self.parse(
+            "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+                + "--b\nContent-Type: text/plain\n\nsee \"quoted\"\n--b\nContent-Type: image/png\n"
+                + "Content-Transfer-Encoding: base64\n\n\(lines.joined(separator: "\n"))\n--b--\n")
+        let whole = try ACSTranslation.translateWithDetails(mail, envelope: Envelope(headersOf: mail), policy: Self.policy)
+            .get()
+        let unwritten = try ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: Self.policy, writingRequest: false
+        ).get()
+        #expect(unwritten.requestBody.isEmpty)
+        #expect(unwritten.message == whole.message)
+        var message = whole.message
+        message.attachments! += [
+            EmailAttachment(name: "o.bin", contentType: "application/pdf", octets: Array(octets[..<9_999])),
+            EmailAttachment(name: "t.bin", contentType: "application/pdf", contentInBase64: "QUJD"),
+        ]
+        for pretty in [false, true] {
+            let encoder = ACSJSONEncoder(prettyPrinted: pretty)
+            let expected = encoder.encode(message)
+            #expect(encoder.encodedCount(message) == expected.count)
+            for chunkSize in [1, 7, 100, 1 << 16] {
+                var written: [UInt8] = []
+                var largest = 0
+                encoder.write(message, chunkSize: chunkSize) { piece in
+                    written += piece
+                    largest = max(largest, piece.count)
+                }
+                #expect(written == expected, "pretty \(pretty), pieces of \(chunkSize)")
+                #expect(largest <= 2 * max(chunkSize, 4) + 4)
+            }
+        }
+        #expect(String(decoding: whole.requestBody, as: UTF8.self).contains(Data(octets[..<3_000]).base64EncodedString()))
+    }
+
+    @Test func unwrittenRequest_isCheckedForSizeAllTheSame() {
+        let mail = Self.parse("From: a@example.com\nTo: b@example.com\nSubject: s\n\nhello\n")
+        var policy = Self.policy
+        policy.maxRequestSize = 50
+        let written = ACSTranslation.translateWithDetails(mail, envelope: Envelope(headersOf: mail), policy: policy)
+        let counted = ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: policy, writingRequest: false)
+        #expect(throws: TranslationRejection.self) { try written.get() }
+        #expect(counted.map(\.message) == written.map(\.message))  // the same rejection, the same size in it
+    }
+
     @Test func requestBody_isTheEncoderOutput_andNotesExplainDecisions() throws {
         let mail = Self.parse(
             """
