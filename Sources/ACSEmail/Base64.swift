@@ -4,7 +4,7 @@ import MailParser
 /// (docs/acs-email-api.md §2.1). Written here rather than with Foundation's `Data` so attachment octets are
 /// encoded in one pass straight into their destination: the request buffer (``ACSJSONEncoder``), or a
 /// string's own storage, without an intermediate copy
-/// (`test_convert_of_a_7_mb_attachment_peaks_under_4x_its_size`).
+/// (`test_convert_of_a_7_mb_attachment_grows_the_peak_under_1_5x_the_message`).
 enum Base64 {
     static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
