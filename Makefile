@@ -27,7 +27,8 @@ e2e-test: build
 	.ci/install-packages test
 	python3 -m pytest Tests/EndToEnd -q -p no:cacheprovider
 
-# Throughput and latency figures side by side with Postfix's smtp-sink (not part of `make test`).
+# Throughput and latency figures side by side with Postfix's smtp-sink, and peak memory against message
+# size (not part of `make test`).
 bench:
 	.ci/install-packages bench
 	swift build -c release
@@ -36,6 +37,7 @@ bench:
 	python3 Tests/Benchmarks/tls_throughput.py
 	python3 Tests/Benchmarks/convert_throughput.py
 	python3 Tests/Benchmarks/acs_delivery_throughput.py
+	python3 Tests/Benchmarks/memory_peaks.py
 
 # libFuzzer with AddressSanitizer on every parser (Fuzz/, a package of its own; not part of `make test`):
 # each target runs FUZZ_SECONDS; FUZZ_TARGETS picks some. Findings land in Fuzz/.build/fuzz/artifacts.

@@ -250,7 +250,8 @@ public enum Bounce {
     }
 
     /// The octets before the first empty line (LF or CRLF line ends), including the last header line's end.
-    static func headerBlock(_ message: [UInt8]) -> ArraySlice<UInt8> {
+    /// Everything a bounce reads of the original: keeping these is keeping all a later bounce needs.
+    public static func headerBlock(_ message: [UInt8]) -> ArraySlice<UInt8> {
         var index = message.startIndex
         var lineStart = index
         while index < message.endIndex {

@@ -1,3 +1,5 @@
+import MailParser
+
 // The ACS Email REST request model, field for field as in the 2025-09-01 OpenAPI spec
 // (docs/acs-email-api.md §2.1). Names of the stored properties are the JSON property names, so the
 // model, the encoder (ACSJSONEncoder) and the spec can be read side by side.
@@ -101,20 +103,101 @@ public struct EmailAddress: Sendable, Hashable, Codable {
 }
 
 /// `EmailAttachment` (§2.1, §7). `contentInBase64` is standard base64 with padding and no line breaks.
+///
+/// A translated attachment keeps its octets, not their base64: ``ACSJSONEncoder`` encodes them straight into
+/// the request, so a large attachment is never held as a base64 string beside the request that contains it.
+/// The octets are those of the parsed message, shared, not copied (for a base64 part, its encoded octets,
+/// re-encoded as they are decoded). `contentInBase64` still reads (and sets)
+/// the base64 text, and equality, hashing and `Codable` see only that text.
 public struct EmailAttachment: Sendable, Hashable, Codable {
     /// The file name shown to the recipient, e.g. `report.pdf`.
     public var name: String
     /// A MIME type without parameters, lower-case, e.g. `application/pdf` (§7.1 recommendation).
     public var contentType: String
-    public var contentInBase64: String
+    /// The content as base64; computed on each read for an attachment that holds octets.
+    public var contentInBase64: String {
+        get {
+            switch content {
+            case .base64(let text): text
+            case .octets(let octets): Base64.encode(octets)
+            case .encoded(let encoded): Base64.encode(encoded.decoded())
+            }
+        }
+        set { content = .base64(newValue) }
+    }
     /// The Content-ID without angle brackets; makes this an inline attachment referenced as `cid:VALUE`.
     /// Only 2025-09-01 has it: the encoder never writes it for 2023-03-31 (§1.2).
     public var contentId: String?
 
+    /// The content in the form it was given.
+    enum Content: Sendable {
+        /// Base64 text, as decoded from a request or given by a caller.
+        case base64(String)
+        /// The octets themselves, base64-encoded only when written.
+        case octets([UInt8])
+        /// Base64 as the parsed message has it, re-encoded (canonically) only when written.
+        case encoded(Base64Content)
+    }
+
+    var content: Content
+
     public init(name: String, contentType: String, contentInBase64: String, contentId: String? = nil) {
         self.name = name
         self.contentType = contentType
-        self.contentInBase64 = contentInBase64
+        self.content = .base64(contentInBase64)
         self.contentId = contentId
+    }
+
+    /// An attachment of `octets`, which are base64-encoded only when the request is written.
+    public init(name: String, contentType: String, octets: [UInt8], contentId: String? = nil) {
+        self.name = name
+        self.contentType = contentType
+        self.content = .octets(octets)
+        self.contentId = contentId
+    }
+
+    init(name: String, contentType: String, content: Content, contentId: String?) {
+        self.name = name
+        self.contentType = contentType
+        self.content = content
+        self.contentId = contentId
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, contentType, contentInBase64, contentId
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try container.decode(String.self, forKey: .name),
+            contentType: try container.decode(String.self, forKey: .contentType),
+            contentInBase64: try container.decode(String.self, forKey: .contentInBase64),
+            contentId: try container.decodeIfPresent(String.self, forKey: .contentId))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(contentType, forKey: .contentType)
+        try container.encode(contentInBase64, forKey: .contentInBase64)
+        try container.encodeIfPresent(contentId, forKey: .contentId)
+    }
+
+    public static func == (lhs: EmailAttachment, rhs: EmailAttachment) -> Bool {
+        guard lhs.name == rhs.name, lhs.contentType == rhs.contentType, lhs.contentId == rhs.contentId else {
+            return false
+        }
+        if case .octets(let left) = lhs.content, case .octets(let right) = rhs.content {
+            return left == right
+        }
+        return lhs.contentInBase64 == rhs.contentInBase64
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(contentType)
+        hasher.combine(contentInBase64)
+        hasher.combine(contentId)
     }
 }

@@ -78,8 +78,12 @@ public enum ACSTranslation {
 
     /// Like ``translate(_:envelope:policy:)``, also returning the encoded request body (which the size check
     /// computed anyway) and notes about decisions worth logging.
+    ///
+    /// With `writingRequest` false, the size is checked by counting the request's octets and `requestBody` is
+    /// left empty: for a caller that writes the request itself with ``ACSJSONEncoder/write(_:chunkSize:to:)``
+    /// and need not hold it whole.
     public static func translateWithDetails(
-        _ mail: ParsedMail, envelope: Envelope, policy: TranslationPolicy
+        _ mail: ParsedMail, envelope: Envelope, policy: TranslationPolicy, writingRequest: Bool = true
     ) -> Result<TranslatedEmail, TranslationRejection> {
         var notes: [TranslationNote] = []
 
@@ -162,9 +166,11 @@ public enum ACSTranslation {
             userEngagementTrackingDisabled: policy.userEngagementTrackingDisabled)
 
         // Rule 9: the size ACS sees is the size of these exact bytes.
-        let body = ACSJSONEncoder(apiVersion: policy.apiVersion).encode(message)
-        guard body.count <= policy.maxRequestSize else {
-            return .failure(.requestTooLarge(encodedSize: body.count, limit: policy.maxRequestSize))
+        let encoder = ACSJSONEncoder(apiVersion: policy.apiVersion)
+        let body = writingRequest ? encoder.encode(message) : []
+        let size = writingRequest ? body.count : encoder.encodedCount(message)
+        guard size <= policy.maxRequestSize else {
+            return .failure(.requestTooLarge(encodedSize: size, limit: policy.maxRequestSize))
         }
         return .success(TranslatedEmail(message: message, requestBody: body, notes: notes))
     }
@@ -174,7 +180,8 @@ public enum ACSTranslation {
 public struct TranslatedEmail: Sendable, Hashable {
     /// The request model.
     public var message: EmailMessage
-    /// The exact JSON body to send (compact, for the policy's API version); its size passed the limit.
+    /// The exact JSON body to send (compact, for the policy's API version); its size passed the limit. Empty
+    /// when the translation was asked not to write it.
     public var requestBody: [UInt8]
     /// Decisions worth logging (a replaced sender, a placeholder, an inferred type…); never a failure.
     public var notes: [TranslationNote]
@@ -294,8 +301,17 @@ enum Attachments {
         let referencedCIDs = html.map(contentIDReferences) ?? []
         var usedCIDs: Set<String> = []
         for part in leaves(of: mail.root) where !bodyPartIndices.contains(part.partIndex) {
-            let content = canonicalContent(part)
-            guard !content.isEmpty else {
+            // Base64 content the parser kept encoded is re-encoded as the request is written, never decoded whole
+            // (canonicalContent would return it unchanged).
+            let content: EmailAttachment.Content =
+                part.base64Content.map { .encoded($0) } ?? .octets(canonicalContent(part))
+            let isEmpty: Bool
+            switch content {
+            case .encoded(let encoded): isEmpty = encoded.decodedCount == 0
+            case .octets(let octets): isEmpty = octets.isEmpty
+            case .base64(let text): isEmpty = text.isEmpty
+            }
+            guard !isEmpty else {
                 built.notes.append(
                     TranslationNote(code: "empty-attachment-dropped", message: "part \(part.partIndex) is empty"))
                 continue
@@ -347,8 +363,7 @@ enum Attachments {
             }
             built.attachments.append(
                 EmailAttachment(
-                    name: name, contentType: contentType, contentInBase64: Base64.encode(content),
-                    contentId: contentID))
+                    name: name, contentType: contentType, content: content, contentId: contentID))
         }
         return .success(built)
     }

@@ -27,6 +27,13 @@ static inline CURLcode acsgw_curl_easy_setopt_data_callback(CURL *handle, CURLop
     return curl_easy_setopt(handle, option, callback);
 }
 
+// The seek callback that lets libcurl rewind a request body it reads through CURLOPT_READFUNCTION, to send it
+// again (on a fresh connection when a reused one turned out to be closed).
+typedef int (*acsgw_curl_seek_callback)(void *userdata, curl_off_t offset, int origin);
+static inline CURLcode acsgw_curl_easy_setopt_seek_callback(CURL *handle, acsgw_curl_seek_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_SEEKFUNCTION, callback);
+}
+
 // curl_easy_setopt with a curl_off_t argument (CURLOPT_POSTFIELDSIZE_LARGE).
 static inline CURLcode acsgw_curl_easy_setopt_off_t(CURL *handle, CURLoption option, curl_off_t value) {
     return curl_easy_setopt(handle, option, value);

@@ -285,6 +285,15 @@ struct EntityParser {
     private mutating func finishBody(_ node: Int, _ body: ArraySlice<UInt8>, isDecoded: Bool = false) {
         let part = nodes[node].part
         let encoding = part.transferEncoding
+        if !isDecoded, encoding == "base64", Self.keepsEncoded(part.contentType) {
+            // Such content is only ever written out again (as an attachment, in base64): its octets stay a slice
+            // of the message, checked here with the same diagnostics, and are decoded when read
+            // (TransferDecodingTests.base64Attachment_isKeptEncoded_andDecodesToTheSameOctets).
+            var counter = OctetCounter()
+            noteBase64(TransferDecoding.base64(body, into: &counter), node: node)
+            nodes[node].part.storedContent = .base64(Base64Content(encoded: body, decodedCount: counter.count))
+            return
+        }
         let content = isDecoded ? Array(body) : decode(body, encoding: encoding, node: node)
         let depth = nodes[node].depth
         if part.contentType.hasPrefix("multipart/") {
@@ -354,20 +363,7 @@ struct EntityParser {
         switch encoding {
         case "base64":
             let (octets, report) = TransferDecoding.base64(body)
-            if report.invalidCharacters > 0 {
-                note(
-                    "base64-invalid-characters",
-                    "\(report.invalidCharacters) octets outside the base64 alphabet skipped", node)
-            }
-            if report.missingPadding {
-                note("base64-missing-padding", "base64 without final \"=\" padding; decoded anyway", node)
-            }
-            if report.danglingCharacter {
-                note("base64-truncated", "base64 ends with a lone character, dropped", node)
-            }
-            if report.dataAfterPadding {
-                note("base64-data-after-padding", "base64 continues after \"=\" padding; the rest is ignored", node)
-            }
+            noteBase64(report, node: node)
             return octets
         case "quoted-printable":
             let (octets, report) = TransferDecoding.quotedPrintable(body)
@@ -385,6 +381,31 @@ struct EntityParser {
                 node)
             return Array(body)
         }
+    }
+
+    /// The diagnostics of a lenient base64 decode.
+    private mutating func noteBase64(_ report: TransferDecoding.Base64Report, node: Int) {
+        if report.invalidCharacters > 0 {
+            note(
+                "base64-invalid-characters",
+                "\(report.invalidCharacters) octets outside the base64 alphabet skipped", node)
+        }
+        if report.missingPadding {
+            note("base64-missing-padding", "base64 without final \"=\" padding; decoded anyway", node)
+        }
+        if report.danglingCharacter {
+            note("base64-truncated", "base64 ends with a lone character, dropped", node)
+        }
+        if report.dataAfterPadding {
+            note("base64-data-after-padding", "base64 continues after \"=\" padding; the rest is ignored", node)
+        }
+    }
+
+    /// Whether a base64 leaf of this type keeps its encoded octets rather than decoded ones: everything but
+    /// text (read as text for the bodies) and embedded messages (parsed), and multiparts (split).
+    private static func keepsEncoded(_ contentType: String) -> Bool {
+        !contentType.hasPrefix("text/") && !contentType.hasPrefix("multipart/") && contentType != "message/rfc822"
+            && contentType != "message/global"
     }
 
     // MARK: - Header interpretation

@@ -85,7 +85,25 @@ public struct MIMEPart: Sendable, Hashable {
     /// The declared Content-Transfer-Encoding, lower-cased (`7bit` when absent).
     public var transferEncoding: String
     /// Transfer-decoded octets (not charset-converted). Empty for multipart entities.
-    public var content: [UInt8]
+    ///
+    /// For a base64 leaf that is neither text nor an embedded message, the parser keeps the encoded octets
+    /// (``base64Content``) and this decodes them on each read: the decoded copy of a large attachment is then
+    /// never held beside the message it came from. Setting it stores the octets given.
+    public var content: [UInt8] {
+        get {
+            switch storedContent {
+            case .decoded(let octets): octets
+            case .base64(let encoded): encoded.decoded()
+            }
+        }
+        set { storedContent = .decoded(newValue) }
+    }
+    /// The content as the message has it, when the parser kept it base64-encoded (see ``content``); `nil`
+    /// when the content is stored decoded.
+    public var base64Content: Base64Content? {
+        if case .base64(let encoded) = storedContent { encoded } else { nil }
+    }
+    var storedContent: StoredContent
     /// For `text/*` leaves: ``content`` converted to UTF-8; `nil` otherwise.
     public var text: String?
     /// Multipart children in order; for `message/rfc822` the embedded message's root.
@@ -117,7 +135,7 @@ public struct MIMEPart: Sendable, Hashable {
         self.contentID = contentID
         self.charset = charset
         self.transferEncoding = transferEncoding
-        self.content = content
+        self.storedContent = .decoded(content)
         self.text = text
         self.children = children
         self.isInRelated = isInRelated
@@ -129,6 +147,57 @@ public struct MIMEPart: Sendable, Hashable {
     public func headerValues(_ name: String) -> [String] {
         let wanted = name.lowercased()
         return headers.filter { $0.name.lowercased() == wanted }.map(\.value)
+    }
+}
+
+/// How a part's content is held: decoded, or base64-encoded as the message has it. Two parts with the same
+/// decoded octets are equal however they hold them.
+enum StoredContent: Sendable, Hashable {
+    case decoded([UInt8])
+    case base64(Base64Content)
+
+    static func == (lhs: StoredContent, rhs: StoredContent) -> Bool {
+        switch (lhs, rhs) {
+        case (.decoded(let left), .decoded(let right)): left == right
+        case (.base64(let left), .base64(let right)) where left == right: true
+        default: lhs.octets == rhs.octets
+        }
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(octets)
+    }
+
+    private var octets: [UInt8] {
+        switch self {
+        case .decoded(let octets): octets
+        case .base64(let encoded): encoded.decoded()
+        }
+    }
+}
+
+/// The base64 content of a part, kept as the octets of the message it is in (sharing its storage, not
+/// copied), with the length it decodes to. Decoded the way the parser decodes base64 (RFC 2045 §6.8,
+/// leniently: ``MIMEPart/content`` of the same part), either whole or octet by octet into a sink.
+public struct Base64Content: Sendable, Hashable {
+    /// The encoded octets, line breaks and all, exactly as in the message.
+    public let encoded: ArraySlice<UInt8>
+    /// How many octets ``decoded()`` gives.
+    public let decodedCount: Int
+
+    init(encoded: ArraySlice<UInt8>, decodedCount: Int) {
+        self.encoded = encoded
+        self.decodedCount = decodedCount
+    }
+
+    /// The decoded octets.
+    public func decoded() -> [UInt8] {
+        TransferDecoding.base64(encoded).octets
+    }
+
+    /// Hands the decoded octets to `sink` in order, holding none of them.
+    public func decode(into sink: inout some OctetSink) {
+        _ = TransferDecoding.base64(encoded, into: &sink)
     }
 }
 

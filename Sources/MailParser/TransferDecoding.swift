@@ -35,8 +35,15 @@ enum TransferDecoding {
     /// quantum ends the data ("may be taken as evidence that the end of the data has been
     /// reached", §6.8); what follows is ignored, as Python's binascii and Stalwart do.
     static func base64(_ input: some Collection<UInt8>) -> (octets: [UInt8], report: Base64Report) {
-        var output: [UInt8] = []
-        output.reserveCapacity(input.count / 4 * 3 + 3)
+        var output = OctetCollector()
+        output.octets.reserveCapacity(input.count / 4 * 3 + 3)
+        let report = base64(input, into: &output)
+        return (output.octets, report)
+    }
+
+    /// The same decoding, handing each octet to `sink` as it is decoded instead of collecting them: a
+    /// ``OctetCounter`` measures the content without holding it, ``Base64Content`` streams it.
+    static func base64<Sink: OctetSink>(_ input: some Collection<UInt8>, into sink: inout Sink) -> Base64Report {
         var report = Base64Report()
         var accumulator: UInt32 = 0
         var count = 0
@@ -51,7 +58,7 @@ enum TransferDecoding {
             if value == 0xFF {
                 if byte == UInt8(ascii: "="), count >= 2 {
                     // Padding closes the final quantum: flush what it holds, and stop.
-                    flush(&accumulator, &count, into: &output, report: &report, padded: true)
+                    flush(&accumulator, &count, into: &sink, report: &report, padded: true)
                     ended = true
                 } else if !isSpace {
                     report.invalidCharacters += 1
@@ -61,28 +68,28 @@ enum TransferDecoding {
             accumulator = accumulator << 6 | UInt32(value)
             count += 1
             if count == 4 {
-                output.append(UInt8(truncatingIfNeeded: accumulator >> 16))
-                output.append(UInt8(truncatingIfNeeded: accumulator >> 8))
-                output.append(UInt8(truncatingIfNeeded: accumulator))
+                sink.put(UInt8(truncatingIfNeeded: accumulator >> 16))
+                sink.put(UInt8(truncatingIfNeeded: accumulator >> 8))
+                sink.put(UInt8(truncatingIfNeeded: accumulator))
                 accumulator = 0
                 count = 0
             }
         }
-        flush(&accumulator, &count, into: &output, report: &report, padded: false)
-        return (output, report)
+        flush(&accumulator, &count, into: &sink, report: &report, padded: false)
+        return report
     }
 
-    private static func flush(
-        _ accumulator: inout UInt32, _ count: inout Int, into output: inout [UInt8],
+    private static func flush<Sink: OctetSink>(
+        _ accumulator: inout UInt32, _ count: inout Int, into output: inout Sink,
         report: inout Base64Report, padded: Bool
     ) {
         switch count {
         case 2:
-            output.append(UInt8(truncatingIfNeeded: accumulator >> 4))
+            output.put(UInt8(truncatingIfNeeded: accumulator >> 4))
             if !padded { report.missingPadding = true }
         case 3:
-            output.append(UInt8(truncatingIfNeeded: accumulator >> 10))
-            output.append(UInt8(truncatingIfNeeded: accumulator >> 2))
+            output.put(UInt8(truncatingIfNeeded: accumulator >> 10))
+            output.put(UInt8(truncatingIfNeeded: accumulator >> 2))
             if !padded { report.missingPadding = true }
         case 1:
             report.danglingCharacter = true
@@ -155,5 +162,28 @@ enum TransferDecoding {
         case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
         default: return nil
         }
+    }
+}
+
+/// Where a streaming decoder puts the octets it decodes, one at a time.
+public protocol OctetSink {
+    mutating func put(_ octet: UInt8)
+}
+
+/// Collects decoded octets into an array.
+struct OctetCollector: OctetSink {
+    var octets: [UInt8] = []
+
+    mutating func put(_ octet: UInt8) {
+        octets.append(octet)
+    }
+}
+
+/// Counts decoded octets without keeping them.
+struct OctetCounter: OctetSink {
+    var count = 0
+
+    mutating func put(_ octet: UInt8) {
+        count += 1
     }
 }

@@ -58,25 +58,29 @@ struct Convert: ParsableCommand {
         if !settings.hasSenderPolicy { policy.verifiedDomains = ["*"] }
         let parser = MailParser()
         let encoder = ACSJSONEncoder(apiVersion: policy.apiVersion, prettyPrinted: true)
+        let compact = ACSJSONEncoder(apiVersion: policy.apiVersion)
         var refused = 0
         var octets = 0
         var seconds = 0.0
         let names = files.isEmpty ? ["<stdin>"] : files
         for name in names {
-            // One file in memory at a time, and its octets only while they are parsed: the parsed message holds
-            // what translation needs, so peak memory is not raw + parsed + request at once.
+            // One file in memory at a time, released with its parsed message after the translation. A base64
+            // attachment stays a slice of the file's octets and is re-encoded straight into the request, so the
+            // peak is the file and a piece of the request, not also decoded or base64 copies of what it carries.
             let started = Date()
             let (mail, count) = try { () throws -> (ParsedMail, Int) in
-                let bytes = try [UInt8](
-                    files.isEmpty
-                        ? FileHandle.standardInput.readDataToEndOfFile() : Data(contentsOf: URL(fileURLWithPath: name)))
+                let bytes = try Self.readAll(
+                    files.isEmpty ? FileHandle.standardInput : FileHandle(forReadingFrom: URL(fileURLWithPath: name)))
                 return (parser.parse(bytes), bytes.count)
             }()
             let envelope =
                 recipients.isEmpty && mailFrom == nil
                 ? Envelope(headersOf: mail)
                 : Envelope(mailFrom: mailFrom ?? "", recipients: recipients.isEmpty ? Envelope(headersOf: mail).recipients : recipients)
-            let result = ACSTranslation.translateWithDetails(mail, envelope: envelope, policy: policy)
+            // The request is written to standard output in pieces, never held whole: with the file's octets
+            // that would be twice the message (--quiet still builds it, so --stats times the whole translation).
+            let result = ACSTranslation.translateWithDetails(
+                mail, envelope: envelope, policy: policy, writingRequest: quiet)
             seconds += Date().timeIntervalSince(started)
             octets += count
             if !quiet {
@@ -88,13 +92,8 @@ struct Convert: ParsableCommand {
             case .success(let translated):
                 if !quiet {
                     for note in translated.notes { printError("\(name): note \(note.code): \(note.message)") }
-                    let output = pretty ? encoder.encode(translated.message) : translated.requestBody
-                    // Written from the array's own storage: a Data copy of a 10 MB request is 10 MB more peak.
-                    output.withUnsafeBufferPointer { buffer in
-                        guard let base = buffer.baseAddress else { return }
-                        FileHandle.standardOutput.write(
-                            Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count,
-                                 deallocator: .none))
+                    (pretty ? encoder : compact).write(translated.message) { piece in
+                        FileHandle.standardOutput.write(Data(buffer: piece))
                     }
                     FileHandle.standardOutput.write(Data([10]))
                 }
@@ -112,6 +111,21 @@ struct Convert: ParsableCommand {
                     Double(names.count) / max(seconds, 1e-9), refused))
         }
         if refused > 0 { throw ExitCode(1) }
+    }
+
+    /// Everything `handle` has left to read, read straight into one array sized from the file's length when
+    /// it is a regular file: reading into `Data` first and converting it would hold the message twice. (A file
+    /// handle closes its descriptor when it is released.)
+    static func readAll(_ handle: FileHandle) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        var info = stat()
+        if fstat(handle.fileDescriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+            bytes.reserveCapacity(Int(info.st_size))
+        }
+        while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty {
+            bytes.append(contentsOf: chunk)
+        }
+        return bytes
     }
 
     private func printError(_ text: String) {

@@ -131,4 +131,40 @@ struct EncoderTests {
         }
         #expect(!Base64.encode(bytes).contains("\n"))
     }
+
+    @Test(arguments: [0, 1, 2, 3, 4, 57, 58, 3000])
+    func attachmentOctets_encodeToTheSameBytesAsTheirBase64Text(_ length: Int) {
+        let octets = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        var fromOctets = Self.specMessage
+        var fromText = Self.specMessage
+        fromOctets.attachments = [EmailAttachment(name: "a.bin", contentType: "application/pdf", octets: octets)]
+        fromText.attachments = [
+            EmailAttachment(
+                name: "a.bin", contentType: "application/pdf", contentInBase64: Data(octets).base64EncodedString())
+        ]
+        for pretty in [false, true] {
+            let encoder = ACSJSONEncoder(prettyPrinted: pretty)
+            #expect(encoder.encode(fromOctets) == encoder.encode(fromText))
+        }
+        #expect(fromOctets == fromText)
+        #expect(fromOctets.hashValue == fromText.hashValue)
+        #expect(fromOctets.attachments?.first?.contentInBase64 == Data(octets).base64EncodedString())
+    }
+
+    @Test func largeAttachment_isWrittenIntoOneExactlySizedArray() {
+        // Growing the array while writing would hold the old and the doubled storage together: the capacity
+        // shows whether the request was written into one allocation of its final size. malloc serves a block
+        // this large with whole pages, and the array reports the rounded-up size as its capacity.
+        var message = Self.specMessage
+        message.attachments = [
+            EmailAttachment(
+                name: "big.pdf", contentType: "application/pdf",
+                octets: [UInt8](repeating: 0xA5, count: 3_000_001))
+        ]
+        for pretty in [false, true] {
+            let encoded = ACSJSONEncoder(prettyPrinted: pretty).encode(message)
+            #expect(encoded.count > 4_000_000)
+            #expect(encoded.capacity - encoded.count < 4096)
+        }
+    }
 }

@@ -38,6 +38,101 @@ struct TranslationTests {
                 == Envelope(mailFrom: "a@example.com", recipients: ["b@example.org", "c@example.org", "d@example.org"]))
     }
 
+    @Test func attachments_holdTheMessagesOctets_notTheirBase64() throws {
+        // No base64 (nor decoded) copy of a large file is held: the encoder writes the base64 straight into the
+        // request, re-encoding a base64 part from the message's own octets.
+        let mail = Self.parse(
+            "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+                + "--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: application/pdf; name=r.pdf\n"
+                + "Content-Transfer-Encoding: base64\n\nJVBE\nRi0x LjQK\n--b\nContent-Type: application/x-x\n\nraw\n--b--\n")
+        let translated = try ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: Self.policy
+        ).get()
+        let attachments = try #require(translated.message.attachments)
+        try #require(attachments.count == 2)
+        guard case .encoded(let encoded) = attachments[0].content, case .octets(let octets) = attachments[1].content
+        else {
+            Issue.record("attachments hold \(attachments.map(\.content))")
+            return
+        }
+        #expect(encoded.decoded() == Array("%PDF-1.4\n".utf8))
+        #expect(octets == Array("raw".utf8))
+        #expect(attachments[0].contentInBase64 == "JVBERi0xLjQK")
+        let text = String(decoding: translated.requestBody, as: UTF8.self)
+        #expect(text.contains(#""contentInBase64":"JVBERi0xLjQK""#))
+        #expect(text.contains(#""contentInBase64":"cmF3""#))
+    }
+
+    @Test(arguments: ["", "QQ", "QUI", "QUJD", "QUJDRA==", "QU JD\nRE U=", "QUJD=junk", "Q*UJ", "QUJDR"])
+    func reencodedBase64_isTheCanonicalBase64OfTheDecodedOctets(_ encoded: String) throws {
+        let mail = Self.parse(
+            "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+                + "--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: image/png\n"
+                + "Content-Transfer-Encoding: base64\n\n\(encoded)\n--b--\n")
+        let part = try #require(mail.root.children.last)
+        let expected = Data(part.content).base64EncodedString()
+        let translated = try ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: Self.policy
+        ).get()
+        let text = String(decoding: translated.requestBody, as: UTF8.self)
+        if part.content.isEmpty {
+            #expect(translated.message.attachments == nil)
+        } else {
+            #expect(translated.message.attachments?.first?.contentInBase64 == expected)
+            #expect(text.contains(#""contentInBase64":"\#(expected)""#))
+        }
+    }
+
+    @Test func writtenInPieces_isTheEncodedRequest() throws {
+        // A base64 part kept encoded in the message, an attachment of octets and one of base64 text: every way
+        // an attachment reaches the encoder, each across many pieces.
+        let octets = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 5) }
+        let lines = stride(from: 0, to: 3_000, by: 57).map { Data(octets[$0..<min($0 + 57, 3_000)]).base64EncodedString() }
+        let mail = Self.parse(
+            "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+                + "--b\nContent-Type: text/plain\n\nsee \"quoted\"\n--b\nContent-Type: image/png\n"
+                + "Content-Transfer-Encoding: base64\n\n\(lines.joined(separator: "\n"))\n--b--\n")
+        let whole = try ACSTranslation.translateWithDetails(mail, envelope: Envelope(headersOf: mail), policy: Self.policy)
+            .get()
+        let unwritten = try ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: Self.policy, writingRequest: false
+        ).get()
+        #expect(unwritten.requestBody.isEmpty)
+        #expect(unwritten.message == whole.message)
+        var message = whole.message
+        message.attachments! += [
+            EmailAttachment(name: "o.bin", contentType: "application/pdf", octets: Array(octets[..<9_999])),
+            EmailAttachment(name: "t.bin", contentType: "application/pdf", contentInBase64: "QUJD"),
+        ]
+        for pretty in [false, true] {
+            let encoder = ACSJSONEncoder(prettyPrinted: pretty)
+            let expected = encoder.encode(message)
+            #expect(encoder.encodedCount(message) == expected.count)
+            for chunkSize in [1, 7, 100, 1 << 16] {
+                var written: [UInt8] = []
+                var largest = 0
+                encoder.write(message, chunkSize: chunkSize) { piece in
+                    written += piece
+                    largest = max(largest, piece.count)
+                }
+                #expect(written == expected, "pretty \(pretty), pieces of \(chunkSize)")
+                #expect(largest <= 2 * max(chunkSize, 4) + 4)
+            }
+        }
+        #expect(String(decoding: whole.requestBody, as: UTF8.self).contains(Data(octets[..<3_000]).base64EncodedString()))
+    }
+
+    @Test func unwrittenRequest_isCheckedForSizeAllTheSame() {
+        let mail = Self.parse("From: a@example.com\nTo: b@example.com\nSubject: s\n\nhello\n")
+        var policy = Self.policy
+        policy.maxRequestSize = 50
+        let written = ACSTranslation.translateWithDetails(mail, envelope: Envelope(headersOf: mail), policy: policy)
+        let counted = ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: policy, writingRequest: false)
+        #expect(throws: TranslationRejection.self) { try written.get() }
+        #expect(counted.map(\.message) == written.map(\.message))  // the same rejection, the same size in it
+    }
+
     @Test func requestBody_isTheEncoderOutput_andNotesExplainDecisions() throws {
         let mail = Self.parse(
             """

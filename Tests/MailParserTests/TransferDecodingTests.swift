@@ -23,6 +23,26 @@ import Testing
         #expect(mail.diagnostics.isEmpty)
     }
 
+    /// A base64 leaf that is neither text nor a message keeps its encoded octets (a slice of the message, so
+    /// no decoded copy of a large attachment is held), with the same diagnostics and decoded octets as a decode.
+    @Test(arguments: LineEnding.allCases)
+    func base64Attachment_isKeptEncoded_andDecodesToTheSameOctets(_ ending: LineEnding) throws {
+        let encoded = "SGVs bG8s\n\tIHdv\ncm*xk IQ\n"
+        let mail = Self.body("base64", encoded, ending)
+        let kept = try #require(mail.root.base64Content)
+        #expect(String(decoding: mail.root.content, as: UTF8.self) == "Hello, world!")
+        #expect(kept.decodedCount == 13)
+        #expect(kept.decoded() == mail.root.content)
+        #expect(Array(kept.encoded) == ending.bytes(encoded))
+        #expect(mail.codes == ["base64-invalid-characters", "base64-missing-padding"])
+        #expect(Self.body("base64", encoded, ending, type: "text/plain").root.base64Content == nil)
+        // Equal to a part holding the same octets decoded.
+        var decoded = mail.root
+        decoded.content = decoded.content
+        #expect(decoded.base64Content == nil)
+        #expect(decoded == mail.root)
+    }
+
     @Test(arguments: LineEnding.allCases)
     func base64IgnoresLineLengthAndWhitespace(_ ending: LineEnding) {
         let mail = Self.body("BASE64", "SGVs bG8s\n\tIHdv\ncmxk IQ==\n", ending)

@@ -11,6 +11,12 @@ final class CurlEasyTransfer {
     private var responseBody: [UInt8] = []
     private var responseHeaders: [(name: String, value: String)] = []
     private let maxResponseSize: Int
+    /// The request body, which libcurl reads through the read callback as it sends, straight from this array
+    /// (shared with the client, which keeps it for retries). CURLOPT_COPYPOSTFIELDS would copy a request of
+    /// megabytes once more for each attempt.
+    private let requestBody: [UInt8]
+    /// How much of ``requestBody`` libcurl has read.
+    private var bodyOffset = 0
 
     struct SetupError: Error {
         var message: String
@@ -26,6 +32,7 @@ final class CurlEasyTransfer {
         self.handle = handle
         self.completion = completion
         self.maxResponseSize = maxResponseSize
+        self.requestBody = request.body
         errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
         do {
@@ -70,18 +77,28 @@ final class CurlEasyTransfer {
             // Otherwise libcurl honours https_proxy / no_proxy from the environment by itself.
             try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_PROXY, proxy), "proxy")
         }
+        let me = Unmanaged.passUnretained(self).toOpaque()
         switch request.method.uppercased() {
         case "GET":
             try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_HTTPGET, 1), "GET")
         case "POST":
             try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_POST, 1), "POST")
-            // The size first, then COPYPOSTFIELDS copies exactly that many octets: the signed bytes.
+            // The size first; then libcurl reads exactly that many octets, the signed bytes, through the read
+            // callback, and rewinds through the seek callback when it must send them again.
             try check(acsgw_curl_easy_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)),
                       "body size")
-            try request.body.withUnsafeBytes { raw in
-                let pointer = UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)
-                try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, pointer), "body")
-            }
+            try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_READDATA, me), "read data")
+            try check(acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_READFUNCTION) { buffer, size, count, userdata in
+                guard let userdata, let buffer else { return Int(CURL_READFUNC_ABORT) }
+                let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                return transfer.readBody(into: UnsafeMutableRawBufferPointer(start: buffer, count: size * count))
+            }, "read function")
+            try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_SEEKDATA, me), "seek data")
+            try check(acsgw_curl_easy_setopt_seek_callback(handle) { userdata, offset, origin in
+                guard let userdata else { return CURL_SEEKFUNC_FAIL }
+                let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                return transfer.rewindBody(to: offset, origin: origin) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK
+            }, "seek function")
         default:
             try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method), "method")
         }
@@ -94,7 +111,6 @@ final class CurlEasyTransfer {
         }
         try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_HTTPHEADER, headerList), "headers")
 
-        let me = Unmanaged.passUnretained(self).toOpaque()
         try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, me), "write data")
         try check(acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_WRITEFUNCTION) { buffer, size, count, userdata in
             guard let userdata, let buffer else { return 0 }
@@ -108,6 +124,24 @@ final class CurlEasyTransfer {
             transfer.receivedHeaderLine(UnsafeRawBufferPointer(start: buffer, count: size * count))
             return size * count
         }, "header function")
+    }
+
+    /// Copies the next octets of the request body into libcurl's buffer; 0 once all were read.
+    private func readBody(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let count = min(buffer.count, requestBody.count - bodyOffset)
+        guard count > 0 else { return 0 }
+        requestBody.withUnsafeBytes { body in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: body[bodyOffset..<(bodyOffset + count)]))
+        }
+        bodyOffset += count
+        return count
+    }
+
+    /// libcurl asks to read the body again from `offset` (it only ever seeks from the start).
+    private func rewindBody(to offset: curl_off_t, origin: Int32) -> Bool {
+        guard origin == SEEK_SET, offset >= 0, offset <= requestBody.count else { return false }
+        bodyOffset = Int(offset)
+        return true
     }
 
     /// Returning less than was given makes libcurl abort the transfer (CURLE_WRITE_ERROR): a response

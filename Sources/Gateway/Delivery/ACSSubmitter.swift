@@ -33,33 +33,39 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
     /// Dispatch's pool and has nothing else to do until this message is answered. One hop fewer per message
     /// than a queue of its own (a thread wake-up each, the largest kernel cost in the direct-mode profile).
     public func submit(_ message: ReceivedMessage, completion: @escaping @Sendable (SubmissionResult) -> Void) {
-        guard let translated = translator.translation(of: message, logger: logger, orAnswer: completion) else {
+        // Only the request is kept: the translation's model and the parsed message end with this statement,
+        // so the decoded attachments are not held beside the request while it is sent.
+        guard let body = translator.translation(of: message, logger: logger, orAnswer: completion)?.requestBody
+        else {
             return
         }
         let budget = client.configuration.retry.budget  // for the log only
-        client.send(body: translated.requestBody, operationID: message.id) { [self] result in
+        // The final status comes after the reply, polls later: only what a bounce needs waits for it.
+        let followed = followUp.map { _ in FollowedMessage(message) }
+        let messageID = message.id
+        client.send(body: body, operationID: message.id) { [self] result in
             let outcome = Self.result(for: result, operationID: message.id)
             logProblem(result, reply: outcome.reply, message: message, budget: budget)
             guard outcome.reply.isPositive, let outboxCopy else {
                 completion(outcome)
                 return
             }
-            outboxCopy.storeCopy(message, acsRequest: translated.requestBody) { [logger] stored in
+            outboxCopy.storeCopy(message, acsRequest: body) { [logger] stored in
                 if !stored {
                     logger.error("message sent through ACS, but its outbox copy could not be written",
                                  metadata: ["smtp.message_id": "\(message.id)"])
                 }
                 completion(outcome)  // the message was sent: the copy's failure does not change that
             }
-        } finalStatus: { [logger, followUp, client] status in
+        } finalStatus: { [logger, followUp, followed, messageID, client] status in
             // Learnt after the reply (reply-after accepted): a line of its own, after the audit line. A
             // Failed or Canceled for a message that already got 250 becomes a bounce; with reply-after
             // final the client heard the final status itself (a 5xx), so there is nothing to bounce.
-            if let followUp, client.configuration.replyAfter == .accepted {
+            if let followUp, let followed, client.configuration.replyAfter == .accepted {
                 if status.isTerminal {
-                    followUp.finished(message, status: status)
+                    followUp.finished(followed, status: status)
                 } else {
-                    followUp.follow(message, operationID: status.operationID)
+                    followUp.follow(followed, operationID: status.operationID)
                 }
                 return
             }
@@ -67,7 +73,7 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
             logger.log(
                 level: level, "ACS final status",
                 metadata: [
-                    "smtp.message_id": "\(message.id)", "acs.operation_id": "\(status.operationID)",
+                    "smtp.message_id": "\(messageID)", "acs.operation_id": "\(status.operationID)",
                     "acs.status": "\(status.status)", "acs.error_code": "\(status.code ?? "-")",
                 ])
         }

@@ -54,16 +54,16 @@ struct OutboxRecord {
         return object
     }
 
-    func jsonData() throws -> [UInt8] {
+    /// The record's octets in pieces to be written one after the other. The request is one piece, the caller's
+    /// own array: joining it to the rest would copy a request of megabytes, twice, while it is still held.
+    func jsonPieces() throws -> [[UInt8]] {
         let data = try JSONSerialization.data(
             withJSONObject: jsonObject, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        var bytes = Array(data)
-        if let acsRequest {
-            // Splice the request in as is, before the closing brace, so the record holds the exact bytes.
-            guard let close = bytes.lastIndex(of: UInt8(ascii: "}")) else { return bytes + [10] }
-            bytes.replaceSubrange(close..., with: Array(",\n  \"acsRequest\" : ".utf8) + acsRequest + Array("\n}".utf8))
-        }
-        return bytes + [10]
+        var head = Array(data)
+        guard let acsRequest, let close = head.lastIndex(of: UInt8(ascii: "}")) else { return [head + [10]] }
+        // Spliced in as is, before the closing brace, so the record holds the exact bytes.
+        head.replaceSubrange(close..., with: Array(",\n  \"acsRequest\" : ".utf8))
+        return [head, acsRequest, Array("\n}\n".utf8)]
     }
 
     /// ISO 8601 in UTC with milliseconds.

@@ -105,13 +105,14 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
 
     /// Writes both files durably. Throws on any failure, leaving no partial file under a final name.
     func store(_ message: ReceivedMessage, acsRequest: [UInt8]? = nil, acsRejection: String? = nil) throws {
-        let record = try OutboxRecord(message: message, acsRequest: acsRequest, acsRejection: acsRejection).jsonData()
-        try writeAtomically(name: "\(message.id).eml", bytes: message.data)
-        try writeAtomically(name: "\(message.id).json", bytes: record)
+        let record = try OutboxRecord(message: message, acsRequest: acsRequest, acsRejection: acsRejection).jsonPieces()
+        try writeAtomically(name: "\(message.id).eml", pieces: [message.data])
+        try writeAtomically(name: "\(message.id).json", pieces: record)
         try syncDirectory()
     }
 
-    private func writeAtomically(name: String, bytes: some Collection<UInt8>) throws {
+    /// Writes `pieces` one after the other to a temporary file, fsyncs it and renames it to `name`.
+    private func writeAtomically(name: String, pieces: [[UInt8]]) throws {
         let finalPath = "\(directory)/\(name)"
         let temporaryPath = "\(directory)/.\(name).tmp"
         let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
@@ -122,15 +123,16 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
         }
         do {
             defer { close(fd) }
-            let contiguous = Array(bytes)
-            var offset = 0
-            while offset < contiguous.count {
-                let written = contiguous.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw OutboxError.fromErrno("write \(temporaryPath)")
+            for piece in pieces {
+                var offset = 0
+                while offset < piece.count {
+                    let written = piece.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+                    if written < 0 {
+                        if errno == EINTR { continue }
+                        throw OutboxError.fromErrno("write \(temporaryPath)")
+                    }
+                    offset += written
                 }
-                offset += written
             }
             guard fsync(fd) == 0 else { throw OutboxError.fromErrno("fsync \(temporaryPath)") }
         }
