@@ -283,16 +283,15 @@ public final class SpoolDelivery: @unchecked Sendable {
         while true {
             let fresh = nextDue(.freshSends, now: now)
             let retry = nextDue(.retries, now: now)
-            guard fresh != nil || retry != nil else { break }
+            let lane: Lane = preferFresh ? (fresh != nil ? .freshSends : .retries) : (retry != nil ? .retries : .freshSends)
+            guard let (id, entry) = lane == .freshSends ? fresh : retry else { break }
             if case .wait(let until, _) = pacer.request(now: Self.monotonic()) {
                 sendBlocked = until
                 sendWaitsForRelease = until == nil
                 break
             }
-            let takeFresh = preferFresh ? fresh != nil : retry == nil
             preferFresh.toggle()
-            let (id, entry) = takeFresh ? fresh! : retry!
-            agenda[takeFresh ? .freshSends : .retries]?.removeFirst()
+            agenda[lane]?.removeFirst()
             dispatch(id, entry: entry, usesPermit: true)
         }
         updateMetrics(now: now)
