@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "SMTPServer",
             dependencies: [
-                "SMTPProtocol", .product(name: "Logging", package: "swift-log"),
+                "SMTPProtocol", "COpenSSL", .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
         // Sources/Gateway/Configuration/*.swift and EscapedText.swift: the configuration loader without the
