@@ -36,11 +36,13 @@ bench:
 	python3 Tests/Benchmarks/acs_delivery_throughput.py
 
 # libFuzzer with AddressSanitizer on every parser (Fuzz/, a package of its own; not part of `make test`):
-# each target runs FUZZ_SECONDS; FUZZ_TARGETS picks some. Findings land in Fuzz/.build/fuzz/artifacts.
+# each target runs FUZZ_SECONDS, or FUZZ_RUNS executions when fewer; FUZZ_TARGETS picks some. Findings land in
+# Fuzz/.build/fuzz/artifacts.
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
 fuzz:
 	.ci/install-packages build
-	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) Fuzz/run.sh
 
 clean:
 	rm -rf .build Fuzz/.build

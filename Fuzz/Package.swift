@@ -14,6 +14,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzAdminHTTP", ["AdminHTTP"]),
     ("FuzzACSResponses", ["ACSClient"]),
     ("FuzzConfiguration", ["GatewayConfiguration", .product(name: "Yams", package: "Yams")]),
+    ("FuzzAuthExchange", ["SMTPProtocol"]),
 ]
 
 let package = Package(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make fuzz`: builds the libFuzzer targets of Fuzz/ with AddressSanitizer and runs each for FUZZ_SECONDS
-# (default 60). FUZZ_TARGETS picks some (space-separated names). Seeds come from Fuzz/Seeds, the tests'
-# fixtures and ../shared/corpus when present; each target has a dictionary of its grammar in Fuzz/Dictionaries.
+# (default 60), or until FUZZ_RUNS executions when that comes first (default: no such limit; README's figures
+# come from FUZZ_RUNS=10000000 FUZZ_SECONDS=1800). FUZZ_TARGETS picks some (space-separated names). Seeds come
+# from Fuzz/Seeds, the tests' fixtures and ../shared/corpus when present; each target has a dictionary of its grammar in Fuzz/Dictionaries.
 # An input slower than 1 s, or a process over 512 MiB, counts as a finding like a crash or a leak.
 # Working corpora and findings stay in Fuzz/.build/fuzz (findings: artifacts/<target>/); a summary line per
 # target is printed at the end, and the exit status is 1 when any target found something. lsan.supp names the
@@ -9,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_RUNS=${FUZZ_RUNS:--1}
 ALL="FuzzSMTPCommand FuzzFraming FuzzSession FuzzMailToACS FuzzHeaderFields FuzzAdminHTTP \
-    FuzzACSResponses FuzzConfiguration"
+    FuzzACSResponses FuzzConfiguration FuzzAuthExchange"
 TARGETS=${FUZZ_TARGETS:-$ALL}
 REPO=..
 CORPUS=$REPO/../shared/corpus
@@ -51,6 +53,7 @@ seed() {
             | awk -v dir="$dir" '{ printf "%s", $0 > (dir "/field" NR) }'
         ;;
     FuzzAdminHTTP) cp Seeds/admin-http/* "$dir" ;;
+    FuzzAuthExchange) cp Seeds/auth/* "$dir" ;;
     FuzzACSResponses) cp Seeds/acs-responses/* "$dir" ;;
     FuzzConfiguration)
         # The packaged file as shipped (all comments) and with its keys uncommented, a few hand-written files,
@@ -74,6 +77,7 @@ dictionary() {
     FuzzAdminHTTP) echo Dictionaries/http.dict ;;
     FuzzACSResponses) echo Dictionaries/acs.dict ;;
     FuzzConfiguration) echo Dictionaries/config.dict ;;
+    FuzzAuthExchange) echo Dictionaries/auth.dict ;;
     esac
 }
 
@@ -90,14 +94,15 @@ for target in $TARGETS; do
     set +e
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=lsan.supp:print_suppressions=0} \
         ".build/debug/$target" "$WORK/corpus/$target" "$WORK/seeds/$target" \
-        -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -timeout=1 -rss_limit_mb=512 \
-        -max_len=$max_len -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$target/" >"$log" 2>&1
+        -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -runs="$FUZZ_RUNS" -timeout=1 \
+        -rss_limit_mb=512 -max_len=$max_len -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$target/" >"$log" 2>&1
     result=$?
     set -e
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
-    coverage=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
+    speed=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
+    coverage=$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1)
     findings=$(find "$WORK/artifacts/$target" -type f | wc -l)
-    summary+=("$target: $runs executions, $coverage, $findings findings (exit $result)")
+    summary+=("$target: $runs executions, $speed exec/s, $coverage, $findings findings (exit $result)")
     if [ "$result" -ne 0 ] || [ "$findings" -ne 0 ]; then
         status=1
         grep -E 'ERROR|Fatal error|Precondition failed|SUMMARY' "$log" | head -5 || true
