@@ -3,7 +3,7 @@ SWIFT_FLAGS := -Xswiftc -warnings-as-errors
 # Arguments for `make run`, e.g. make run ARGS="--listen 127.0.0.1:2526 --outbox /tmp/outbox"
 ARGS ?=
 
-.PHONY: run test build unit-test e2e-test bench fuzz clean install uninstall deb
+.PHONY: run test build unit-test e2e-test bench fuzz lint format clean install uninstall deb
 
 run:
 	.ci/install-packages build
@@ -43,6 +43,17 @@ FUZZ_RUNS ?= -1
 fuzz:
 	.ci/install-packages build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) Fuzz/run.sh
+
+# swift-format, which ships with the toolchain, with the rules of .swift-format (4 spaces, 120 columns).
+# Fuzz/Sources holds symlinks to Sources/: only its own files are named, so no file is read twice.
+# `make lint` fails on any deviation; `make format` rewrites the files in place.
+FORMAT_PATHS = Package.swift Sources Tests Fuzz/Package.swift $(shell find Fuzz/Sources -name '*.swift' -type f)
+
+lint:
+	swift format lint --strict --parallel --recursive $(FORMAT_PATHS)
+
+format:
+	swift format format --in-place --parallel --recursive $(FORMAT_PATHS)
 
 clean:
 	rm -rf .build Fuzz/.build
