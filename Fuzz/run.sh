@@ -2,8 +2,11 @@
 # `make fuzz`: builds the libFuzzer targets of Fuzz/ with AddressSanitizer and runs each for FUZZ_SECONDS
 # (default 60), or until FUZZ_RUNS executions when that comes first (default: no such limit; README's figures
 # come from FUZZ_RUNS=10000000 FUZZ_SECONDS=1800). FUZZ_TARGETS picks some (space-separated names). Seeds come
-# from Fuzz/Seeds, the tests' fixtures and ../shared/corpus when present; each target has a dictionary of its grammar in Fuzz/Dictionaries.
-# An input slower than 1 s, or a process over 512 MiB, counts as a finding like a crash or a leak.
+# from Fuzz/Seeds, the tests' fixtures and ../shared/corpus when present; each target has a dictionary of its
+# grammar in Fuzz/Dictionaries.
+# An input slower than 1 s, or a process over 512 MiB, counts as a finding like a crash or a leak. libFuzzer's
+# timeout is wall-clock time, so on a loaded machine FUZZ_TIMEOUT (seconds, default 1) can be raised to keep a
+# long run going: inputs slower than 1 s are still written as slow-unit-* findings, to be timed again alone.
 # Working corpora and findings stay in Fuzz/.build/fuzz (findings: artifacts/<target>/); a summary line per
 # target is printed at the end, and the exit status is 1 when any target found something. lsan.supp names the
 # leaks of the toolchain's own libraries that are not findings.
@@ -11,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_RUNS=${FUZZ_RUNS:--1}
+FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-1}
 ALL="FuzzSMTPCommand FuzzFraming FuzzSession FuzzMailToACS FuzzHeaderFields FuzzAdminHTTP \
     FuzzACSResponses FuzzConfiguration FuzzAuthExchange"
 TARGETS=${FUZZ_TARGETS:-$ALL}
@@ -94,8 +98,9 @@ for target in $TARGETS; do
     set +e
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=lsan.supp:print_suppressions=0} \
         ".build/debug/$target" "$WORK/corpus/$target" "$WORK/seeds/$target" \
-        -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -runs="$FUZZ_RUNS" -timeout=1 \
-        -rss_limit_mb=512 -max_len=$max_len -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$target/" >"$log" 2>&1
+        -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -runs="$FUZZ_RUNS" \
+        -timeout="$FUZZ_TIMEOUT" -report_slow_units=1 -rss_limit_mb=512 -max_len=$max_len -print_final_stats=1 \
+        -artifact_prefix="$WORK/artifacts/$target/" >"$log" 2>&1
     result=$?
     set -e
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
