@@ -202,7 +202,8 @@ import Testing
     }
 }
 
-/// Regressions found by the end-to-end suite (/work/e2e-findings F2, F3).
+/// Regressions first seen end to end, with real clients: chunks of an aborted BDAT transaction reaching the next
+/// message, and octets pipelined behind a refused DATA read as commands.
 @Suite struct SessionRegressionTests {
     static let hello = "EHLO client.example\r\n"
 
