@@ -145,6 +145,8 @@ private func expand(_ transcript: UnsafeBufferPointer<UInt8>) -> [[UInt8]] {
     return lines
 }
 
+private let base64Alphabet = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
 /// The decoder on its own: round trips, and nothing but canonical base64 decodes.
 private func checkBase64(_ text: [UInt8]) {
     let encoded = SASLBase64.encode(text)
@@ -154,7 +156,6 @@ private func checkBase64(_ text: [UInt8]) {
     let padding = text.reversed().prefix(while: { $0 == UInt8(ascii: "=") }).count
     precondition(padding <= 2, "more than two padding octets decoded")
     precondition(decoded.count == text.count / 4 * 3 - padding, "decoded length does not match the text")
-    let alphabet = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-    precondition(text.dropLast(padding).allSatisfy(alphabet.contains), "an octet outside the alphabet decoded")
+    precondition(text.dropLast(padding).allSatisfy(base64Alphabet.contains), "an octet outside the alphabet decoded")
     precondition(SASLBase64.encode(decoded).utf8.count == text.count, "re-encoding changes the length")
 }
