@@ -12,7 +12,8 @@ import SMTPProtocol
 /// Invariants:
 /// - base64: decoding what was encoded gives it back; whatever decodes was canonical in length and alphabet;
 /// - credentials reach the check only where AUTH is usable, and never carry a NUL in the user name, the
-///   authorization identity or the password (RFC 4616 §2: none of them may contain one), nor an empty user name;
+///   authorization identity or the password (RFC 4616 §2 allows none in PLAIN's parts; LOGIN's answers are held
+///   to the same), nor PLAIN an empty user name;
 /// - a response line that is neither `*` nor base64 is answered 501 5.5.2, `*` is answered 501 5.0.0 (or 421
 ///   when that error was one too many);
 /// - the check's outcome is answered 235, 535, 454 or 421-and-close, and only 235 authenticates;
