@@ -4,6 +4,7 @@ SWIFT_FLAGS := -Xswiftc -warnings-as-errors
 ARGS ?=
 
 .PHONY: run test build unit-test e2e-test bench fuzz lint format clean install uninstall deb
+.PHONY: install-sendmail install-sendmail-links uninstall-sendmail deb-gateway deb-sendmail
 
 run:
 	.ci/install-packages build
@@ -101,6 +102,7 @@ endif
 		| install -D -m 0644 /dev/stdin "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service"
 	grep -q '^ExecStart=$(BINDIR)/acs-smtp-gateway ' "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service"
 	install -D -m 0644 systemd/acs-smtp-gateway.socket "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket"
+	install -D -m 0644 systemd/acs-smtp-gateway-sendmail.socket "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway-sendmail.socket"
 	@# Credential files first, then the directory, so no secret is ever readable through it.
 	@for secret in $(CREDENTIAL_FILES); do \
 		file="$(DESTDIR)/etc/acs-smtp-gateway/$$secret"; \
@@ -120,9 +122,11 @@ endif
 	fi
 
 # Removes what install added; an edited gateway.conf and the credential files in /etc/acs-smtp-gateway stay.
-uninstall:
+# The sendmail links of install-sendmail go first, as they would lead nowhere without the binary.
+uninstall: uninstall-sendmail
 	rm -f "$(DESTDIR)$(BINDIR)/acs-smtp-gateway" "$(DESTDIR)$(BINDIR)/acs-email-emulator" \
-		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service" "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket"
+		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.service" "$(DESTDIR)$(UNITDIR)/acs-smtp-gateway.socket" \
+		"$(DESTDIR)$(UNITDIR)/acs-smtp-gateway-sendmail.socket"
 	if cmp -s etc/acs-smtp-gateway/gateway.conf "$(DESTDIR)$(GATEWAY_CONF)"; then \
 		rm -f "$(DESTDIR)$(GATEWAY_CONF)"; \
 	elif [ -e "$(DESTDIR)$(GATEWAY_CONF)" ]; then \
@@ -132,8 +136,87 @@ uninstall:
 		rmdir "$(DESTDIR)/etc/acs-smtp-gateway" 2>/dev/null || echo "keeping non-empty $(DESTDIR)/etc/acs-smtp-gateway"; \
 	fi
 
-# A binary .deb built straight with dpkg-deb from a staged `make install` (no debian/ source tree: the
-# maintainer scripts and control template live in etc/debian/, see etc/debian/control.in).
+# --------------------------------------------------------------------------------------------------
+# The sendmail command as the host's MTA (README.md "The sendmail command as the host's MTA: packages and
+# links"): `make install-sendmail [DESTDIR=…] [PREFIX=/usr] [FORCE=1]` after `make install`, and
+# `make uninstall-sendmail`. `make deb` ships the same links as the package acs-smtp-gateway-sendmail.
+#
+# The binary behaves as sendmail, mailq (the queue list) or newaliases (a note: aliases live in gateway.conf)
+# by the name it is run under, so each is a symbolic link to $(BINDIR)/acs-smtp-gateway. Programs run
+# /usr/sbin/sendmail by that path (PHP's sendmail_path, cron, mailx) and older ones /usr/lib/sendmail, so
+# those two are made there whatever PREFIX is; mailq and newaliases are found through PATH and go in
+# $(BINDIR), /usr/bin as with Debian's MTAs (Postfix, nullmailer, msmtp-mta). /usr/lib/sendmail points at
+# ../sbin/sendmail as theirs does. The links are relative, so they lead to the right file wherever the tree
+# lies: under / as under a DESTDIR or a package's staging directory.
+# Only one MTA can own these names. Install refuses, naming them, when any of them exists and is not
+# already a link to $(BINDIR)/acs-smtp-gateway: another MTA is installed, and replacing its sendmail would
+# break it (remove or purge it first). FORCE=1 replaces them anyway. Uninstall removes only the links that
+# lead to $(BINDIR)/acs-smtp-gateway, /usr/lib/sendmail before the /usr/sbin/sendmail it goes through.
+SENDMAIL_LINKS := /usr/lib/sendmail /usr/sbin/sendmail $(BINDIR)/mailq $(BINDIR)/newaliases
+FORCE ?=
+
+install-sendmail:
+	@test -x "$(DESTDIR)$(BINDIR)/acs-smtp-gateway" || { \
+		echo "error: $(DESTDIR)$(BINDIR)/acs-smtp-gateway is not installed: run make install first (same DESTDIR and PREFIX)" >&2; \
+		exit 1; }
+	@$(MAKE) --no-print-directory install-sendmail-links
+	@echo "next: systemctl enable --now acs-smtp-gateway-sendmail.socket && systemctl restart acs-smtp-gateway.service"
+
+# The links alone, without looking for the binary: `make deb` stages them for a package of their own.
+install-sendmail-links:
+	@set -e; \
+	ours=$$(readlink -m "$(DESTDIR)$(BINDIR)/acs-smtp-gateway"); \
+	taken=; \
+	for link in $(SENDMAIL_LINKS); do \
+		path="$(DESTDIR)$$link"; \
+		if [ -e "$$path" ] || [ -L "$$path" ]; then \
+			{ [ -L "$$path" ] && [ "$$(readlink -m "$$path")" = "$$ours" ]; } || taken="$$taken $$path"; \
+		fi; \
+	done; \
+	if [ -n "$$taken" ]; then \
+		if [ "$(FORCE)" != 1 ]; then \
+			echo "error: another mail transport agent provides$$taken" >&2; \
+			echo "error: remove or purge it first (\`dpkg -S /usr/sbin/sendmail\` names its package: postfix," \
+				"an exim4 package, nullmailer, msmtp-mta...), or replace these files with FORCE=1" >&2; \
+			exit 1; \
+		fi; \
+		echo "FORCE=1: replacing$$taken (a package that owns them still lists them, and puts its own back when it is reinstalled or upgraded)"; \
+	fi; \
+	for link in $(SENDMAIL_LINKS); do \
+		case "$$link" in \
+			/usr/lib/sendmail) destination=/usr/sbin/sendmail ;; \
+			*) destination="$(BINDIR)/acs-smtp-gateway" ;; \
+		esac; \
+		target=$$(realpath -m -s --relative-to="$$(dirname "$$link")" "$$destination"); \
+		install -d -m 0755 "$(DESTDIR)$$(dirname "$$link")"; \
+		ln -sfn "$$target" "$(DESTDIR)$$link"; \
+		echo "$(DESTDIR)$$link -> $$target"; \
+	done
+
+uninstall-sendmail:
+	@ours=$$(readlink -m "$(DESTDIR)$(BINDIR)/acs-smtp-gateway"); \
+	for link in $(SENDMAIL_LINKS); do \
+		path="$(DESTDIR)$$link"; \
+		if [ -L "$$path" ] && [ "$$(readlink -m "$$path")" = "$$ours" ]; then \
+			rm -f "$$path" && echo "removed $$path"; \
+		elif [ -e "$$path" ] || [ -L "$$path" ]; then \
+			echo "keeping $$path: it does not lead to $(BINDIR)/acs-smtp-gateway"; \
+		fi; \
+	done
+
+# Binary .debs built straight with dpkg-deb from a staged `make install` (no debian/ source tree: the
+# maintainer scripts and control templates live in etc/debian/, see etc/debian/control.in). `make deb` builds
+# two packages into DEB_DIR and prints their paths, one a line:
+# - acs-smtp-gateway (deb-gateway): the daemon, the emulator, the units, gateway.conf.
+# - acs-smtp-gateway-sendmail (deb-sendmail): only the links of install-sendmail and a README. It makes the
+#   gateway the host's MTA, so like every Debian MTA package it Provides, Conflicts with and Replaces
+#   mail-transport-agent: only one package can own /usr/sbin/sendmail, and dpkg then refuses this one
+#   beside Postfix, Exim, nullmailer or msmtp-mta instead of overwriting their sendmail, or apt offers to
+#   remove them. (Not update-alternatives, which Debian does not use for MTAs: sendmail, mailq and
+#   newaliases must belong to the MTA that actually runs, or mail goes to one that is not configured.)
+#   Those Conflicts are why the links are not in acs-smtp-gateway itself: the gateway must stay installable
+#   next to a Postfix that relays to it. Architecture all (there is no machine code in it); it depends on
+#   exactly the acs-smtp-gateway it was built with, whose binary the links lead to.
 VERSION ?= 0.1.0
 GIT_HASH := $(shell git rev-parse --short HEAD 2>/dev/null)
 DEB_VERSION := $(VERSION)$(if $(GIT_HASH),~git$(GIT_HASH))
@@ -143,12 +226,16 @@ DEB_DIR ?= .build/deb
 DEB_DIR_ABS := $(abspath $(DEB_DIR))
 DEB_ROOT := $(DEB_DIR_ABS)/root
 DEB_FILE = $(DEB_DIR_ABS)/acs-smtp-gateway_$(DEB_VERSION)_$(DEB_ARCH).deb
+SENDMAIL_DEB_ROOT := $(DEB_DIR_ABS)/sendmail-root
+SENDMAIL_DEB_FILE = $(DEB_DIR_ABS)/acs-smtp-gateway-sendmail_$(DEB_VERSION)_all.deb
 # xz like Debian's archive; the tests pass DEB_COMPRESSION=none for speed.
 DEB_COMPRESSION ?= xz
 # The libraries the binaries link; etc/debian/control.in adds procps (/bin/kill, the unit's ExecReload=).
 DEB_FALLBACK_DEPENDS := libcurl4, libssl3, libc6
 
-deb:
+deb: deb-gateway deb-sendmail
+
+deb-gateway:
 	@# Only what this target makes, so DEB_DIR may name a directory that holds other files.
 	rm -rf "$(DEB_ROOT)" "$(DEB_DIR_ABS)/shlibs" "$(DEB_DIR_ABS)/shlibdeps.log" "$(DEB_FILE)"
 	$(MAKE) --no-print-directory install DESTDIR="$(DEB_ROOT)" PREFIX=/usr
@@ -175,3 +262,17 @@ deb:
 		etc/debian/control.in | install -m 0644 /dev/stdin "$(DEB_ROOT)/DEBIAN/control"
 	dpkg-deb --build --root-owner-group -Z$(DEB_COMPRESSION) "$(DEB_ROOT)" "$(DEB_FILE)" >/dev/null
 	@echo "$(DEB_FILE)"
+
+# Needs no build: the links are made for /usr/bin/acs-smtp-gateway, which acs-smtp-gateway installs.
+deb-sendmail:
+	rm -rf "$(SENDMAIL_DEB_ROOT)" "$(SENDMAIL_DEB_FILE)"
+	$(MAKE) --no-print-directory install-sendmail-links DESTDIR="$(SENDMAIL_DEB_ROOT)" PREFIX=/usr >/dev/null
+	install -D -m 0644 etc/debian/acs-smtp-gateway-sendmail/README.Debian \
+		"$(SENDMAIL_DEB_ROOT)/usr/share/doc/acs-smtp-gateway-sendmail/README.Debian"
+	install -d -m 0755 "$(SENDMAIL_DEB_ROOT)/DEBIAN"
+	set -e; \
+	size=$$(du -sk --apparent-size --exclude=DEBIAN "$(SENDMAIL_DEB_ROOT)" | cut -f1); \
+	sed -e "s|@VERSION@|$(DEB_VERSION)|g" -e "s|@SIZE@|$$size|" etc/debian/acs-smtp-gateway-sendmail/control.in \
+		| install -m 0644 /dev/stdin "$(SENDMAIL_DEB_ROOT)/DEBIAN/control"
+	dpkg-deb --build --root-owner-group -Z$(DEB_COMPRESSION) "$(SENDMAIL_DEB_ROOT)" "$(SENDMAIL_DEB_FILE)" >/dev/null
+	@echo "$(SENDMAIL_DEB_FILE)"

@@ -70,7 +70,10 @@ let package = Package(
         .target(name: "MailParser"),
 
         // The ACS Email REST model, its JSON encoding and the MIME → ACS translation. Pure: no I/O.
-        .target(name: "ACSEmail", dependencies: ["MailParser"]),
+        .target(name: "ACSEmail", dependencies: ["MailParser", "SMTPProtocol"]),
+
+        // The sendmail command's pure parts: sendmail(8) flags, repairing a local program's message, sysexits.
+        .target(name: "Sendmail", dependencies: ["MailParser"]),
 
         // Talks to ACS: request signing (HMAC-SHA256 over libcrypto) and HTTP over libcurl's multi interface.
         .target(
@@ -106,6 +109,7 @@ let package = Package(
                 "ACSEmail",
                 "ACSClient",
                 "Spool",
+                "Sendmail",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -138,6 +142,7 @@ let package = Package(
 
         .testTarget(name: "SMTPProtocolTests", dependencies: ["SMTPProtocol"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool"]),
+        .testTarget(name: "SendmailTests", dependencies: ["Sendmail"]),
         .testTarget(
             name: "SMTPServerTests",
             dependencies: [

@@ -29,7 +29,7 @@ let package = Package(
     targets: [
         .target(name: "SMTPProtocol"),
         .target(name: "MailParser"),
-        .target(name: "ACSEmail", dependencies: ["MailParser"]),
+        .target(name: "ACSEmail", dependencies: ["MailParser", "SMTPProtocol"]),
         // Sources/Gateway/Admin/AdminHTTP.swift alone: it imports nothing.
         .target(name: "AdminHTTP"),
         // The whole ACS client (its response decoders are members of ACSEmailClient, which needs the rest);

@@ -102,10 +102,14 @@ public enum ACSTranslation {
                     code: "reply-to-dropped", message: "\(dropped.address): \(dropped.reason), which ACS refuses"))
         }
 
-        // Rule 2: recipients.
+        // Rule 2: recipients. A local name in To or Cc means its alias, as it did in the envelope.
+        let aliased = { (address: EmailAddress) -> EmailAddress in
+            guard let mapped = policy.localRecipients?.aliasAddress(for: address.address) else { return address }
+            return EmailAddress(address: mapped, displayName: address.displayName)
+        }
         let recipients = RecipientMapping.map(
-            envelopeRecipients: envelope.recipients, toHeader: mail.to.map(EmailAddress.init),
-            ccHeader: mail.cc.map(EmailAddress.init))
+            envelopeRecipients: envelope.recipients, toHeader: mail.to.map(EmailAddress.init).map(aliased),
+            ccHeader: mail.cc.map(EmailAddress.init).map(aliased))
         guard recipients.count > 0 else {
             return .failure(.noRecipients())
         }

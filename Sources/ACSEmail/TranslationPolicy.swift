@@ -1,3 +1,4 @@
+import struct SMTPProtocol.LocalRecipients
 /// What an attachment whose type ACS does not list (docs/acs-email-api.md §7.1) becomes, after the type
 /// inferred from its file extension has been tried.
 public enum AttachmentTypePolicy: String, Sendable, Hashable, CaseIterable, Codable {
@@ -66,6 +67,10 @@ public struct TranslationPolicy: Sendable, Hashable {
     /// The most recipients (to + cc + bcc) in one request. Default 50, ACS's documented limit (§2.2); the SMTP
     /// layer answers 452 before this is reached, so this is a safety net giving `550 5.5.3`.
     public var maxRecipients: Int = 50
+
+    /// Local names in `To` and `Cc` (`root`, `www-data@localhost`) stand for their aliases, so an aliased
+    /// envelope recipient keeps its `To`/`Cc` place and display name. nil: header addresses are taken as written.
+    public var localRecipients: LocalRecipients?
 
     public init(
         apiVersion: ACSAPIVersion = .v2025_09_01,

@@ -234,7 +234,12 @@ public enum GatewayDaemon {
         switch try SocketActivation.listeningSockets(environment: environment) {
         case .inherited(let sockets):
             var addresses: [SocketAddress] = []
-            for socket in sockets {
+            for socket in sockets where socket.isLocal {
+                server.adopt(localSocket: socket.fd, name: socket.name)
+            }
+            try server.startLocalSocket(
+                inherited: sockets.filter(\.isLocal).compactMap { ListeningSocket.localPath(of: $0.fd) })
+            for socket in sockets where !socket.isLocal {
                 // FileDescriptorName= picks the listener (its TLS and AUTH settings); see SMTPServer.adopt.
                 let listener = try server.adopt(listeningSocket: socket.fd, name: socket.name)
                 logger.notice(

@@ -170,3 +170,11 @@ public struct ParsedMail: Sendable {
         return headers.filter { $0.name.lowercased() == wanted }.map(\.value)
     }
 }
+
+extension MailAddress {
+    /// The mailboxes of an address-list field body (`To`, `Cc`, `Bcc`; raw, unfolded), leniently, as the
+    /// message parser reads them: groups flattened, display names RFC 2047-decoded.
+    public static func list(fromFieldBody octets: [UInt8]) -> [MailAddress] {
+        AddressParser.parse(octets)
+    }
+}

@@ -61,6 +61,9 @@ public struct SMTPLimits: Hashable, Sendable {
     /// (`SMTPSessionTests.postmaster_withoutAnAddress_isRefusedForACS_andNotAnError`).
     public var postmaster: Mailbox?
 
+    /// Local recipients (`root`, `user@localhost`, a user at one of the host's names) and their aliases.
+    public var localRecipients = LocalRecipients()
+
     /// What to do with a bare LF (not preceded by CR) in commands and message data.
     public var bareLineFeedPolicy: BareLineFeedPolicy = .normalize
 

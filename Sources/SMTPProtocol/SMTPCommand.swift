@@ -201,7 +201,7 @@ extension SMTPCommand {
             switch path {
             case .null:
                 return .success(.mail(from: .null, parameters: parameters))
-            case .postmaster:
+            case .postmaster, .localName:
                 return .failure(SMTPCommandError(.badSenderAddressSyntax("a sender address needs a domain")))
             case .mailbox(let mailbox):
                 return .success(.mail(from: .mailbox(mailbox), parameters: parameters))
@@ -220,6 +220,10 @@ extension SMTPCommand {
                 return .failure(SMTPCommandError(.badRecipientAddressSyntax("the null path is not a recipient")))
             case .postmaster:
                 return .success(.recipient(to: .postmaster, parameters: parameters))
+            case .localName(let name):
+                // A bare local name (`RCPT TO:<root>`), as local tools write it: a mailbox without a domain,
+                // which only the local recipients' aliases can resolve (``LocalRecipients``).
+                return .success(.recipient(to: .mailbox(Mailbox(localPart: name, domain: "")), parameters: parameters))
             case .mailbox(let mailbox):
                 return .success(.recipient(to: .mailbox(mailbox), parameters: parameters))
             }
@@ -229,6 +233,8 @@ extension SMTPCommand {
     private enum ParsedPath {
         case null
         case postmaster
+        /// A dot-atom with no `@`: a local user's name.
+        case localName(String)
         case mailbox(Mailbox)
     }
 
@@ -317,7 +323,10 @@ extension SMTPCommand {
             if character == "@" && !inQuotes { atIndex = index }
         }
         guard !inQuotes else { return .failure(Reason(text: "unterminated quoted local part")) }
-        guard let atIndex else { return .failure(Reason(text: "address needs a domain (local@domain)")) }
+        guard let atIndex else {
+            if isLocalName(path) { return .success(.localName(String(path))) }
+            return .failure(Reason(text: "address needs a domain (local@domain)"))
+        }
         let localPart = String(path[..<atIndex])
         let domain = String(path[path.index(after: atIndex)...])
         guard !localPart.isEmpty else { return .failure(Reason(text: "empty local part")) }
@@ -331,6 +340,18 @@ extension SMTPCommand {
         }
         guard isValidDomain(domain) else { return .failure(Reason(text: "invalid domain '\(domain)'")) }
         return .success(.mailbox(Mailbox(localPart: localPart, domain: domain)))
+    }
+
+    /// A local user's name as Unix tools write one (`root`, `www-data`, `first.last`): ASCII letters, digits,
+    /// `.`, `_`, `-` and `+`, at most 64 octets, starting with a letter, digit or `_`.
+    public static func isLocalName(_ text: Substring) -> Bool {
+        guard let first = text.unicodeScalars.first, text.utf8.count <= 64,
+            first.properties.isAlphabetic || ("0"..."9").contains(first) || first == "_"
+        else { return false }
+        return text.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII
+                && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "._-+".unicodeScalars.contains(scalar))
+        }
     }
 
     /// A domain name (letters, digits, hyphens, underscores and UTF-8 labels) or an address literal.

@@ -224,6 +224,15 @@ extension SMTPReply {
     /// gateway has no mailboxes).
     public static let noPostmaster = SMTPReply(
         550, EnhancedStatusCode(5, 1, 1), "No local postmaster here: this gateway only relays; use a full address")
+    /// 550 for a local recipient (`root`, `www-data@localhost`) with neither an alias nor a catch-all: the
+    /// gateway has no mailboxes, so it says how to give the name one.
+    public static func unknownLocalRecipient(_ mailbox: Mailbox) -> SMTPReply {
+        let written = mailbox.domain.isEmpty ? mailbox.localPart : mailbox.address
+        return SMTPReply(
+            550, EnhancedStatusCode(5, 1, 1),
+            "No alias for local recipient <\(written)>: add \"\(mailbox.localPart): address\" under aliases: in "
+                + "the gateway's configuration, or a \"*\" catch-all")
+    }
     public static func syntaxError(_ detail: String) -> SMTPReply {
         SMTPReply(501, EnhancedStatusCode(5, 5, 2), "Syntax error: \(detail)")
     }

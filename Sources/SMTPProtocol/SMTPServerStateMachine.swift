@@ -279,12 +279,26 @@ public struct SMTPServerStateMachine: Sendable {
             // RFC 5321 §4.5.1: <postmaster>, and postmaster at the gateway's own name, MUST be accepted. It goes
             // to the configured address; without one, the outbox keeps it as written, and only a delivery that
             // cannot reach it (ACS takes no such address) refuses it, for this recipient alone.
+            // Local recipients (`root`, `www-data@localhost`) go to their alias; one with no alias is refused
+            // where it cannot be kept as written (`SMTPSessionTests.localRecipients_goToTheirAliases`).
             var to = requested
             if isPostmaster(requested) {
-                if let postmaster = limits.postmaster {
+                if let postmaster = limits.postmaster ?? limits.localRecipients.alias(ofLocalName: "postmaster") {
                     to = .mailbox(postmaster)
                 } else if limits.plainRecipientsOnly {
                     return .reply(.noPostmaster)
+                }
+            } else if case .mailbox(let mailbox) = requested {
+                switch limits.localRecipients.resolve(mailbox) {
+                case .notLocal:
+                    break
+                case .alias(let alias):
+                    to = .mailbox(alias)
+                case .unknown:
+                    // A name without a domain is no address at all; `user@localhost` is kept for the outbox.
+                    if mailbox.domain.isEmpty || limits.plainRecipientsOnly {
+                        return .reply(.unknownLocalRecipient(mailbox))
+                    }
                 }
             }
             if let (keyword, _) = parameters.first(where: { _ in true }) {

@@ -23,6 +23,8 @@ struct AuditedSession: Sendable, Hashable {
     var tls: TLSSessionInfo?
     /// The user the client authenticated as (a name from the users file), nil when it did not.
     var authenticatedUser: String?
+    /// The local user who submitted through the local socket, as the kernel identified it; nil over the network.
+    var localPeer: LocalPeer?
 }
 
 /// The one audit line per message (`msg=message`): level info for 2xx, notice otherwise. Never the body,
@@ -52,6 +54,10 @@ struct AuditLine {
         ]
         if let cipher = session.tls?.cipher { metadata["smtp.tls_cipher"] = "\(cipher)" }
         if let user = session.authenticatedUser { metadata["smtp.auth_user"] = "\(user)" }
+        if let peer = session.localPeer {
+            metadata["smtp.local_user"] = "\(peer.user)"
+            metadata["smtp.local_uid"] = "\(peer.uid)"
+        }
         if let header = message.messageIDHeader { metadata["mail.message_id"] = "\(header)" }
         if let subject = message.subject { metadata["mail.subject"] = "\(subject)" }
         if !replySent { metadata["smtp.reply_sent"] = "false" }

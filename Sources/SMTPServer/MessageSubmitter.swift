@@ -113,17 +113,23 @@ public struct ReceivedMessage: Sendable {
 public struct SessionInfo: Sendable, Hashable {
     /// Short random id shared by every log line of the session.
     public var sessionID: String
-    public var clientAddress: SocketAddress
+    /// The network client, or the local process (the sendmail command) as the kernel identified it.
+    public var client: SMTPPeer
     /// The HELO/EHLO name the client gave.
     public var heloName: String
     /// "DATA" or "BDAT".
     public var transfer: String
 
-    public init(sessionID: String, clientAddress: SocketAddress, heloName: String, transfer: String) {
+    public init(sessionID: String, client: SMTPPeer, heloName: String, transfer: String) {
         self.sessionID = sessionID
-        self.clientAddress = clientAddress
+        self.client = client
         self.heloName = heloName
         self.transfer = transfer
+    }
+
+    /// A session from a network client.
+    public init(sessionID: String, clientAddress: SocketAddress, heloName: String, transfer: String) {
+        self.init(sessionID: sessionID, client: .network(clientAddress), heloName: heloName, transfer: transfer)
     }
 }
 

@@ -13,7 +13,7 @@ import SMTPProtocol
 /// submitter's completion hops back onto `queue`. No call here blocks.
 final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
     let id: String
-    let clientAddress: SocketAddress
+    let client: SMTPPeer
     let queue: DispatchQueue
 
     /// The stream the session reads and writes: the socket, or TLS over it.
@@ -102,7 +102,7 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
     static let finalReplyTimeout = 10.0
 
     init(
-        socket: SocketStream, clientAddress: SocketAddress, configuration: SMTPServerConfiguration,
+        socket: SocketStream, client: SMTPPeer, configuration: SMTPServerConfiguration,
         security: SessionSecurity = SessionSecurity(), submitter: MessageSubmitter, statistics: SMTPServerStatistics,
         metrics: SMTPServerMetrics, clock: MonotonicClock, logger: Logger
     ) {
@@ -111,7 +111,7 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
         self.stream = socket
         self.tlsContext = configuration.tls
         self.implicitTLS = security.tlsActive
-        self.clientAddress = clientAddress
+        self.client = client
         self.queue = socket.queue
         self.session = SMTPSession(hostname: configuration.hostname, limits: configuration.limits, security: security)
         self.submitter = submitter
@@ -122,8 +122,9 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
         self.clock = clock
         var logger = logger
         logger[metadataKey: "smtp.session"] = "\(id)"
-        logger[metadataKey: "smtp.client"] = "\(clientAddress)"
+        logger[metadataKey: "smtp.client"] = "\(client)"
         self.logger = logger
+        self.auditedSession.localPeer = client.localPeer
         self.timer = DispatchSource.makeTimerSource(queue: queue)
         let now = clock.now()
         self.openedAt = now
@@ -335,7 +336,7 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
         pending = message
         metrics.submissionStarted()
         let info = SessionInfo(
-            sessionID: id, clientAddress: clientAddress, heloName: heloName,
+            sessionID: id, client: client, heloName: heloName,
             transfer: submission.transfer)
         let received = ReceivedMessage(
             id: messageID, receivedAt: Date(), envelope: submission.envelope, data: submission.message, session: info)
@@ -374,7 +375,8 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
     private func authenticate(_ credentials: SASLCredentials) {
         stream.suspendReading()  // nothing more is read until the credentials are checked
         let (mechanism, username) = (credentials.mechanism, credentials.username)
-        guard let authenticator else {
+        // AUTH is offered on network listeners only: a local process is identified by the kernel instead.
+        guard let authenticator, let clientAddress = client.address else {
             authenticationCompleted(AuthenticationResult(outcome: .temporaryFailure), mechanism, username)
             return
         }
@@ -406,7 +408,7 @@ final class SMTPConnection: @unchecked Sendable, ByteStreamDelegate {
             logger.info("authenticated", metadata: metadata)
         case .rejected, .tooManyFailures:
             // The fail2ban line (README "AUTH"): its message and `auth.client_ip` are a stable format.
-            metadata["auth.client_ip"] = "\(clientAddress.ipString)"
+            metadata["auth.client_ip"] = "\(client.address?.ipString ?? "local")"
             metadata["auth.failures"] = "\(result.failures)"
             if result.outcome == .tooManyFailures { metadata["reason"] = "too many failures" }
             logger.notice("authentication failed", metadata: metadata)

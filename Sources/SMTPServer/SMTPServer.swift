@@ -29,7 +29,14 @@ public final class SMTPServer: @unchecked Sendable {
     /// The accept loop; created on `queue` by the first ``start()`` or ``adopt(listeningSocket:)``.
     private var listener: DispatchListener?
     /// What each listening socket offers, by its index in `listener`.
-    private var boundListeners: [SMTPListener] = []
+    private var boundListeners: [BoundListener] = []
+
+    /// A listening socket: a network listener, or the local submission socket.
+    private enum BoundListener {
+        case network(SMTPListener)
+        /// `unlinkAtStop`: the server made the socket file, so it removes it when it stops listening.
+        case local(path: String, unlinkAtStop: Bool)
+    }
     private let clock: MonotonicClock
     private var connections: [ObjectIdentifier: SMTPConnection] = [:]
     private var connectionsPerClient: [[UInt8]: Int] = [:]
@@ -50,10 +57,13 @@ public final class SMTPServer: @unchecked Sendable {
 
     /// Binds every listen address and starts accepting. Returns the bound addresses (with the real port
     /// when port 0 was asked for). On failure nothing stays bound.
+    /// The local submission socket (``SMTPServerConfiguration/localSocketPath``) is bound too, unless
+    /// `localSocket` is false (systemd passed one).
     @discardableResult
-    public func start() throws -> [SocketAddress] {
+    public func start(localSocket: Bool = true) throws -> [SocketAddress] {
         try queue.sync {
             var bound: [(Int32, SMTPListener)] = []
+            var local: Int32?
             do {
                 for listener in configuration.listeners {
                     let (fd, address) = try ListeningSocket.bind(listener.address, backlog: configuration.listenBacklog)
@@ -61,12 +71,38 @@ public final class SMTPServer: @unchecked Sendable {
                     actual.address = address
                     bound.append((fd, actual))
                 }
+                if localSocket, let path = configuration.localSocketPath {
+                    local = try ListeningSocket.bindLocal(path: path, backlog: configuration.listenBacklog)
+                }
             } catch {
                 for (fd, _) in bound { close(fd) }
                 throw error
             }
-            for (fd, listener) in bound { adoptListeningSocket(fd, as: listener) }
+            for (fd, listener) in bound { adoptListeningSocket(fd, as: .network(listener)) }
+            if let local, let path = configuration.localSocketPath {
+                adoptListeningSocket(local, as: .local(path: path, unlinkAtStop: true))
+            }
             return bound.map { $0.1.address }
+        }
+    }
+
+    /// Binds only the local submission socket (when configured) unless it is one of `inherited` (the paths of
+    /// the local sockets systemd passed): for a daemon whose sockets came from systemd. The configured path is
+    /// where the sendmail command connects (it reads the same file), so it is served even beside another one.
+    public func startLocalSocket(inherited: [String] = []) throws {
+        try queue.sync {
+            guard let path = configuration.localSocketPath, !inherited.contains(path) else { return }
+            let fd = try ListeningSocket.bindLocal(path: path, backlog: configuration.listenBacklog)
+            adoptListeningSocket(fd, as: .local(path: path, unlinkAtStop: true))
+        }
+    }
+
+    /// Starts accepting local submissions on an inherited, listening UNIX socket (systemd's
+    /// `FileDescriptorName=sendmail`). systemd owns its file, so it stays when the server stops.
+    public func adopt(localSocket fd: Int32, name: String) {
+        queue.sync {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            adoptListeningSocket(fd, as: .local(path: "inherited \(name)", unlinkAtStop: false))
         }
     }
 
@@ -83,7 +119,7 @@ public final class SMTPServer: @unchecked Sendable {
             var listener = configuration.listeners.first { $0.name == name }
                 ?? configuration.listeners.first { $0.address == address } ?? SMTPListener(address: address)
             listener.address = address
-            adoptListeningSocket(fd, as: listener)
+            adoptListeningSocket(fd, as: .network(listener))
             return listener
         }
     }
@@ -124,6 +160,7 @@ public final class SMTPServer: @unchecked Sendable {
             shuttingDown = true
             shutdownCompletion = completion
             listener?.stop()
+            unlinkLocalSockets()
             // The longest grace any open connection was configured with: a reload may have lowered the
             // default while a connection still delivers under the old settings (an ACS call with the old
             // retry budget); cutting it short would answer 421 to a message ACS may still accept.
@@ -157,16 +194,21 @@ public final class SMTPServer: @unchecked Sendable {
     /// registry queue.
     static let maxAcceptsPerEvent = 256
 
-    private func adoptListeningSocket(_ fd: Int32, as served: SMTPListener) {
+    private func adoptListeningSocket(_ fd: Int32, as served: BoundListener) {
         dispatchPrecondition(condition: .onQueue(queue))
         let listener = self.listener ?? DispatchListener(
             queue: queue, options: .init(acceptPause: Self.acceptPause, maxAcceptsPerEvent: Self.maxAcceptsPerEvent),
             onConnection: { [unowned self] accepted in
-                guard let client = accepted.peer else {
-                    close(accepted.fd)
-                    return
+                switch boundListeners[accepted.listener] {
+                case .network(let listener):
+                    guard let client = accepted.peer else {
+                        close(accepted.fd)
+                        return
+                    }
+                    admit(fd: accepted.fd, client: client, listener: listener)
+                case .local:
+                    admitLocal(fd: accepted.fd)
                 }
-                admit(fd: accepted.fd, client: client, listener: boundListeners[accepted.listener])
             },
             onAcceptFailed: { [unowned self] error, pause in
                 logger.error(
@@ -177,37 +219,79 @@ public final class SMTPServer: @unchecked Sendable {
         let index = listener.listen(on: fd)
         precondition(index == boundListeners.count, "listening sockets are numbered in order")
         boundListeners.append(served)
-        logger.info(
-            "listening",
-            metadata: [
-                "address": "\(served.address)", "listener.tls": "\(served.tls.rawValue)",
-                "listener.auth": "\(served.auth.rawValue)",
-            ])
+        switch served {
+        case .network(let served):
+            logger.info(
+                "listening",
+                metadata: [
+                    "address": "\(served.address)", "listener.tls": "\(served.tls.rawValue)",
+                    "listener.auth": "\(served.auth.rawValue)",
+                ])
+        case .local(let path, _):
+            logger.info("listening for local submissions (the sendmail command)", metadata: ["socket": "\(path)"])
+        }
+    }
+
+    /// Removes the socket files this server made: a stopped daemon leaves nothing a client could connect to and
+    /// wait on (the sendmail command then fails at once with a temporary error).
+    private func unlinkLocalSockets() {
+        for case .local(let path, unlinkAtStop: true) in boundListeners { unlink(path) }
     }
 
     private func admit(fd: Int32, client: SocketAddress, listener: SMTPListener) {
         if shuttingDown {
-            refuse(fd: fd, client: client, reply: .shuttingDown, reason: .shuttingDown)
+            refuse(fd: fd, client: .network(client), reply: .shuttingDown, reason: .shuttingDown)
             return
         }
         let trusted = configuration.allowedNetworks.contains { $0.contains(client) }
         // A listener with AUTH admits everyone: clients outside the trusted networks must authenticate before MAIL.
         guard trusted || listener.auth != .none else {
-            refuse(fd: fd, client: client, reply: .accessDenied, reason: .accessDenied)
+            refuse(fd: fd, client: .network(client), reply: .accessDenied, reason: .accessDenied)
             return
         }
         guard connections.count < configuration.maxConnections else {
-            refuse(fd: fd, client: client, reply: .tooManyConnections, reason: .connectionLimit)
+            refuse(fd: fd, client: .network(client), reply: .tooManyConnections, reason: .connectionLimit)
             return
         }
         let clientKey = client.unmappedIPBytes
         let isLimited = !configuration.connectionLimitExceptions.contains { $0.contains(client) }
         guard !isLimited || connectionsPerClient[clientKey, default: 0] < configuration.maxConnectionsPerClient else {
-            refuse(fd: fd, client: client, reply: .tooManyConnectionsFromClient, reason: .clientLimit)
+            refuse(fd: fd, client: .network(client), reply: .tooManyConnectionsFromClient, reason: .clientLimit)
             return
         }
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let loopback = IPNetwork.loopback.contains { $0.contains(client) }
+        let security = SessionSecurity(
+            startTLSOffered: listener.tls == .starttls && configuration.tls != nil,
+            tlsActive: listener.tls == .implicit, auth: listener.auth,
+            authWithoutTLS: loopback || configuration.allowPlaintextAuth, trustedClient: trusted)
+        open(fd: fd, client: .network(client), security: security)
+        connectionsPerClient[clientKey, default: 0] += 1
+    }
+
+    /// A local process on the submission socket: identified by the kernel, trusted like a loopback client, and
+    /// offered neither TLS nor AUTH (there is no network to protect and nobody to authenticate). The total
+    /// connection limit applies; the per-client one does not, as for loopback: a minute's cron jobs may all
+    /// send at once.
+    private func admitLocal(fd: Int32) {
+        guard let peer = LocalPeer.of(socket: fd) else {
+            close(fd)
+            return
+        }
+        if shuttingDown {
+            refuse(fd: fd, client: .local(peer), reply: .shuttingDown, reason: .shuttingDown)
+            return
+        }
+        guard connections.count < configuration.maxConnections else {
+            refuse(fd: fd, client: .local(peer), reply: .tooManyConnections, reason: .connectionLimit)
+            return
+        }
+        open(fd: fd, client: .local(peer), security: SessionSecurity(trustedClient: true))
+    }
+
+    /// Starts a connection on an admitted descriptor.
+    private func open(fd: Int32, client: SMTPPeer, security: SessionSecurity) {
         let connectionQueue = DispatchQueue(label: "smtp.connection", target: connectionTargetQueue)
         let closed = ConnectionHandle()
         let stream = SocketStream(fd: fd, queue: connectionQueue) { [weak self] in
@@ -216,17 +300,11 @@ public final class SMTPServer: @unchecked Sendable {
             closed.connection = nil
             self?.connectionClosed(connection)
         }
-        let loopback = IPNetwork.loopback.contains { $0.contains(client) }
-        let security = SessionSecurity(
-            startTLSOffered: listener.tls == .starttls && configuration.tls != nil,
-            tlsActive: listener.tls == .implicit, auth: listener.auth,
-            authWithoutTLS: loopback || configuration.allowPlaintextAuth, trustedClient: trusted)
         let connection = SMTPConnection(
-            socket: stream, clientAddress: client, configuration: configuration, security: security,
+            socket: stream, client: client, configuration: configuration, security: security,
             submitter: submitter, statistics: statistics, metrics: metrics, clock: clock, logger: logger)
         closed.connection = connection
         connections[ObjectIdentifier(connection)] = connection
-        connectionsPerClient[clientKey, default: 0] += 1
         statistics.connectionAdmitted()
         metrics.connectionOpened()
         connection.start()
@@ -234,7 +312,7 @@ public final class SMTPServer: @unchecked Sendable {
 
     /// Answers a refused client with one reply and closes. The socket is non-blocking and the reply
     /// fits any send buffer, so this never waits.
-    private func refuse(fd: Int32, client: SocketAddress, reply: SMTPReply, reason: SMTPServerMetrics.RefusalReason) {
+    private func refuse(fd: Int32, client: SMTPPeer, reply: SMTPReply, reason: SMTPServerMetrics.RefusalReason) {
         logger.notice("connection refused", metadata: ["smtp.client": "\(client)", "reason": "\(reason.text)",
                                                         "smtp.reply": "\(reply)"])
         statistics.connectionRefused()
@@ -251,9 +329,10 @@ public final class SMTPServer: @unchecked Sendable {
             listener?.connectionClosed()  // a descriptor is free: an accept pause ends now
             statistics.connectionClosed()
             metrics.connectionClosed()
-            let key = connection.clientAddress.unmappedIPBytes
-            let remaining = connectionsPerClient[key, default: 1] - 1
-            connectionsPerClient[key] = remaining > 0 ? remaining : nil
+            if let key = connection.client.address?.unmappedIPBytes {
+                let remaining = connectionsPerClient[key, default: 1] - 1
+                connectionsPerClient[key] = remaining > 0 ? remaining : nil
+            }
             finishShutdownIfDone()
         }
     }

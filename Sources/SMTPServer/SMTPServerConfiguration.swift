@@ -88,6 +88,10 @@ public struct SMTPServerConfiguration: Sendable {
     /// them is not abuse (Postfix `smtpd_client_connection_limit_exceptions = $mynetworks`).
     public var connectionLimitExceptions: [IPNetwork] = IPNetwork.loopback
 
+    /// The UNIX socket local processes submit on (the sendmail command), connectable by every local user; each
+    /// session's peer is identified by the kernel (`SO_PEERCRED`). nil: none, unless systemd passes one.
+    public var localSocketPath: String?
+
     /// Pending connections the kernel may queue before `accept` (`listen(2)` backlog).
     public var listenBacklog: Int32 = 1024
 

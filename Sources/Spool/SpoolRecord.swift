@@ -101,21 +101,40 @@ public struct SpoolEnvelope: Codable, Sendable, Hashable {
 
 /// Where a message came from.
 public struct SpoolClient: Codable, Sendable, Hashable {
+    /// The client's IP address; `local` for a local process (see ``local``).
     public var address: String
     public var helo: String
     public var sessionID: String
     public var transfer: String
+    /// The local user who submitted it (the sendmail command), as the kernel identified the process.
+    public var local: SpoolLocalUser?
 
-    public init(address: String, helo: String, sessionID: String, transfer: String) {
+    public init(address: String, helo: String, sessionID: String, transfer: String, local: SpoolLocalUser? = nil) {
         self.address = address
         self.helo = helo
         self.sessionID = sessionID
         self.transfer = transfer
+        self.local = local
     }
 
     enum CodingKeys: String, CodingKey {
-        case address, helo, transfer
+        case address, helo, transfer, local
         case sessionID = "sessionId"
+    }
+}
+
+/// A local process's user: `{"uid": 33, "gid": 33, "pid": 4242, "user": "www-data"}`.
+public struct SpoolLocalUser: Codable, Sendable, Hashable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var pid: Int32
+    public var user: String?
+
+    public init(uid: UInt32, gid: UInt32, pid: Int32, user: String?) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+        self.user = user
     }
 }
 

@@ -195,6 +195,17 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("outbox", "Directory for accepted messages (./outbox without ACS; with ACS, a copy of what was sent)."))
     var outbox: String?
 
+    @Option(name: .customLong("alias"),
+            help: keyHelp("alias", "A local recipient's alias, NAME=ADDRESS (root=ops@example.com; * catches the rest; repeatable)."))
+    var aliases: [String] = []
+
+    @Option(name: .customLong("local-domain"),
+            help: keyHelp("local-domain", "A domain that means this host for local recipients (repeatable; default: the host's names)."))
+    var localDomains: [String] = []
+
+    @Option(help: keyHelp("sendmail-socket", "UNIX socket for the sendmail command, connectable by every local user."))
+    var sendmailSocket: String?
+
     @Option(help: keyHelp("log-level", "trace, debug, info, notice, warning, error or critical."))
     var logLevel: String?
 
@@ -233,6 +244,9 @@ struct ServerFlags: ParsableArguments {
         overrides.add("shutdown-grace", shutdownGrace)
         overrides.add("postmaster-address", postmasterAddress)
         overrides.add("outbox", outbox)
+        overrides.add("alias", aliases)
+        overrides.add("local-domain", localDomains)
+        overrides.add("sendmail-socket", sendmailSocket)
         overrides.add("log-level", logLevel)
         overrides.add("log-format", logFormat)
         overrides.add("admin-listen", adminListen)

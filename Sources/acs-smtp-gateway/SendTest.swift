@@ -28,12 +28,12 @@ struct SendTest: ParsableCommand {
     }
 
     func run() throws {
-        let connection: Connection
+        let connection: SMTPClientConnection
         if let server {
             guard let address = SocketAddress(hostAndPort: server) else {
                 throw ValidationError("--server \(server): expected IP:PORT or [IPv6]:PORT")
             }
-            connection = try Connection(to: address, timeout: timeout)
+            connection = try SMTPClientConnection(to: address, timeout: timeout)
         } else {
             connection = try Self.connectToLocalGateway(timeout: timeout)
         }
@@ -49,8 +49,8 @@ struct SendTest: ParsableCommand {
             "If you can read it, SMTP intake, translation and delivery work.", "",
         ].joined(separator: "\r\n")
 
-        var transcript: [(command: String, reply: Connection.Reply)] = []
-        func step(_ command: String?, label: String? = nil, expect: Int) throws -> Connection.Reply {
+        var transcript: [(command: String, reply: SMTPClientConnection.Reply)] = []
+        func step(_ command: String?, label: String? = nil, expect: Int) throws -> SMTPClientConnection.Reply {
             if let command { try connection.send(command + "\r\n") }
             let reply = try connection.readReply()
             let shown = label ?? command.map { $0.count > 60 ? String($0.prefix(57)) + "..." : $0 } ?? ""
@@ -66,7 +66,7 @@ struct SendTest: ParsableCommand {
         _ = try step("MAIL FROM:<\(from)>", expect: 250)
         _ = try step("RCPT TO:<\(to)>", expect: 250)
         _ = try step("DATA", expect: 354)
-        try connection.send(Self.dotStuffed(message) + ".\r\n")
+        try connection.sendMessageData(Array(message.utf8))
         let final = try step(nil, label: "(message, \(message.utf8.count) octets)", expect: 250)
         _ = try? step("QUIT", expect: 221)
         let text = final.lines.last ?? ""
@@ -78,12 +78,12 @@ struct SendTest: ParsableCommand {
     }
 
     /// `serve` run by hand listens on 127.0.0.1:2525; installed, the socket unit listens on 127.0.0.1:25.
-    static func connectToLocalGateway(timeout: Double) throws -> Connection {
+    static func connectToLocalGateway(timeout: Double) throws -> SMTPClientConnection {
         let candidates = ["127.0.0.1:2525", "127.0.0.1:25"].compactMap { SocketAddress(hostAndPort: $0) }
         var failures: [String] = []
         for address in candidates {
             do {
-                let connection = try Connection(to: address, timeout: timeout)
+                let connection = try SMTPClientConnection(to: address, timeout: timeout)
                 print("gateway: \(address)")
                 return connection
             } catch {
@@ -93,81 +93,12 @@ struct SendTest: ParsableCommand {
         throw Failure(description: failures.joined(separator: "; ") + " (give --server HOST:PORT)")
     }
 
-    static func dotStuffed(_ text: String) -> String {
-        text.split(separator: "\r\n", omittingEmptySubsequences: false).map { $0.hasPrefix(".") ? "." + $0 : String($0) }
-            .joined(separator: "\r\n")
-    }
-
-    static func rfc5322Date(_ date: Date) -> String {
+    /// `Mon, 07 Dec 2026 10:00:00 +0000`, in `timeZone` (UTC unless given).
+    static func rfc5322Date(_ date: Date, timeZone: TimeZone = TimeZone(identifier: "UTC")!) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.timeZone = timeZone
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
         return formatter.string(from: date)
-    }
-
-    /// A blocking SMTP client connection with receive timeouts: fine for a one-shot command-line tool.
-    final class Connection {
-        struct Reply {
-            var code: Int
-            var lines: [String]
-        }
-
-        private let fd: Int32
-        private var buffer: [UInt8] = []
-
-        init(to address: SocketAddress, timeout: Double) throws {
-            fd = socket(address.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-            var time = timeval(tv_sec: Int(timeout), tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-            guard address.withSockAddr({ connect(fd, $0, $1) }) == 0 else {
-                let reason = String(cString: strerror(errno))
-                Glibc.close(fd)
-                throw Failure(description: "cannot connect to \(address): \(reason) (is the gateway running?)")
-            }
-        }
-
-        func close() { Glibc.close(fd) }
-
-        func send(_ text: String) throws {
-            let bytes = Array(text.utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let written = bytes.withUnsafeBytes {
-                    Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
-                }
-                guard written > 0 else { throw Failure(description: "send failed: \(String(cString: strerror(errno)))") }
-                offset += written
-            }
-        }
-
-        func readReply() throws -> Reply {
-            var lines: [String] = []
-            while true {
-                let line = try readLine()
-                guard line.count >= 3, let code = Int(line.prefix(3)) else {
-                    throw Failure(description: "not an SMTP reply: \(line.prefix(80))")
-                }
-                lines.append(String(line.dropFirst(4)))
-                if line.count == 3 || line.dropFirst(3).first == " " { return Reply(code: code, lines: lines) }
-            }
-        }
-
-        private func readLine() throws -> String {
-            while true {
-                if let index = buffer.firstIndex(of: 10) {
-                    let line = buffer[..<index]
-                    buffer.removeFirst(index + 1)
-                    return String(decoding: line.last == 13 ? line.dropLast() : line, as: UTF8.self)
-                }
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                let count = recv(fd, &chunk, chunk.count, 0)
-                if count == 0 { throw Failure(description: "the gateway closed the connection") }
-                if count < 0 { throw Failure(description: "no reply: \(String(cString: strerror(errno)))") }
-                buffer += chunk[0..<count]
-            }
-        }
     }
 }

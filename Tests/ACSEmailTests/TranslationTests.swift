@@ -1,5 +1,6 @@
 import Foundation
 import MailParser
+import SMTPProtocol
 import Testing
 
 @testable import ACSEmail
@@ -133,6 +134,22 @@ struct TranslationTests {
             #expect(ACSAddress.refusalReason(refused) != nil, "\(refused)")
         }
         #expect(ACSAddress.refusalReason("o'brien+tag@mail.example.org") == nil)
+    }
+
+    @Test func localNamesInToAndCc_standForTheirAliases_soTheRecipientKeepsItsPlace() throws {
+        var policy = Self.policy
+        policy.localRecipients = LocalRecipients(
+            aliases: ["root": Mailbox(localPart: "ops", domain: "example.com")], localDomains: ["web1.example.com"])
+        let mail = Self.parse("From: root\nTo: Admins <root>\nCc: root@web1.example.com, dev@example.org\nSubject: s\n\nx\n")
+        // The envelope holds the alias already (the SMTP session mapped RCPT TO:<root>).
+        let translated = try ACSTranslation.translate(
+            mail, envelope: Envelope(mailFrom: "root@web1", recipients: ["ops@example.com", "dev@example.org"]),
+            policy: policy
+        ).get()
+        #expect(translated.recipients.to == [EmailAddress(address: "ops@example.com", displayName: "Admins")])
+        #expect(translated.recipients.cc == [EmailAddress(address: "dev@example.org")])
+        #expect(translated.recipients.bcc == nil)
+        #expect(translated.replyTo == nil, "root with no domain is dropped, never mapped")
     }
 
     @Test func sizeLimit_countsTheExactEncodedBytes() throws {

@@ -287,13 +287,14 @@ def test_inherited_socket_that_is_not_listening_stops_the_gateway(tmp_path):
 
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+UNIT_NAMES = ("acs-smtp-gateway.socket", "acs-smtp-gateway-sendmail.socket", "acs-smtp-gateway.service")
 needs_systemd_analyze = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (Debian package systemd)")
 
 
 def offline_root(tmp_path: Path) -> Path:
     """A file system root for `systemd-analyze verify --root`: the host's own system units (sysinit.target
-    and friends that every service depends on), our two units, and executables at the ExecStart= and
+    and friends that every service depends on), our three units, and executables at the ExecStart= and
     ExecReload= paths (verify checks that they exist and are executable; it never runs them). /bin is a
     link to usr/bin as on Debian 12 (merged /usr); /bin/kill is procps's, which the .deb depends on."""
     root = tmp_path / "root"
@@ -302,7 +303,7 @@ def offline_root(tmp_path: Path) -> Path:
         pytest.skip("no /usr/lib/systemd/system to verify against")
     shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
     (root / "etc/systemd/system").mkdir(parents=True)
-    for unit in ("acs-smtp-gateway.service", "acs-smtp-gateway.socket"):
+    for unit in UNIT_NAMES:
         shutil.copy(UNITS / unit, root / "etc/systemd/system" / unit)
     (root / "usr/bin").mkdir(parents=True)
     (root / "bin").symlink_to("usr/bin")
@@ -316,8 +317,7 @@ def offline_root(tmp_path: Path) -> Path:
 @needs_systemd_analyze
 def test_systemd_analyze_verify_passes(tmp_path):
     root = offline_root(tmp_path)
-    result = subprocess.run([SYSTEMD_ANALYZE, "verify", f"--root={root}", "--man=no",
-                             "acs-smtp-gateway.socket", "acs-smtp-gateway.service"],
+    result = subprocess.run([SYSTEMD_ANALYZE, "verify", f"--root={root}", "--man=no", *UNIT_NAMES],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", \
         f"status {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -332,6 +332,91 @@ def test_systemd_analyze_verify_catches_a_broken_unit(tmp_path):
     result = subprocess.run([SYSTEMD_ANALYZE, "verify", f"--root={root}", "--man=no", "acs-smtp-gateway.service"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "not executable" in result.stderr, result
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("change, complaint", [
+    # The daemon accepts connections itself: one service for all of them.
+    (("Accept=no", "Accept=yes"), "Explicit service configuration for accepting socket units not supported"),
+    (("Service=acs-smtp-gateway.service", "Service=acs-smtp-gateway-sendmail.service"), "not loaded"),
+])
+def test_systemd_analyze_verify_catches_a_broken_sendmail_socket_unit(tmp_path, change, complaint):
+    root = offline_root(tmp_path)
+    unit = root / "etc/systemd/system/acs-smtp-gateway-sendmail.socket"
+    text = unit.read_text()
+    assert f"\n{change[0]}\n" in text
+    unit.write_text(text.replace(f"\n{change[0]}\n", f"\n{change[1]}\n"))
+    result = subprocess.run([SYSTEMD_ANALYZE, "verify", f"--root={root}", "--man=no", unit.name],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and complaint in result.stderr, result
+
+
+def directives(unit: str) -> list[tuple[str, str, str]]:
+    """(section, key, value) for every assignment in a unit file of systemd/, in order, comments left out."""
+    entries, section = [], ""
+    for line in (UNITS / unit).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        entries.append((section, key, value))
+    return entries
+
+
+def values(unit: str, section: str, key: str) -> list[str]:
+    return [value for found_section, found_key, value in directives(unit) if (found_section, found_key) == (section, key)]
+
+
+def test_sendmail_socket_unit_is_the_one_the_daemon_and_the_command_expect():
+    unit = "acs-smtp-gateway-sendmail.socket"
+    assert {key: values(unit, "Socket", key) for key in
+            ("ListenStream", "FileDescriptorName", "SocketMode", "DirectoryMode", "Accept", "Service", "RemoveOnStop")} == {
+        # The sendmail command's default socket path.
+        "ListenStream": ["/run/acs-smtp-gateway/submit.sock"],
+        # The name the daemon tells it apart by (LISTEN_FDNAMES=smtp:sendmail, in either order).
+        "FileDescriptorName": ["sendmail"],
+        "SocketMode": ["0666"],  # every local user may submit; the daemon learns who from SO_PEERCRED
+        "DirectoryMode": ["0755"],
+        "Accept": ["no"],
+        "Service": ["acs-smtp-gateway.service"],
+        "RemoveOnStop": ["yes"],
+    }
+    assert values(unit, "Install", "WantedBy") == ["sockets.target"]
+    # sun_path holds 108 bytes with the terminating NUL.
+    assert len(values(unit, "Socket", "ListenStream")[0].encode()) < 108
+
+
+def test_service_runtime_directory_and_the_sendmail_socket_unit_stay_apart():
+    service = "acs-smtp-gateway.service"
+    path = Path(values("acs-smtp-gateway-sendmail.socket", "Socket", "ListenStream")[0])
+    # The service's runtime directory, for a socket the daemon binds itself: other users can reach into it.
+    assert values(service, "Service", "RuntimeDirectory") == ["acs-smtp-gateway/daemon"]
+    assert values(service, "Service", "RuntimeDirectoryMode") == ["0755"]
+    # Not preserved: with DynamicUser= a preserved runtime directory moves under /run/private/, root's alone.
+    assert values(service, "Service", "DynamicUser") == ["yes"]
+    assert values(service, "Service", "RuntimeDirectoryPreserve") == []
+    # The socket unit's socket is outside it: systemd deletes the runtime directory, and anything in it,
+    # whenever the service stops or restarts, while the socket unit keeps listening.
+    runtime = Path("/run") / values(service, "Service", "RuntimeDirectory")[0]
+    assert runtime not in path.parents and path.parent in runtime.parents
+
+
+def test_service_keeps_the_sendmail_socket_optional_and_its_peers_visible():
+    service = "acs-smtp-gateway.service"
+    # Optional: nothing in the service pulls the sendmail socket in (Sockets= would imply Wants=).
+    assert values(service, "Service", "Sockets") == []
+    dependencies = [value for section, key, value in directives(service)
+                    if key in {"Requires", "Wants", "BindsTo", "Also", "Upholds"}]
+    assert not any("sendmail" in value for value in dependencies), dependencies
+    # The peer's uid must be the real one (SO_PEERCRED): no private user namespace, AF_UNIX allowed.
+    assert values(service, "Service", "PrivateUsers") == []
+    assert "AF_UNIX" in " ".join(values(service, "Service", "RestrictAddressFamilies")).split()
+    # The SMTP socket unit stays IP only; its UNIX sibling is the sendmail unit.
+    assert all(not value.startswith("/") for value in values("acs-smtp-gateway.socket", "Socket", "ListenStream"))
+    assert values("acs-smtp-gateway.socket", "Socket", "FileDescriptorName") == ["smtp"]
 
 
 @needs_systemd_analyze

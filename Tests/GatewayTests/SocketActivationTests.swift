@@ -210,14 +210,18 @@ import Testing
         )
     }
 
-    @Test func aUnixSocket_isRefused() throws {
+    @Test func aUnixSocket_isRefused_unlessItIsTheSendmailSocket() throws {
         let first = try consecutive([try tcpSocket(listening: true, family: AF_UNIX)])
         defer { closeAll(from: first, count: 1) }
         #expect(
             error { try activate(first, count: 1, names: "smtp") }
                 == "inherited descriptor \(first) (smtp) is not an IPv4/IPv6 socket: "
-                + "ListenStream= must be a port or an ADDRESS:PORT"
+                + "ListenStream= must be a port or an ADDRESS:PORT (a path only for the sendmail socket, with "
+                + "FileDescriptorName=sendmail)"
         )
+        #expect(
+            try activate(first, count: 1, names: "sendmail")
+                == .inherited([SocketActivation.ListeningSocket(fd: first, name: "sendmail", isLocal: true)]))
     }
 
     @Test func theSecondOfTwo_isChecked() throws {

@@ -191,6 +191,64 @@ import Testing
         #expect(result.submissions.first?.envelope.forwardPaths == [.mailbox(Mailbox(localPart: "hostmaster", domain: "example.org"))])
     }
 
+    // MARK: Local recipients
+
+    static let aliases = LocalRecipients(
+        aliases: ["root": Mailbox(localPart: "ops", domain: "example.com")], localDomains: ["web1.example.com"])
+
+    @Test func localRecipients_goToTheirAliases() {
+        var limits = SMTPLimits()
+        limits.plainRecipientsOnly = true
+        limits.localRecipients = Self.aliases
+        var driver = SessionDriver(limits: limits)
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<root>\r\nRCPT TO:<ROOT@localhost>\r\n"
+                + "RCPT TO:<root@web1.example.com>\r\nRCPT TO:<root@elsewhere.example>\r\nDATA\r\nx\r\n.\r\n")
+        #expect(result.codes == [250, 250, 250, 250, 250, 250, 354, 250])
+        let ops = ForwardPath.mailbox(Mailbox(localPart: "ops", domain: "example.com"))
+        #expect(
+            result.submissions.first?.envelope.forwardPaths
+                == [ops, ops, ops, .mailbox(Mailbox(localPart: "root", domain: "elsewhere.example"))])
+    }
+
+    @Test func aLocalRecipientWithoutAnAlias_isRefusedWithDirections_andIsNotAnError() {
+        var limits = SMTPLimits()
+        limits.plainRecipientsOnly = true
+        limits.maxErrors = 0
+        limits.localRecipients = Self.aliases
+        var driver = SessionDriver(limits: limits)
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<www-data>\r\nRCPT TO:<bob@localhost>\r\nRCPT TO:<root>\r\n")
+        #expect(result.codes == [250, 250, 550, 550, 250])
+        #expect(result.enhancedCodes[2] == "5.1.1")
+        #expect(result.texts[2].contains("<www-data>") && result.texts[2].contains("\"www-data: address\" under aliases:"))
+        #expect(!result.closed)
+    }
+
+    @Test func theCatchAll_takesEveryOtherLocalName_andPostmaster() {
+        var limits = SMTPLimits()
+        limits.plainRecipientsOnly = true
+        limits.localRecipients = LocalRecipients(catchAll: Mailbox(localPart: "admin", domain: "example.com"))
+        var driver = SessionDriver(limits: limits)
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<nobody>\r\nRCPT TO:<postmaster>\r\nDATA\r\nx\r\n.\r\n")
+        #expect(result.codes == [250, 250, 250, 250, 354, 250])
+        let admin = ForwardPath.mailbox(Mailbox(localPart: "admin", domain: "example.com"))
+        #expect(result.submissions.first?.envelope.forwardPaths == [admin, admin])
+    }
+
+    @Test func withoutACS_anUnaliasedLocalhostRecipientIsKept_butABareNameIsNot() {
+        var driver = SessionDriver()
+        let result = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<bob@localhost>\r\nRCPT TO:<bob>\r\n")
+        #expect(result.codes == [250, 250, 250, 550])
+    }
+
+    @Test func aBareNameIsNoSender() {
+        var driver = SessionDriver()
+        let result = driver.run(Self.hello + "MAIL FROM:<root>\r\n")
+        #expect(result.codes == [250, 501])
+    }
+
     // MARK: Recipients ACS cannot take
 
     @Test func notPlainRecipients_areRefusedOneByOne_andTheOthersDelivered() {
@@ -201,7 +259,7 @@ import Testing
         let local65 = String(repeating: "a", count: 65)
         let result = driver.run(
             Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<\"john doe\"@example.org>\r\nRCPT TO:<a@[192.0.2.1]>\r\n"
-                + "RCPT TO:<root@localhost>\r\nRCPT TO:<\(local65)@example.org>\r\nRCPT TO:<ok@example.org>\r\n"
+                + "RCPT TO:<root@intranet>\r\nRCPT TO:<\(local65)@example.org>\r\nRCPT TO:<ok@example.org>\r\n"
                 + "DATA\r\nx\r\n.\r\n")
         #expect(result.codes == [250, 250, 553, 553, 553, 553, 250, 354, 250])
         #expect(result.enhancedCodes[2...5].allSatisfy { $0 == "5.1.3" })

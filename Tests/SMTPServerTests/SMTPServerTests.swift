@@ -42,7 +42,7 @@ import Testing
         let message = try #require(submitter.messages.first)
         #expect(String(decoding: message.data, as: UTF8.self) == "Subject: t\r\n\r\nhello\r\n")
         #expect(message.session.heloName == "c.example")
-        #expect(message.session.clientAddress.ipString == "127.0.0.1")
+        #expect(message.session.client.address?.ipString == "127.0.0.1")
         #expect(message.id.count == 36)
         await Self.stop(server)
     }

@@ -205,6 +205,14 @@ public enum ConfigurationLoader {
                 continue
             }
             if body.scalar?.isNull == true { continue }  // `acs:` with every key commented out
+            if let key = ConfigurationSchema.key(section: section, name: ""), let entries = body.mapping {
+                let (items, entryProblems) = wholeSectionItems(entries, key: key, path: path)
+                problems += entryProblems
+                if entryProblems.isEmpty {
+                    assignments.append(Assignment(key: key, values: items, origin: .file(path: path, line: line(sectionNode))))
+                }
+                continue
+            }
             guard let keys = body.mapping else {
                 problems.append("\(here)\(section): expected the section's keys, indented below it (key: value)")
                 continue
@@ -267,6 +275,30 @@ public enum ConfigurationLoader {
     }
 
     struct Problem: Error { var text: String }
+
+    /// The entries of a section that is one key (`aliases:`), as its `NAME=VALUE` items; each entry that does not
+    /// parse is a problem at its own line.
+    static func wholeSectionItems(
+        _ entries: Node.Mapping, key: ConfigurationKey, path: String
+    ) -> ([String], [String]) {
+        var items: [String] = []
+        var problems: [String] = []
+        for (nameNode, valueNode) in entries {
+            let here = "\(path):\(line(nameNode)): \(key.path): "
+            guard let name = nameNode.scalar?.string, let value = valueNode.scalar, !value.isNull else {
+                problems.append(here + "expected \(key.expected), one per line")
+                continue
+            }
+            let item = "\(name.trimmingCharacters(in: .whitespaces))=\(value.string.trimmingCharacters(in: .whitespaces))"
+            var scratch = GatewaySettings()
+            if key.assign(&scratch, [item]) != nil {
+                problems.append(here + "expected \(key.expected), got \(EscapedText.doubleQuoted("\(name): \(value.string)"))")
+                continue
+            }
+            items.append(item)
+        }
+        return (items, problems)
+    }
 
     /// One mapping item of a list such as `smtp.listeners`, as the `VALUE field=value …` text its parser reads.
     static func mappingItem(_ mapping: Node.Mapping, fields: [String]) -> Result<String, Problem> {

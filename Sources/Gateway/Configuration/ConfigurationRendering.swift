@@ -8,6 +8,17 @@ public enum ConfigurationRendering {
         for section in ConfigurationSchema.sections {
             lines.append("\(section):")
             let keys = ConfigurationSchema.keys.filter { $0.section == section }
+            if let whole = keys.first(where: \.isWholeSection) {
+                // `NAME: VALUE` lines, or nothing under the section name (a YAML null: no entries).
+                for item in whole.render(loaded.settings) {
+                    let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+                    let text = "  \(scalar(parts[0])): \(scalar(parts.count > 1 ? parts[1] : ""))"
+                    lines.append(
+                        text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0)
+                            + "  # \(loaded.origin(of: whole))")
+                }
+                continue
+            }
             let rendered = keys.map { key -> (String, String) in
                 let values = key.render(loaded.settings)
                 let value: String

@@ -28,9 +28,15 @@ public struct ConfigurationKey: Sendable {
     /// The value(s) of this key in `settings`, as the file would spell them.
     public func values(in settings: GatewaySettings) -> [String] { render(settings) }
 
-    /// `section.name`, as error messages and `check-config` show it.
-    public var path: String { "\(section).\(name)" }
-    public var environmentVariable: String { "ACSGW_\(section)_\(name)".uppercased() }
+    /// `section.name`, as error messages and `check-config` show it; the section alone for a key that is a
+    /// whole section (``isWholeSection``).
+    public var path: String { isWholeSection ? section : "\(section).\(name)" }
+    public var environmentVariable: String {
+        (isWholeSection ? "ACSGW_\(section)" : "ACSGW_\(section)_\(name)").uppercased()
+    }
+    /// The section's entries are the key's items (`aliases:` with `root: ops@example.com` lines): its own names,
+    /// each `NAME=VALUE` in the environment and on the command line.
+    public var isWholeSection: Bool { name.isEmpty }
     public var flagName: String { "--\(flag)" }
 }
 
@@ -70,8 +76,9 @@ extension ConfigurationKey {
         _ parser: ValueParser<T>, mappingFields: [String]? = nil
     ) -> ConfigurationKey {
         ConfigurationKey(
-            section: section, name: name, flag: flag, expected: "a list of " + parser.expected, isList: true,
-            mappingFields: mappingFields,
+            // A section that is one key lists its entries one per line: each is checked on its own.
+            section: section, name: name, flag: flag, expected: (name.isEmpty ? "" : "a list of ") + parser.expected,
+            isList: true, mappingFields: mappingFields,
             assign: { settings, values in parser.parseAll(values) { settings[keyPath: keyPath] = $0 } },
             reset: { $0[keyPath: keyPath] = GatewaySettings()[keyPath: keyPath] },
             render: { settings in settings[keyPath: keyPath].map(parser.render) })
@@ -123,8 +130,8 @@ extension ConfigurationKey {
 /// the environment and a flag on `serve`. `etc/acs-smtp-gateway/gateway.conf` documents each one.
 public enum ConfigurationSchema {
     public static let sections = [
-        "smtp", "tls", "auth", "limits", "timeouts", "senders", "translation", "acs", "delivery", "spool",
-        "outbox", "logging", "admin",
+        "smtp", "tls", "auth", "limits", "timeouts", "senders", "aliases", "translation", "acs", "delivery",
+        "spool", "outbox", "sendmail", "logging", "admin",
     ]
 
     public static let keys: [ConfigurationKey] = [
@@ -138,6 +145,7 @@ public enum ConfigurationSchema {
                 \.maxConnectionsPerClient, .integer(1...1_000_000)),
         .networksOrNone("smtp", "connection_limit_exceptions", flag: "connection-limit-exception",
                         \.connectionLimitExceptions),
+        .optionalList("smtp", "local_domains", flag: "local-domain", \.localDomains, .domainName),
 
         // TLS: the certificate of the TLS listeners, the protocol settings.
         .optional("tls", "certificate", flag: "tls-certificate", \.tls.certificate, .path),
@@ -175,6 +183,9 @@ public enum ConfigurationSchema {
         .optional("senders", "sender_address", flag: "sender-address", \.translation.senderAddress, .mailAddress),
         .list("senders", "verified_domains", flag: "verified-domain", \.translation.verifiedDomains, .domainName),
         .optional("senders", "postmaster_address", flag: "postmaster-address", \.limits.postmaster, .mailbox),
+
+        // Local recipients: `root: ops@example.com`, `"*": admin@example.com`.
+        .list("aliases", "", flag: "alias", \.aliases, .alias),
 
         // Translation policy.
         .scalar("translation", "attachment_types", flag: "attachment-types", \.translation.attachmentTypePolicy,
@@ -230,8 +241,9 @@ public enum ConfigurationSchema {
         .scalar("spool", "max_size", flag: "spool-max-size", \.delivery.spoolMaxSize, .size(1...(1 << 50))),
         .scalar("spool", "min_free", flag: "spool-min-free", \.delivery.spoolMinFree, .size(0...(1 << 50))),
 
-        // Outbox, logging, admin listener.
+        // Outbox, the sendmail command's socket, logging, admin listener.
         .optional("outbox", "directory", flag: "outbox", \.outboxDirectory, .path),
+        .optional("sendmail", "socket", flag: "sendmail-socket", \.sendmailSocket, .absolutePath),
         .scalar("logging", "level", flag: "log-level", \.logLevel, .choice),
         .scalar("logging", "format", flag: "log-format", \.logFormat, .choice),
         .optional("admin", "listen", flag: "admin-listen", \.adminListen, .loopbackSocketAddress),
@@ -373,6 +385,45 @@ extension ValueParser where Value == String {
             return schemes.contains(where: lowered.hasPrefix) && text.count > 8 ? text : nil
         },
         render: { SecretRedaction.maskingURLPassword($0) })
+}
+
+extension ConfigurationKey {
+    /// A list whose unset (nil) value is a default computed elsewhere (the host's names).
+    static func optionalList<T>(
+        _ section: String, _ name: String, flag: String, _ keyPath: WritableKeyPath<GatewaySettings, [T]?> & Sendable,
+        _ parser: ValueParser<T>
+    ) -> ConfigurationKey {
+        ConfigurationKey(
+            section: section, name: name, flag: flag, expected: "a list of " + parser.expected, isList: true,
+            assign: { settings, values in parser.parseAll(values) { settings[keyPath: keyPath] = $0 } },
+            reset: { $0[keyPath: keyPath] = nil },
+            render: { settings in settings[keyPath: keyPath]?.map(parser.render) ?? [] })
+    }
+}
+
+extension ValueParser where Value == String {
+    /// An absolute path (a socket both the daemon and the sendmail command find, whatever their directory).
+    static let absolutePath = ValueParser(
+        expected: "an absolute file system path",
+        parse: { ValueParser.path.parse($0).flatMap { $0.hasPrefix("/") ? $0 : nil } }, render: { $0 })
+}
+
+extension ValueParser where Value == LocalAlias {
+    /// `NAME=ADDRESS` (the file's `NAME: ADDRESS`): a local user's name, or `*`, and a full address that is not
+    /// itself local (an alias to `root@localhost` could only loop).
+    static let alias = ValueParser(
+        expected: "NAME: ADDRESS, a local name (or \"*\") and a full address, e.g. root: ops@example.com",
+        parse: { text in
+            guard let equals = text.firstIndex(of: "=") else { return nil }
+            let name = text[..<equals].trimmingCharacters(in: .whitespaces)
+            let addressText = text[text.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            guard name == LocalRecipients.catchAllName || SMTPCommand.isLocalName(Substring(name)),
+                let address = ValueParser<Mailbox>.mailbox.parse(addressText),
+                address.domain.lowercased() != "localhost", address.domain.contains(".")
+            else { return nil }
+            return LocalAlias(name: name.lowercased(), address: address)
+        },
+        render: { "\($0.name)=\($0.address.address)" })
 }
 
 extension ValueParser where Value == Mailbox {

@@ -59,6 +59,13 @@ enum ConfigurationValidation {
                 "\(named("smtp.listeners")): \(listener.address) uses auth: \(listener.auth.rawValue), which needs "
                     + "\(named("auth.users_file"))")
         }
+        let local = settings.localRecipients
+        for alias in settings.aliases where local.isLocal(alias.address) {
+            // The alias would be a local recipient again: mail to it could only be refused or loop.
+            problems.append(
+                "\(named("aliases")): \(alias.name) goes to \(alias.address.address), which is itself local (one of "
+                    + "\(named("smtp.local_domains")), or localhost): give an address elsewhere")
+        }
         return problems
     }
 }

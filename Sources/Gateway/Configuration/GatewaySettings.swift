@@ -24,6 +24,14 @@ public struct GatewaySettings: Sendable {
     public var maxConnectionsPerClient: Int = SMTPServerConfiguration().maxConnectionsPerClient
     /// Clients the per-client limit spares; nil: loopback and ``allowNetworks`` (Postfix's `$mynetworks` default).
     public var connectionLimitExceptions: [IPNetwork]?
+    /// Domains that mean this host for local recipients (`root@web1`); nil: ``hostName`` and ``hostname``.
+    public var localDomains: [String]?
+
+    // MARK: sendmail, aliases
+    /// The local submission socket the sendmail command talks to; nil: none (unless systemd passes one).
+    public var sendmailSocket: String?
+    /// Local names and the addresses they stand for, in the file's order; the name `*` catches the others.
+    public var aliases: [LocalAlias] = []
 
     // MARK: tls, auth
     public var tls = TLSSettings()
@@ -69,13 +77,35 @@ public struct GatewaySettings: Sendable {
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerClient = maxConnectionsPerClient
         configuration.connectionLimitExceptions = connectionLimitExceptions ?? IPNetwork.loopback + allowNetworks
+        configuration.localSocketPath = sendmailSocket
+        configuration.limits.localRecipients = localRecipients
         return configuration
+    }
+
+    /// The aliases and the host's names, as the SMTP session and the translation resolve local recipients.
+    public var localRecipients: LocalRecipients {
+        var named: [String: Mailbox] = [:]
+        for alias in aliases where alias.name != LocalRecipients.catchAllName { named[alias.name] = alias.address }
+        let catchAll = aliases.last { $0.name == LocalRecipients.catchAllName }?.address
+        return LocalRecipients(
+            aliases: named, catchAll: catchAll, localDomains: Set(localDomains ?? Self.hostNames(configured: hostname)))
+    }
+
+    /// The host's own names: the kernel's host name and the configured `smtp.hostname`.
+    static func hostNames(configured: String) -> [String] {
+        var buffer = [CChar](repeating: 0, count: 256)
+        var names = [configured]
+        if gethostname(&buffer, buffer.count) == 0 {
+            names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return names.filter { !$0.isEmpty }
     }
 
     /// The translation policy as used for delivery.
     public var translationPolicy: TranslationPolicy {
         var policy = translation
         policy.userEngagementTrackingDisabled = disableEngagementTracking ? true : nil
+        policy.localRecipients = localRecipients
         return policy
     }
 }
@@ -173,5 +203,16 @@ public struct ACSSettings: Sendable {
             return credentials.contains { access("\(directory)/\($0)", F_OK) == 0 }
         }
         return false
+    }
+}
+
+/// One entry of the `aliases:` section: a local name (or `*`) and the address it stands for.
+public struct LocalAlias: Sendable, Hashable {
+    public var name: String
+    public var address: Mailbox
+
+    public init(name: String, address: Mailbox) {
+        self.name = name
+        self.address = address
     }
 }

@@ -195,8 +195,11 @@ public final class SpoolDelivery: @unchecked Sendable {
                 parameters: Dictionary(
                     message.envelope.mailParameters.map { ($0.keyword, $0.value) }, uniquingKeysWith: { first, _ in first })),
             client: SpoolClient(
-                address: message.session.clientAddress.ipString, helo: message.session.heloName,
-                sessionID: message.session.sessionID, transfer: message.session.transfer),
+                address: message.session.client.address?.ipString ?? "local", helo: message.session.heloName,
+                sessionID: message.session.sessionID, transfer: message.session.transfer,
+                local: message.session.client.localPeer.map {
+                    SpoolLocalUser(uid: $0.uid, gid: $0.gid, pid: $0.pid, user: $0.userName)
+                }),
             size: message.data.count, nextAttemptAt: Date())
         record.outcomeUnknown = outcomeUnknown
         record.lastError = lastError
@@ -453,10 +456,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             id: context.record.id, receivedAt: context.record.receivedAt,
             envelope: context.record.smtpEnvelope, data: message,
             session: SessionInfo(
-                sessionID: context.record.client.sessionID,
-                clientAddress: SocketAddress(hostAndPort: "\(context.record.client.address):0")
-                    ?? SocketAddress(hostAndPort: "[\(context.record.client.address)]:0")
-                    ?? SocketAddress(hostAndPort: "127.0.0.1:0")!,
+                sessionID: context.record.client.sessionID, client: context.record.client.peer,
                 heloName: context.record.client.helo, transfer: context.record.client.transfer))
         switch context.dependencies.translator.translate(received, logger: logger) {
         case .failure(let rejection):
@@ -850,5 +850,16 @@ extension RetryPolicy {
         policy.retryableStatuses = []  // a 429 or 5xx is the attempt's outcome, for the pacer and the backoff
         policy.minimumDelay = policy.budget + 1  // and no second attempt after a network failure either
         return policy
+    }
+}
+
+extension SpoolClient {
+    /// The session's peer as the record keeps it (the port is not kept).
+    var peer: SMTPPeer {
+        if let local {
+            return .local(LocalPeer(uid: local.uid, gid: local.gid, pid: local.pid, userName: local.user))
+        }
+        let address = SocketAddress(ip: address, port: 0) ?? SocketAddress(ip: "127.0.0.1", port: 0)!
+        return .network(address)
     }
 }

@@ -26,6 +26,15 @@ struct OutboxRecord {
         self.acsRejection = acsRejection
     }
 
+    /// The client's address and HELO name, and the local user for a local submission.
+    static func client(_ session: SessionInfo) -> [String: Any] {
+        var client: [String: Any] = ["address": session.client.address?.ipString ?? "local", "helo": session.heloName]
+        if let peer = session.client.localPeer {
+            client["local"] = ["uid": peer.uid, "gid": peer.gid, "pid": peer.pid, "user": peer.userName as Any? ?? NSNull()]
+        }
+        return client
+    }
+
     var jsonObject: [String: Any] {
         var parameters: [String: Any] = [:]
         for (keyword, value) in message.envelope.mailParameters {
@@ -34,10 +43,7 @@ struct OutboxRecord {
         var object: [String: Any] = [
             "id": message.id,
             "receivedAt": Self.timestamp(message.receivedAt),
-            "client": [
-                "address": message.session.clientAddress.ipString,
-                "helo": message.session.heloName,
-            ],
+            "client": Self.client(message.session),
             "envelope": [
                 "mailFrom": message.envelope.reversePath.address,
                 "rcptTo": message.envelope.forwardPaths.map(\.address),

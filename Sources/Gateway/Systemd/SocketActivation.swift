@@ -22,7 +22,12 @@ public enum SocketActivation {
         /// Its `FileDescriptorName=` (systemd.socket(5)); "unknown" when `LISTEN_FDNAMES` is not set, as in
         /// sd_listen_fds_with_names(3).
         public var name: String
+        /// A UNIX socket: the local submission socket (`FileDescriptorName=sendmail`).
+        public var isLocal: Bool = false
     }
+
+    /// The `FileDescriptorName=` of the local submission socket, the only UNIX socket the daemon takes.
+    public static let localSubmissionName = "sendmail"
 
     /// What the environment says.
     public enum Outcome: Equatable, Sendable {
@@ -87,15 +92,17 @@ public enum SocketActivation {
         var sockets: [ListeningSocket] = []
         for (offset, name) in names.enumerated() {
             let fd = first + Int32(offset)
-            try validateListeningStreamSocket(fd, name: name)
+            let isLocal = try validateListeningStreamSocket(fd, name: name)
             _ = fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC)
-            sockets.append(ListeningSocket(fd: fd, name: name))
+            sockets.append(ListeningSocket(fd: fd, name: name, isLocal: isLocal))
         }
         return .inherited(sockets)
     }
 
-    /// Checks what sd_is_socket(3) checks, with an error that says what to fix in the `.socket` unit.
-    static func validateListeningStreamSocket(_ fd: Int32, name: String) throws(SocketActivationError) {
+    /// Checks what sd_is_socket(3) checks, with an error that says what to fix in the `.socket` unit. Returns
+    /// true for the local submission socket (a UNIX socket named ``localSubmissionName``).
+    @discardableResult
+    static func validateListeningStreamSocket(_ fd: Int32, name: String) throws(SocketActivationError) -> Bool {
         let which = "inherited descriptor \(fd) (\(name))"
         var status = stat()
         guard fstat(fd, &status) == 0 else {
@@ -109,14 +116,18 @@ public enum SocketActivation {
                 description:
                     "\(which) is not a stream socket: the .socket unit needs ListenStream=, not ListenDatagram=")
         }
-        guard let family = socketOption(fd, SO_DOMAIN), family == AF_INET || family == AF_INET6 else {
+        let family = socketOption(fd, SO_DOMAIN)
+        let isLocal = family == AF_UNIX && name == localSubmissionName
+        guard family == AF_INET || family == AF_INET6 || isLocal else {
             throw SocketActivationError(
-                description: "\(which) is not an IPv4/IPv6 socket: ListenStream= must be a port or an ADDRESS:PORT")
+                description: "\(which) is not an IPv4/IPv6 socket: ListenStream= must be a port or an ADDRESS:PORT "
+                    + "(a path only for the sendmail socket, with FileDescriptorName=\(localSubmissionName))")
         }
         guard let listening = socketOption(fd, SO_ACCEPTCONN), listening != 0 else {
             throw SocketActivationError(
                 description: "\(which) is not listening: the .socket unit needs Accept=no (the default)")
         }
+        return isLocal
     }
 
     private static func socketOption(_ fd: Int32, _ option: Int32) -> Int32? {
