@@ -99,7 +99,11 @@ for target in $TARGETS; do
     log=$WORK/$target.log
     echo "== $target: $FUZZ_SECONDS s"
     set +e
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=32} \
+    # SWIFT_BACKTRACE=enable=no: on a trap (a failed precondition), Swift's own backtracer copies stack memory
+    # that AddressSanitizer poisons, and ASan then reports a stack-buffer-overflow in memserver_read
+    # (CrashHandlerLinux.cpp) instead of the trap; without it libFuzzer reports the trap as a deadly signal,
+    # after the runtime's message that names the broken invariant.
+    SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no} ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=32} \
         LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=lsan.supp:print_suppressions=0} \
         ".build/debug/$target" "$WORK/corpus/$target" "$WORK/seeds/$target" \
         -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -runs="$FUZZ_RUNS" \
