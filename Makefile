@@ -3,7 +3,7 @@ SWIFT_FLAGS := -Xswiftc -warnings-as-errors
 # Arguments for `make run`, e.g. make run ARGS="--listen 127.0.0.1:2526 --outbox /tmp/outbox"
 ARGS ?=
 
-.PHONY: run test build unit-test e2e-test bench fuzz clean install uninstall deb
+.PHONY: run test build unit-test e2e-test bench fuzz lint format clean install uninstall deb
 .PHONY: install-sendmail install-sendmail-links uninstall-sendmail deb-gateway deb-sendmail
 
 run:
@@ -40,11 +40,24 @@ bench:
 	python3 Tests/Benchmarks/memory_peaks.py
 
 # libFuzzer with AddressSanitizer on every parser (Fuzz/, a package of its own; not part of `make test`):
-# each target runs FUZZ_SECONDS; FUZZ_TARGETS picks some. Findings land in Fuzz/.build/fuzz/artifacts.
+# each target runs FUZZ_SECONDS, or FUZZ_RUNS executions when fewer; FUZZ_TARGETS picks some. Findings land in
+# Fuzz/.build/fuzz/artifacts.
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
 fuzz:
 	.ci/install-packages build
-	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) Fuzz/run.sh
+
+# swift-format, which ships with the toolchain, with the rules of .swift-format (4 spaces, 120 columns).
+# Fuzz/Sources holds symlinks to Sources/: only its own files are named, so no file is read twice.
+# `make lint` fails on any deviation; `make format` rewrites the files in place.
+FORMAT_PATHS = Package.swift Sources Tests Fuzz/Package.swift $(shell find Fuzz/Sources -name '*.swift' -type f)
+
+lint:
+	swift format lint --strict --parallel --recursive $(FORMAT_PATHS)
+
+format:
+	swift format format --in-place --parallel --recursive $(FORMAT_PATHS)
 
 clean:
 	rm -rf .build Fuzz/.build

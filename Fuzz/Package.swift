@@ -14,6 +14,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzAdminHTTP", ["AdminHTTP"]),
     ("FuzzACSResponses", ["ACSClient"]),
     ("FuzzConfiguration", ["GatewayConfiguration", .product(name: "Yams", package: "Yams")]),
+    ("FuzzAuthExchange", ["SMTPProtocol"]),
 ]
 
 let package = Package(
@@ -41,7 +42,7 @@ let package = Package(
         .target(
             name: "SMTPServer",
             dependencies: [
-                "SMTPProtocol", .product(name: "Logging", package: "swift-log"),
+                "SMTPProtocol", "COpenSSL", .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]),
         // Sources/Gateway/Configuration/*.swift and EscapedText.swift: the configuration loader without the

@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # `make fuzz`: builds the libFuzzer targets of Fuzz/ with AddressSanitizer and runs each for FUZZ_SECONDS
-# (default 60). FUZZ_TARGETS picks some (space-separated names). Seeds come from Fuzz/Seeds, the tests'
-# fixtures and ../shared/corpus when present; each target has a dictionary of its grammar in Fuzz/Dictionaries.
-# An input slower than 1 s, or a process over 512 MiB, counts as a finding like a crash or a leak.
+# (default 60), or until FUZZ_RUNS executions when that comes first (default: no such limit; README's figures
+# come from FUZZ_RUNS=10000000 FUZZ_SECONDS=1800). FUZZ_TARGETS picks some (space-separated names). Seeds come
+# from Fuzz/Seeds, the tests' fixtures and ../shared/corpus when present; each target has a dictionary of its
+# grammar in Fuzz/Dictionaries.
+# An input slower than 1 s, or a process over 512 MiB, counts as a finding like a crash or a leak. The memory
+# bound holds for a process whose AddressSanitizer keeps 32 MiB of freed memory quarantined (to catch uses after
+# free), not the default 256 MiB: with that, quarantine alone took FuzzMailToACS over 512 MiB with 27 MiB live.
+# libFuzzer's timeout is wall-clock time, so on a loaded machine FUZZ_TIMEOUT (seconds, default 1) can be raised
+# to keep a long run going: inputs slower than 1 s are still written as slow-unit-* findings, to be timed again
+# alone.
 # Working corpora and findings stay in Fuzz/.build/fuzz (findings: artifacts/<target>/); a summary line per
 # target is printed at the end, and the exit status is 1 when any target found something. lsan.supp names the
 # leaks of the toolchain's own libraries that are not findings.
 set -euo pipefail
 cd "$(dirname "$0")"
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_RUNS=${FUZZ_RUNS:--1}
+FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-1}
 ALL="FuzzSMTPCommand FuzzFraming FuzzSession FuzzMailToACS FuzzHeaderFields FuzzAdminHTTP \
-    FuzzACSResponses FuzzConfiguration"
+    FuzzACSResponses FuzzConfiguration FuzzAuthExchange"
 TARGETS=${FUZZ_TARGETS:-$ALL}
 REPO=..
 CORPUS=$REPO/../shared/corpus
@@ -51,6 +60,7 @@ seed() {
             | awk -v dir="$dir" '{ printf "%s", $0 > (dir "/field" NR) }'
         ;;
     FuzzAdminHTTP) cp Seeds/admin-http/* "$dir" ;;
+    FuzzAuthExchange) cp Seeds/auth/* "$dir" ;;
     FuzzACSResponses) cp Seeds/acs-responses/* "$dir" ;;
     FuzzConfiguration)
         # The packaged file as shipped (all comments) and with its keys uncommented, a few hand-written files,
@@ -74,6 +84,7 @@ dictionary() {
     FuzzAdminHTTP) echo Dictionaries/http.dict ;;
     FuzzACSResponses) echo Dictionaries/acs.dict ;;
     FuzzConfiguration) echo Dictionaries/config.dict ;;
+    FuzzAuthExchange) echo Dictionaries/auth.dict ;;
     esac
 }
 
@@ -88,16 +99,23 @@ for target in $TARGETS; do
     log=$WORK/$target.log
     echo "== $target: $FUZZ_SECONDS s"
     set +e
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=lsan.supp:print_suppressions=0} \
+    # SWIFT_BACKTRACE=enable=no: on a trap (a failed precondition), Swift's own backtracer copies stack memory
+    # that AddressSanitizer poisons, and ASan then reports a stack-buffer-overflow in memserver_read
+    # (CrashHandlerLinux.cpp) instead of the trap; without it libFuzzer reports the trap as a deadly signal,
+    # after the runtime's message that names the broken invariant.
+    SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no} ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=32} \
+        LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=lsan.supp:print_suppressions=0} \
         ".build/debug/$target" "$WORK/corpus/$target" "$WORK/seeds/$target" \
-        -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -timeout=1 -rss_limit_mb=512 \
-        -max_len=$max_len -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$target/" >"$log" 2>&1
+        -dict="$(dictionary "$target")" -max_total_time="$FUZZ_SECONDS" -runs="$FUZZ_RUNS" \
+        -timeout="$FUZZ_TIMEOUT" -report_slow_units=1 -rss_limit_mb=512 -max_len=$max_len -print_final_stats=1 \
+        -artifact_prefix="$WORK/artifacts/$target/" >"$log" 2>&1
     result=$?
     set -e
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
-    coverage=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
+    speed=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
+    coverage=$(grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1)
     findings=$(find "$WORK/artifacts/$target" -type f | wc -l)
-    summary+=("$target: $runs executions, $coverage, $findings findings (exit $result)")
+    summary+=("$target: $runs executions, $speed exec/s, $coverage, $findings findings (exit $result)")
     if [ "$result" -ne 0 ] || [ "$findings" -ne 0 ]; then
         status=1
         grep -E 'ERROR|Fatal error|Precondition failed|SUMMARY' "$log" | head -5 || true

@@ -370,9 +370,11 @@ public struct SMTPServerStateMachine: Sendable {
         case .plain:
             return plainResponse(decoded, greeting: greeting)
         case .loginUsername:
+            guard !decoded.contains(0) else { return error(Self.malformedLoginResponse) }
             state = .authenticating(greeting, .loginPassword(username: String(decoding: decoded, as: UTF8.self)))
             return .reply(.authenticationChallenge(SASLBase64.encode(Array("Password:".utf8))))
         case .loginPassword(let username):
+            guard !decoded.contains(0) else { return error(Self.malformedLoginResponse) }
             state = .verifyingCredentials(greeting)
             return .verifyCredentials(SASLCredentials(mechanism: .login, username: username, password: decoded))
         }
@@ -493,14 +495,16 @@ public struct SMTPServerStateMachine: Sendable {
             return .reply(.authenticationChallenge(SASLBase64.encode(Array("Username:".utf8))))
         case (.login, let response?):
             guard let decoded = SASLBase64.decode(response) else { return error(.authenticationResponseNotBase64) }
+            guard !decoded.contains(0) else { return error(Self.malformedLoginResponse) }
             state = .authenticating(greeting, .loginPassword(username: String(decoding: decoded, as: UTF8.self)))
             return .reply(.authenticationChallenge(SASLBase64.encode(Array("Password:".utf8))))
         }
     }
 
-    /// PLAIN's message: `[authzid] NUL authcid NUL passwd` (RFC 4616 §2).
+    /// PLAIN's message: `[authzid] NUL authcid NUL passwd` (RFC 4616 §2), exactly two NULs: none of the three
+    /// parts may contain one, so a third NUL is a malformed message, not part of the password.
     private mutating func plainResponse(_ message: [UInt8], greeting: Greeting) -> Action {
-        let parts = message.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
+        let parts = message.split(separator: 0, omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[1].isEmpty else {
             state = .ready(greeting)
             return error(.syntaxError("malformed PLAIN response"))
@@ -512,7 +516,10 @@ public struct SMTPServerStateMachine: Sendable {
                 username: String(decoding: parts[1], as: UTF8.self), password: Array(parts[2])))
     }
 
-    /// A protocol error: counted, and once the budget is spent the session is closed with 421.
+    /// LOGIN's answers are a user name and a password, text like PLAIN's, where a NUL has no place either: such an
+    /// answer is refused like a malformed PLAIN message, not handed to the password check.
+    private static let malformedLoginResponse = SMTPReply.syntaxError("malformed LOGIN response")
+
     /// `<postmaster>`, or `postmaster@` the gateway's own name (any case; RFC 5321 §4.5.1).
     private func isPostmaster(_ path: ForwardPath) -> Bool {
         switch path {
@@ -524,6 +531,7 @@ public struct SMTPServerStateMachine: Sendable {
         }
     }
 
+    /// A protocol error: counted, and once the budget is spent the session is closed with 421.
     private mutating func error(_ reply: SMTPReply) -> Action {
         errorCount += 1
         if errorCount > limits.maxErrors {

@@ -106,7 +106,8 @@ public struct SMTPSession: Sendable {
         }
     }
 
-    /// The reply MAIL gets while the submitter cannot take new transactions (``SMTPServerStateMachine/admissionRefusal``).
+    /// The reply MAIL gets while the submitter cannot take new transactions
+    /// (``SMTPServerStateMachine/admissionRefusal``).
     public var admissionRefusal: SMTPReply? {
         get { machine.admissionRefusal }
         set { machine.admissionRefusal = newValue }

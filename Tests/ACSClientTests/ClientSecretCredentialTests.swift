@@ -93,6 +93,30 @@ struct ClientSecretCredentialTests {
         #expect(!String(reflecting: Secret(Self.secret)).contains(Self.secret))
     }
 
+    /// Messages quote the endpoint's own words (a `token_type` that is not Bearer, an error description, a
+    /// Retry-After), cut to a length limit: an endpoint that echoes the request there must not put the secret in
+    /// the log, whole or cut short by the limit, nor the access token it sent beside it.
+    @Test func theSecretNeverAppearsInQuotedAnswers() throws {
+        let secret = Self.secret
+        let transport = FakeTransport([
+            FakeTransport.json(200, #"{"access_token":"e_t.sig","token_type":"Bea\#(secret)rer","expires_in":60}"#),
+            FakeTransport.json(
+                200, #"{"access_token":"e_t.sig","token_type":"\#(String(repeating: "x", count: 30))\#(secret)"}"#),
+            FakeTransport.json(200, #"{"access_token":"tok-secret-1","token_type":"pop tok-secret-1","expires_in":60}"#),
+            FakeTransport.json(
+                401, #"{"error":"invalid_client","error_description":"\#(String(repeating: "x", count: 290))\#(secret)"}"#),
+            FakeTransport.json(
+                429, "{}", headers: [("Retry-After", String(repeating: "1", count: 30) + secret)]),
+        ])
+        let credential = try credential(transport)
+        for expected in ["not a Bearer token", "not a Bearer token", "not a Bearer token", "invalid_client", "retry"] {
+            let error = try #require(immediateToken(credential)?.error)
+            #expect(error.message.contains(expected))
+            #expect(!error.message.contains(secret.prefix(6)), "\(error.message)")
+            #expect(!error.message.contains("tok-secret-1"))
+        }
+    }
+
     @Test func malformedSuccess_isAConfigurationError() throws {
         let transport = FakeTransport([
             .success(HTTPResponse(status: 200, body: Array("<html>captive portal</html>".utf8))),

@@ -174,7 +174,7 @@ import Testing
         defer { answering.server.stop() }
         #expect(try Self.get(answering.address, "/healthz")?.hasSuffix("\r\n\r\nok\n") == true)
 
-        let stuck = try Self.start(liveness: { _ in }) { $0.livenessTimeout = 0.2 }
+        let stuck = try Self.start(liveness: { _ in }, configure: { $0.livenessTimeout = 0.2 })
         defer { stuck.server.stop() }
         let started = Date()
         #expect(try Self.get(stuck.address, "/healthz")?.hasPrefix("HTTP/1.1 503 ") == true)

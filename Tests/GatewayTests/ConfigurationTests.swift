@@ -565,7 +565,7 @@ import Testing
         #expect(ValueParser<Int>.size(1...(1 << 30)).parse(text) == nil)
     }
 
-    // MARK: Review findings
+    // MARK: Secrets in place of paths, half-done set-ups, YAML anchors, flags, odd files
 
     @Test func aSecretPastedInPlaceOfAPathIsRefusedAndNotEchoed() throws {
         let key = "yVWg44XFq0Zr3bT8mN2pLk7sD1fH9jQ4wE6rT0yU2iO5pA8sD3fG7hJ1kL4zX6cV9bN2mQ5wE8rT1yU4iO7pA0sD=="

@@ -171,6 +171,26 @@ import Testing
         #expect(driver.send("NOOP\r\n") == [250])  // back to commands
     }
 
+    /// RFC 4616 §2 allows no NUL inside the authorization identity, the user name or the password, and LOGIN's
+    /// answers are text too: an answer with one more NUL is malformed (501 5.5.2), never credentials to check.
+    @Test(arguments: [
+        "AUTH PLAIN \(AuthenticationTests.base64("\0alice\0p\0w"))\r\n",
+        "AUTH PLAIN \(AuthenticationTests.base64("\0alice\0pw\0"))\r\n",
+        "AUTH PLAIN \(AuthenticationTests.base64("alice\0alice\0pw\0alice"))\r\n",
+        "AUTH PLAIN\r\n\(AuthenticationTests.base64("\0alice\0\0pw"))\r\n",
+        "AUTH LOGIN \(AuthenticationTests.base64("al\0ice"))\r\n",
+        "AUTH LOGIN\r\n\(AuthenticationTests.base64("alice\0"))\r\n",
+        "AUTH LOGIN\r\n\(AuthenticationTests.base64("alice"))\r\n\(AuthenticationTests.base64("p\0w"))\r\n",
+    ])
+    func aNULInsideAnAnswer_is501_andNoCredentialsAreChecked(_ exchange: String) {
+        var driver = Driver(SessionSecurity(tlsActive: true, auth: .optional))
+        driver.send("EHLO c\r\n")
+        #expect(driver.send(exchange).last == 501)
+        #expect(driver.last.enhancedCode?.description == "5.5.2")
+        #expect(driver.presented.isEmpty)
+        #expect(driver.send("AUTH PLAIN \(Self.base64("\0alice\0pw"))\r\n") == [235])  // the session goes on
+    }
+
     @Test func refusalsInRFC4954Order() {
         var plaintext = Driver(SessionSecurity(startTLSOffered: true, auth: .optional))
         #expect(plaintext.send("AUTH PLAIN\r\n") == [503])  // before EHLO

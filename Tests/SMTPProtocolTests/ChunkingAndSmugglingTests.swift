@@ -202,7 +202,8 @@ import Testing
     }
 }
 
-/// Regressions found by the end-to-end suite (/work/e2e-findings F2, F3).
+/// Regressions first seen end to end, with real clients: chunks of an aborted BDAT transaction reaching the next
+/// message, and octets pipelined behind a refused DATA read as commands.
 @Suite struct SessionRegressionTests {
     static let hello = "EHLO client.example\r\n"
 
@@ -256,6 +257,23 @@ import Testing
         #expect(result.codes == [250, 250, 501, 503, 554])
         #expect(result.submissions.isEmpty)
         #expect(result.closed)
+    }
+
+    /// A DATA refused inside a BDAT transaction (503) with a BDAT behind it: in the same read, the BDAT is text
+    /// sent without waiting for the 354 and closes the session; in a read of its own it is a command and
+    /// completes the transaction with the chunk sent before. FuzzFraming's comparison of chunkings allows this.
+    @Test func bdatBehindARefusedData_dependsOnTheReadBoundary() {
+        let wire = Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 2\r\nDSDATA\r\nBDAT 1 LAST\r\nD"
+        var whole = SessionDriver()
+        let pipelined = whole.run(wire)
+        #expect(pipelined.codes == [250, 250, 250, 250, 503, 554])
+        #expect(pipelined.submissions.isEmpty)
+        #expect(pipelined.closed)
+        var bytewise = SessionDriver()
+        let waiting = bytewise.run(wire, chunking: .byteByByte)
+        #expect(Array(waiting.codes.prefix(5)) == [250, 250, 250, 250, 503])
+        #expect(waiting.messages == ["DSD"])
+        #expect(!waiting.closed)
     }
 
     @Test func refusedDataWithNothingBehindIt_keepsTheSessionUsable() {

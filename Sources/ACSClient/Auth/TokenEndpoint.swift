@@ -94,11 +94,12 @@ struct TokenEndpoint: Sendable {
                 ?? ((json?["error"] as? [String: Any])?["message"] as? String)
             if let detail, let firstLine = detail.split(whereSeparator: \.isNewline).first {
                 // Entra descriptions run long (trace ids, timestamps); the first line names the cause.
-                message += ": \(firstLine.prefix(300))"
+                // Redacted before it is cut, so that the cut cannot leave part of a secret behind.
+                message += ": \(redact(String(firstLine), secrets: secrets).prefix(300))"
             }
             if let hint = explainStatus(response.status) { message += " (\(hint))" }
             if response.status == 429, let retryAfter = response.header("retry-after") {
-                message += ", retry after \(retryAfter.prefix(40)) s"
+                message += ", retry after \(redact(retryAfter, secrets: secrets).prefix(40)) s"
             }
             return .failure(AuthenticationError(redact(message, secrets: secrets), isTransient: transient))
         }
@@ -108,9 +109,11 @@ struct TokenEndpoint: Sendable {
                 isTransient: false))
         }
         if let type = json["token_type"] as? String, type.lowercased() != "bearer" {
+            // The endpoint's own words, quoted: redacted before they are cut to 40 characters, so a secret
+            // echoed there shows neither whole nor in part, and the token sent beside it does not show either.
+            let quoted = redact(type, secrets: secrets + [token]).prefix(40)
             return .failure(AuthenticationError(
-                "\(credentialName): \(host) issued a '\(type.prefix(40))' token, not a Bearer token",
-                isTransient: false))
+                "\(credentialName): \(host) issued a '\(quoted)' token, not a Bearer token", isTransient: false))
         }
         // Managed identity endpoints send numbers as strings ("expires_in": "86399", "expires_on": "<epoch>").
         let expiresOn: Date

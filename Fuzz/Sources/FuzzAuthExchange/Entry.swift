@@ -1,0 +1,6 @@
+import FuzzDriver
+
+@main
+enum Entry {
+    static func main() { runFuzzer(fuzzAuthExchange) }
+}

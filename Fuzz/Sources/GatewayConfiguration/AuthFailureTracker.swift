@@ -1,0 +1,1 @@
+../../../Sources/Gateway/Auth/AuthFailureTracker.swift
