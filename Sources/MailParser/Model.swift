@@ -185,11 +185,6 @@ public struct Base64Content: Sendable, Hashable {
     /// How many octets ``decoded()`` gives.
     public let decodedCount: Int
 
-    init(encoded: ArraySlice<UInt8>, decodedCount: Int) {
-        self.encoded = encoded
-        self.decodedCount = decodedCount
-    }
-
     /// The decoded octets.
     public func decoded() -> [UInt8] {
         TransferDecoding.base64(encoded).octets
