@@ -163,8 +163,10 @@ public final class ACSEmailClient: Sendable {
                 completion(failure.with(attempts: attempts))
             case .success(let http):
                 guard http.status == 202 else {
-                    completion(ACSSendResult(outcome: Self.classify(http), attempts: attempts,
-                                             requestID: http.header("x-ms-request-id")))
+                    completion(
+                        ACSSendResult(
+                            outcome: Self.classify(http), attempts: attempts,
+                            requestID: http.header("x-ms-request-id")))
                     return
                 }
                 let result = Self.operationResult(http.body)
@@ -174,9 +176,10 @@ public final class ACSEmailClient: Sendable {
                 let accepted = ACSSendResult(
                     outcome: .accepted(operationID: status.operationID, status: status.status), attempts: attempts,
                     requestID: http.header("x-ms-request-id"))
-                followUp(accepted, status: status, retryAfter: Self.retryAfter(http),
-                         replyAfter: replyAfter ?? configuration.replyAfter, completion: completion,
-                         finalStatus: finalStatus)
+                followUp(
+                    accepted, status: status, retryAfter: Self.retryAfter(http),
+                    replyAfter: replyAfter ?? configuration.replyAfter, completion: completion,
+                    finalStatus: finalStatus)
             }
         }
     }
@@ -207,8 +210,10 @@ public final class ACSEmailClient: Sendable {
         case .accepted:
             completion(accepted)
             guard let finalStatus, configuration.backgroundPolls > 0 else { return }
-            poll(id: id, after: max(wait, 1), deadline: clock.now + configuration.pollDeadline,
-                 pollsLeft: configuration.backgroundPolls) { status in
+            poll(
+                id: id, after: max(wait, 1), deadline: clock.now + configuration.pollDeadline,
+                pollsLeft: configuration.backgroundPolls
+            ) { status in
                 finalStatus(status ?? ACSOperationStatus(operationID: id, status: "Unknown"))
             }
         }
@@ -255,7 +260,8 @@ public final class ACSEmailClient: Sendable {
             switch authenticated {
             case .failure(let error):
                 completion(
-                    .failure(ACSSendResultFailure(.notAuthenticated(error), sawTransportFailure: state.sawTransportFailure)),
+                    .failure(
+                        ACSSendResultFailure(.notAuthenticated(error), sawTransportFailure: state.sawTransportFailure)),
                     state.attempt - 1)
                 return
             case .success(let value):
@@ -309,7 +315,8 @@ public final class ACSEmailClient: Sendable {
         let tooLong = (retryAfter ?? 0) > policy.maxRetryAfter
         guard !tooLong, clock.now + wait + 0.5 < state.deadline else {
             completion(
-                .failure(ACSSendResultFailure(lastOutcome, sawTransportFailure: next.sawTransportFailure)), state.attempt)
+                .failure(ACSSendResultFailure(lastOutcome, sawTransportFailure: next.sawTransportFailure)),
+                state.attempt)
             return
         }
         metrics.retrying(Self.operation(of: request), reason: reason, wait: wait)
@@ -348,8 +355,10 @@ public final class ACSEmailClient: Sendable {
             var status: String
             var error: Detail?
         }
-        let error = status.code == nil && status.message == nil ? nil : Body.Detail(code: status.code, message: status.message)
-        let body = (try? JSONEncoder().encode(Body(id: status.operationID, status: status.status, error: error))) ?? Data()
+        let error =
+            status.code == nil && status.message == nil ? nil : Body.Detail(code: status.code, message: status.message)
+        let body =
+            (try? JSONEncoder().encode(Body(id: status.operationID, status: status.status, error: error))) ?? Data()
         return HTTPResponse(status: 202, body: Array(body))
     }
 
@@ -507,8 +516,9 @@ public final class ACSEmailClient: Sendable {
                 if status.isTerminal {
                     completion(status)
                 } else {
-                    poll(id: id, after: max(1, Self.retryAfter(http) ?? configuration.defaultPollInterval),
-                         deadline: deadline, pollsLeft: pollsLeft - 1, completion: completion)
+                    poll(
+                        id: id, after: max(1, Self.retryAfter(http) ?? configuration.defaultPollInterval),
+                        deadline: deadline, pollsLeft: pollsLeft - 1, completion: completion)
                 }
             }
         }

@@ -36,7 +36,8 @@ public struct RequestSigner: Sendable {
     /// True when `signature` (base64) is the right one for `stringToSign`, compared in constant time.
     public func verify(signature: String, stringToSign: String) -> Bool {
         guard let given = Data(base64Encoded: signature) else { return false }
-        return Digest.constantTimeEqual(Array(given), Digest.hmacSHA256(key: key.bytes, message: Array(stringToSign.utf8)))
+        return Digest.constantTimeEqual(
+            Array(given), Digest.hmacSHA256(key: key.bytes, message: Array(stringToSign.utf8)))
     }
 
     /// `METHOD\npathAndQuery\ndate;host;contentHash`, no trailing newline.

@@ -124,9 +124,10 @@ enum HTMLText {
             let name = String(decoding: input[nameStart..<nameEnd], as: UTF8.self).lowercased()
             if !isClosing, HTMLText.skippedElements.contains(name) {
                 let closing = Array("</\(name)".utf8)
-                index = findIgnoringCase(closing, from: index).flatMap { found in
-                    input[found...].firstIndex(of: UInt8(ascii: ">")).map { $0 + 1 }
-                } ?? input.count
+                index =
+                    findIgnoringCase(closing, from: index).flatMap { found in
+                        input[found...].firstIndex(of: UInt8(ascii: ">")).map { $0 + 1 }
+                    } ?? input.count
                 return
             }
             if name == "pre" { preDepth = max(0, preDepth + (isClosing ? -1 : 1)) }

@@ -1,4 +1,5 @@
 import struct SMTPProtocol.LocalRecipients
+
 /// What an attachment whose type ACS does not list (docs/acs-email-api.md §7.1) becomes, after the type
 /// inferred from its file extension has been tried.
 public enum AttachmentTypePolicy: String, Sendable, Hashable, CaseIterable, Codable {

@@ -50,13 +50,15 @@ public struct TranslationRejection: Error, Sendable, Hashable {
     /// The encoded request is over ACS's request size limit.
     public static func requestTooLarge(encodedSize: Int, limit: Int) -> TranslationRejection {
         TranslationRejection(
-            reason: .requestTooLarge, text: "Encoded ACS request size \(encodedSize) bytes is over the limit of \(limit) bytes")
+            reason: .requestTooLarge,
+            text: "Encoded ACS request size \(encodedSize) bytes is over the limit of \(limit) bytes")
     }
 
     /// An attachment type ACS does not accept, naming the attachment and its type.
     public static func attachmentTypeRejected(name: String, contentType: String) -> TranslationRejection {
         TranslationRejection(
-            reason: .attachmentTypeRejected, text: "Attachment \"\(name)\" has type \(contentType), which ACS does not accept")
+            reason: .attachmentTypeRejected,
+            text: "Attachment \"\(name)\" has type \(contentType), which ACS does not accept")
     }
 
     /// ACS answered 400 about attachments, naming the attachment so the sender can fix it. `names` are the
@@ -78,7 +80,8 @@ public struct TranslationRejection: Error, Sendable, Hashable {
     /// More envelope recipients than ACS takes in one request.
     public static func tooManyRecipients(count: Int, limit: Int) -> TranslationRejection {
         TranslationRejection(
-            reason: .tooManyRecipients, text: "Message has \(count) recipients; ACS accepts at most \(limit) per request")
+            reason: .tooManyRecipients,
+            text: "Message has \(count) recipients; ACS accepts at most \(limit) per request")
     }
 }
 

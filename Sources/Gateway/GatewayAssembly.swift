@@ -38,7 +38,8 @@ public struct GatewayAssembly: Sendable {
                 }
             if configuration.timeouts.shutdownGracePeriod < needed {
                 configuration.timeouts.shutdownGracePeriod = needed
-                logger.notice("shutdown grace raised to cover an ACS call in flight", metadata: ["grace_s": "\(needed)"])
+                logger.notice(
+                    "shutdown grace raised to cover an ACS call in flight", metadata: ["grace_s": "\(needed)"])
             }
             if configuration.timeouts.submission < needed {
                 configuration.timeouts.submission = needed
@@ -48,7 +49,8 @@ public struct GatewayAssembly: Sendable {
                 serverConfiguration: configuration, submitter: submitter.submitter, deliverySummary: submitter.summary)
         }
         let outbox = try outboxSubmitter(settings, logger: logger)
-        return GatewayAssembly(serverConfiguration: configuration, submitter: outbox.submitter, deliverySummary: outbox.summary)
+        return GatewayAssembly(
+            serverConfiguration: configuration, submitter: outbox.submitter, deliverySummary: outbox.summary)
     }
 
     /// Loads the certificate and the users file (again, on a reload): a mismatched, expired or unreadable
@@ -87,8 +89,10 @@ public struct GatewayAssembly: Sendable {
                 devices on a trusted LAN
                 """)
         }
-        for listener in configuration.listeners where listener.auth != .none && listener.tls == .none
-            && !settings.tls.allowPlaintextAuth && !IPNetwork.loopback.contains(where: { $0.contains(listener.address) })
+        for listener in configuration.listeners
+        where listener.auth != .none && listener.tls == .none
+            && !settings.tls.allowPlaintextAuth
+            && !IPNetwork.loopback.contains(where: { $0.contains(listener.address) })
         {
             logger.warning(
                 "AUTH on a listener without TLS is offered to loopback clients only (tls.allow_plaintext_auth is off)",
@@ -137,7 +141,8 @@ public struct GatewayAssembly: Sendable {
                 client: client, translator: translator, outboxCopy: copy, followUp: followUp, logger: logger)
             return (submitter, summary)
         }
-        let delivery = try runtime.delivery(settings.delivery.spoolDirectory, dependencies: dependencies, logger: logger)
+        let delivery = try runtime.delivery(
+            settings.delivery.spoolDirectory, dependencies: dependencies, logger: logger)
         let submitter = CustodySubmitter(
             mode: mode, delivery: delivery, client: client, translator: translator, settings: settings.delivery,
             followUp: followUp, logger: logger)
@@ -154,7 +159,8 @@ public struct GatewayAssembly: Sendable {
             // A dry run: show the request each message would produce, with its own sender.
             policy.verifiedDomains = ["*"]
             logger.notice(
-                "no senders.sender_address or senders.verified_domains: the outbox keeps every message and each one's own sender")
+                "no senders.sender_address or senders.verified_domains: the outbox keeps every message and each one's own sender"
+            )
         }
         let submitter = try OutboxSubmitter(
             directory: directory, translator: MessageTranslator(policy: policy),
@@ -172,7 +178,8 @@ public final class AuthenticationServices: Sendable {
     public let verifier: CredentialVerifier
     public let tracker: AuthFailureTracker
 
-    public init(verifier: CredentialVerifier = CredentialVerifier(), tracker: AuthFailureTracker = AuthFailureTracker()) {
+    public init(verifier: CredentialVerifier = CredentialVerifier(), tracker: AuthFailureTracker = AuthFailureTracker())
+    {
         self.verifier = verifier
         self.tracker = tracker
     }
@@ -196,7 +203,8 @@ public final class DeliveryRuntime: @unchecked Sendable {
         try lock.withLock {
             if let current {
                 if current.spool.directory != directory {
-                    logger.warning("spool.directory changes only on restart", metadata: ["spool": "\(current.spool.directory)"])
+                    logger.warning(
+                        "spool.directory changes only on restart", metadata: ["spool": "\(current.spool.directory)"])
                 }
                 current.reconfigure(dependencies)
                 return current

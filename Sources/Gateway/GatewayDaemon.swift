@@ -28,7 +28,8 @@ public enum GatewayDaemon {
                 let previous = limit.rlim_cur
                 limit.rlim_cur = limit.rlim_max
                 if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-                    logger.debug("raised the open-file limit", metadata: ["from": "\(previous)", "to": "\(limit.rlim_cur)"])
+                    logger.debug(
+                        "raised the open-file limit", metadata: ["from": "\(previous)", "to": "\(limit.rlim_cur)"])
                 } else {
                     limit.rlim_cur = previous
                 }
@@ -50,8 +51,10 @@ public enum GatewayDaemon {
         if configuration.maxConnections > fitting {
             logger.warning(
                 "the open-file limit allows fewer connections than configured; extra clients get 421",
-                metadata: ["max_connections": "\(fitting)", "configured": "\(configuration.maxConnections)",
-                           "open_file_limit": "\(limit.rlim_cur)"])
+                metadata: [
+                    "max_connections": "\(fitting)", "configured": "\(configuration.maxConnections)",
+                    "open_file_limit": "\(limit.rlim_cur)",
+                ])
             configuration.maxConnections = fitting
         }
     }
@@ -124,7 +127,9 @@ public enum GatewayDaemon {
                     }
                     guard let delivery else { return stopped() }
                     queue.asyncAfter(deadline: .now() + grace) {
-                        logger.notice("spool deliveries still in flight at the shutdown deadline; ACS is asked about them at the next start")
+                        logger.notice(
+                            "spool deliveries still in flight at the shutdown deadline; ACS is asked about them at the next start"
+                        )
                         stopped()
                     }
                     delivery.shutdown { queue.async { stopped() } }
@@ -155,8 +160,11 @@ public enum GatewayDaemon {
                 {
                     logger.warning(
                         "smtp.listen or smtp.listeners changed; listeners change only on restart",
-                        metadata: ["listening": "\(listening)",
-                                   "configured": "\(assembly.serverConfiguration.listeners.map(\.description).joined(separator: ","))"])
+                        metadata: [
+                            "listening": "\(listening)",
+                            "configured":
+                                "\(assembly.serverConfiguration.listeners.map(\.description).joined(separator: ","))",
+                        ])
                 }
                 clampConnections(&assembly.serverConfiguration, logger: logger)
                 server.reconfigure(assembly.serverConfiguration, submitter: assembly.submitter)

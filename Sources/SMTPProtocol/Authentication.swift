@@ -171,8 +171,10 @@ public enum SASLBase64 {
                 word = word << 6 | UInt32(value)
             }
             word <<= UInt32(6 * padding)
-            let decoded = [UInt8(truncatingIfNeeded: word >> 16), UInt8(truncatingIfNeeded: word >> 8),
-                           UInt8(truncatingIfNeeded: word)]
+            let decoded = [
+                UInt8(truncatingIfNeeded: word >> 16), UInt8(truncatingIfNeeded: word >> 8),
+                UInt8(truncatingIfNeeded: word),
+            ]
             output += decoded.prefix(3 - padding)
             index += 4
         }

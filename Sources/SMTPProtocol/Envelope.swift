@@ -10,8 +10,10 @@ public struct Envelope: Hashable, Sendable {
     /// Accepted recipients in the order of their `RCPT TO` commands.
     public var forwardPaths: [ForwardPath]
 
-    public init(reversePath: ReversePath, mailParameters: ESMTPParameters = ESMTPParameters(),
-                forwardPaths: [ForwardPath] = []) {
+    public init(
+        reversePath: ReversePath, mailParameters: ESMTPParameters = ESMTPParameters(),
+        forwardPaths: [ForwardPath] = []
+    ) {
         self.reversePath = reversePath
         self.mailParameters = mailParameters
         self.forwardPaths = forwardPaths

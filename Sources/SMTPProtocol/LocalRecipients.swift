@@ -15,7 +15,8 @@ public struct LocalRecipients: Hashable, Sendable {
     public var localDomains: Set<String>
 
     public init(aliases: [String: Mailbox] = [:], catchAll: Mailbox? = nil, localDomains: Set<String> = []) {
-        self.aliases = Dictionary(aliases.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { _, last in last })
+        self.aliases = Dictionary(
+            aliases.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { _, last in last })
         self.catchAll = catchAll
         self.localDomains = Set(localDomains.map { $0.lowercased() })
     }

@@ -147,7 +147,8 @@ extension SMTPCommand {
         while argumentEnd > argumentStart, isBlank(bytes[argumentEnd - 1]) { argumentEnd -= 1 }
         // Verbs are ASCII (RFC 5321 §2.4): only ASCII letters are folded, so no other script's case mapping
         // can turn a stranger's word into a command.
-        let verb = String(decoding: bytes[..<verbEnd].map { (0x61...0x7A).contains($0) ? $0 - 0x20 : $0 }, as: UTF8.self)
+        let verb = String(
+            decoding: bytes[..<verbEnd].map { (0x61...0x7A).contains($0) ? $0 - 0x20 : $0 }, as: UTF8.self)
         let trimmedArgument = String(decoding: bytes[argumentStart..<argumentEnd], as: UTF8.self)
 
         switch verb {

@@ -115,7 +115,8 @@ extension SMTPReply {
     }
 
     /// 250 multi-line answer to EHLO listing the extensions (RFC 5321 §4.1.1.1).
-    public static func extendedHelloAccepted(hostname: String, clientDomain: String, extensions: [String]) -> SMTPReply {
+    public static func extendedHelloAccepted(hostname: String, clientDomain: String, extensions: [String]) -> SMTPReply
+    {
         SMTPReply(250, nil, ["\(hostname) greets \(clientDomain)"] + extensions)
     }
 

@@ -576,4 +576,3 @@ public struct SMTPServerStateMachine: Sendable {
         return nil
     }
 }
-

@@ -250,8 +250,10 @@ public struct SMTPSession: Sendable {
         guard let lineFeed = buffer[readIndex...].firstIndex(of: 10) else {
             if available >= limits.maxCommandLineLength {
                 // Do not wait for the rest of an over-long line: answer and close now, bounding memory.
-                apply(machine.commandRejected(.commandLineTooLong(limit: limits.maxCommandLineLength),
-                                              closing: true), to: &output)
+                apply(
+                    machine.commandRejected(
+                        .commandLineTooLong(limit: limits.maxCommandLineLength),
+                        closing: true), to: &output)
             }
             return false
         }
@@ -260,8 +262,9 @@ public struct SMTPSession: Sendable {
         let content = buffer[readIndex..<(hasCR ? lineFeed - 1 : lineFeed)]
         readIndex = lineFeed + 1
         if lineLength > limits.maxCommandLineLength {
-            apply(machine.commandRejected(.commandLineTooLong(limit: limits.maxCommandLineLength), closing: true),
-                  to: &output)
+            apply(
+                machine.commandRejected(.commandLineTooLong(limit: limits.maxCommandLineLength), closing: true),
+                to: &output)
             return true
         }
         if !hasCR && limits.bareLineFeedPolicy == .reject {

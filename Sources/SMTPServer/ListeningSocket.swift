@@ -40,7 +40,8 @@ public enum ListeningSocket {
         address.sun_family = sa_family_t(AF_UNIX)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
         guard path.hasPrefix("/"), path.utf8.count < capacity else {
-            throw SMTPServerError(description: "local socket \(path): expected an absolute path under \(capacity) octets")
+            throw SMTPServerError(
+                description: "local socket \(path): expected an absolute path under \(capacity) octets")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
         let parent = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")

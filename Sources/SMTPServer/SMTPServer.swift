@@ -116,7 +116,8 @@ public final class SMTPServer: @unchecked Sendable {
                 throw SMTPServerError(description: "inherited descriptor \(fd) is not an IPv4/IPv6 socket")
             }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            var listener = configuration.listeners.first { $0.name == name }
+            var listener =
+                configuration.listeners.first { $0.name == name }
                 ?? configuration.listeners.first { $0.address == address } ?? SMTPListener(address: address)
             listener.address = address
             adoptListeningSocket(fd, as: .network(listener))
@@ -174,8 +175,9 @@ public final class SMTPServer: @unchecked Sendable {
             timer.schedule(deadline: .now() + grace)
             timer.setEventHandler { [self] in
                 if !connections.isEmpty {
-                    logger.warning("shutdown grace period over; closing remaining connections with 421",
-                                   metadata: ["connections": "\(connections.count)"])
+                    logger.warning(
+                        "shutdown grace period over; closing remaining connections with 421",
+                        metadata: ["connections": "\(connections.count)"])
                 }
                 for connection in connections.values { connection.forceClose() }
             }
@@ -196,25 +198,30 @@ public final class SMTPServer: @unchecked Sendable {
 
     private func adoptListeningSocket(_ fd: Int32, as served: BoundListener) {
         dispatchPrecondition(condition: .onQueue(queue))
-        let listener = self.listener ?? DispatchListener(
-            queue: queue, options: .init(acceptPause: Self.acceptPause, maxAcceptsPerEvent: Self.maxAcceptsPerEvent),
-            onConnection: { [unowned self] accepted in
-                switch boundListeners[accepted.listener] {
-                case .network(let listener):
-                    guard let client = accepted.peer else {
-                        close(accepted.fd)
-                        return
+        let listener =
+            self.listener
+            ?? DispatchListener(
+                queue: queue,
+                options: .init(acceptPause: Self.acceptPause, maxAcceptsPerEvent: Self.maxAcceptsPerEvent),
+                onConnection: { [unowned self] accepted in
+                    switch boundListeners[accepted.listener] {
+                    case .network(let listener):
+                        guard let client = accepted.peer else {
+                            close(accepted.fd)
+                            return
+                        }
+                        admit(fd: accepted.fd, client: client, listener: listener)
+                    case .local:
+                        admitLocal(fd: accepted.fd)
                     }
-                    admit(fd: accepted.fd, client: client, listener: listener)
-                case .local:
-                    admitLocal(fd: accepted.fd)
-                }
-            },
-            onAcceptFailed: { [unowned self] error, pause in
-                logger.error(
-                    "cannot accept connections: out of file descriptors; pausing new connections for \(Int(pause * 1000)) ms",
-                    metadata: ["error": "\(String(cString: strerror(error)))", "connections": "\(connections.count)"])
-            })
+                },
+                onAcceptFailed: { [unowned self] error, pause in
+                    logger.error(
+                        "cannot accept connections: out of file descriptors; pausing new connections for \(Int(pause * 1000)) ms",
+                        metadata: [
+                            "error": "\(String(cString: strerror(error)))", "connections": "\(connections.count)",
+                        ])
+                })
         self.listener = listener
         let index = listener.listen(on: fd)
         precondition(index == boundListeners.count, "listening sockets are numbered in order")
@@ -313,8 +320,12 @@ public final class SMTPServer: @unchecked Sendable {
     /// Answers a refused client with one reply and closes. The socket is non-blocking and the reply
     /// fits any send buffer, so this never waits.
     private func refuse(fd: Int32, client: SMTPPeer, reply: SMTPReply, reason: SMTPServerMetrics.RefusalReason) {
-        logger.notice("connection refused", metadata: ["smtp.client": "\(client)", "reason": "\(reason.text)",
-                                                        "smtp.reply": "\(reply)"])
+        logger.notice(
+            "connection refused",
+            metadata: [
+                "smtp.client": "\(client)", "reason": "\(reason.text)",
+                "smtp.reply": "\(reply)",
+            ])
         statistics.connectionRefused()
         metrics.connectionRefused(reason)
         let bytes = reply.wireBytes

@@ -128,7 +128,9 @@ public struct LocalMessage: Sendable, Hashable {
     /// `Full Name <user@host>`, the name quoted when it has specials and RFC 2047-encoded when it is not ASCII;
     /// the bare address without a name.
     static func mailbox(_ author: Author) -> String {
-        guard let name = author.fullName?.trimmingCharacters(in: .whitespaces), !name.isEmpty else { return author.address }
+        guard let name = author.fullName?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
+            return author.address
+        }
         if name.unicodeScalars.contains(where: { !$0.isASCII }) {
             return "=?UTF-8?B?\(Data(name.utf8).base64EncodedString())?= <\(author.address)>"
         }

@@ -69,7 +69,9 @@ struct CheckConfig: ParsableCommand {
             throw ExitCode(1)
         }
         if !quiet {
-            print("# delivery: \(settings.acs.dryRun ? "outbox (dry run); ACS would be " : "")ACS \(credentials.endpoint)")
+            print(
+                "# delivery: \(settings.acs.dryRun ? "outbox (dry run); ACS would be " : "")ACS \(credentials.endpoint)"
+            )
             print("# credentials: \(credentials.method); secret ***")
             print("# mode: \(Self.modeLine(settings.delivery))")
             for warning in credentials.warnings { print("# warning: \(warning)") }
@@ -92,7 +94,9 @@ struct CheckConfig: ParsableCommand {
         done.wait()
         switch box.result {
         case .credentialsAccepted(let status):
-            print("online: ACS \(credentials.endpoint) accepted the credentials (HTTP \(status) for a made-up operation id)")
+            print(
+                "online: ACS \(credentials.endpoint) accepted the credentials (HTTP \(status) for a made-up operation id)"
+            )
             print(
                 "online: senders not checked: ACS has no request that verifies a MailFrom address without sending "
                     + "mail; `acs-smtp-gateway send-test --to ADDRESS` sends one real message through the gateway")
@@ -119,8 +123,9 @@ struct CheckConfig: ParsableCommand {
         var failed = false
         if !quiet {
             for listener in settings.serverConfiguration.listeners {
-                print("# listener: \(listener.address) tls: \(listener.tls.rawValue), auth: \(listener.auth.rawValue), "
-                    + "socket name: \(listener.name)")
+                print(
+                    "# listener: \(listener.address) tls: \(listener.tls.rawValue), auth: \(listener.auth.rawValue), "
+                        + "socket name: \(listener.name)")
             }
         }
         if let certificate = settings.tls.certificate, let key = settings.tls.key {

@@ -31,7 +31,9 @@ struct FlagOverrides {
     mutating func add(_ flag: String, _ value: String?) { if let value { entries.append((flag, [value])) } }
     mutating func add(_ flag: String, _ values: [String]) { if !values.isEmpty { entries.append((flag, values)) } }
     /// `--flag` / `--no-flag`: either direction overrides the file and the environment.
-    mutating func add(_ flag: String, _ value: Bool?) { if let value { entries.append((flag, [value ? "true" : "false"])) } }
+    mutating func add(_ flag: String, _ value: Bool?) {
+        if let value { entries.append((flag, [value ? "true" : "false"])) }
+    }
 }
 
 /// `--config FILE`.
@@ -50,17 +52,24 @@ struct ConfigFileOption: ParsableArguments {
 
 /// Sender and translation policy: shared by `serve`, `check-config` and `convert`, so all produce the same request.
 struct TranslationFlags: ParsableArguments {
-    @Option(help: keyHelp("sender-address", "MailFrom address of the ACS resource, used when a message's sender is not on a verified domain."))
+    @Option(
+        help: keyHelp(
+            "sender-address",
+            "MailFrom address of the ACS resource, used when a message's sender is not on a verified domain."))
     var senderAddress: String?
 
-    @Option(name: .customLong("verified-domain"),
-            help: keyHelp("verified-domain", "A domain verified on the ACS resource; its senders are kept (repeatable)."))
+    @Option(
+        name: .customLong("verified-domain"),
+        help: keyHelp("verified-domain", "A domain verified on the ACS resource; its senders are kept (repeatable)."))
     var verifiedDomains: [String] = []
 
     @Option(help: keyHelp("api-version", "ACS API version."))
     var apiVersion: String?
 
-    @Option(help: keyHelp("attachment-types", "Attachments of a type ACS does not list: send (ACS decides), reject (554) or suppress."))
+    @Option(
+        help: keyHelp(
+            "attachment-types", "Attachments of a type ACS does not list: send (ACS decides), reject (554) or suppress."
+        ))
     var attachmentTypes: String?
 
     @Option(help: keyHelp("subject-placeholder", "Subject used when a message has none."))
@@ -69,13 +78,18 @@ struct TranslationFlags: ParsableArguments {
     @Option(help: keyHelp("empty-body-placeholder", "Body used when a message has no text or HTML body."))
     var emptyBodyPlaceholder: String?
 
-    @Option(name: .customLong("forward-header"), help: keyHelp("forward-header", "Also forward this header to ACS (repeatable)."))
+    @Option(
+        name: .customLong("forward-header"),
+        help: keyHelp("forward-header", "Also forward this header to ACS (repeatable)."))
     var forwardHeaders: [String] = []
 
-    @Option(name: .customLong("drop-header"), help: keyHelp("drop-header", "Never forward this header to ACS (repeatable)."))
+    @Option(
+        name: .customLong("drop-header"), help: keyHelp("drop-header", "Never forward this header to ACS (repeatable).")
+    )
     var dropHeaders: [String] = []
 
-    @Flag(inversion: .prefixedNo, help: keyHelp("disable-engagement-tracking", "Ask ACS not to track opens and clicks."))
+    @Flag(
+        inversion: .prefixedNo, help: keyHelp("disable-engagement-tracking", "Ask ACS not to track opens and clicks."))
     var disableEngagementTracking: Bool?
 
     @Option(help: keyHelp("max-request-size", "Largest ACS request in octets of JSON (ACS accepts 10 MB)."))
@@ -108,8 +122,10 @@ struct ServerFlags: ParsableArguments {
                 + "[name=NAME]\" (repeatable)."))
     var listeners: [String] = []
 
-    @Option(name: .customLong("allow-network"),
-            help: keyHelp("allow-network", "Also admit clients from this network, CIDR (repeatable). Loopback is always admitted."))
+    @Option(
+        name: .customLong("allow-network"),
+        help: keyHelp(
+            "allow-network", "Also admit clients from this network, CIDR (repeatable). Loopback is always admitted."))
     var allowNetworks: [String] = []
 
     @Option(help: keyHelp("hostname", "Name used in the greeting and EHLO reply."))
@@ -127,19 +143,26 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("tls-key", "Private key of the TLS listeners, PEM, unencrypted, readable by root only."))
     var tlsKey: String?
 
-    @Option(help: keyHelp("tls-min-version", "Lowest TLS version accepted: 1.0, 1.1, 1.2 or 1.3 (below 1.2 logs a warning)."))
+    @Option(
+        help: keyHelp(
+            "tls-min-version", "Lowest TLS version accepted: 1.0, 1.1, 1.2 or 1.3 (below 1.2 logs a warning)."))
     var tlsMinVersion: String?
 
     @Option(help: keyHelp("tls-ciphers", "OpenSSL cipher list for TLS 1.2 and below."))
     var tlsCiphers: String?
 
-    @Flag(inversion: .prefixedNo, help: keyHelp("allow-plaintext-auth", "Offer AUTH without TLS on non-loopback addresses (legacy LANs only)."))
+    @Flag(
+        inversion: .prefixedNo,
+        help: keyHelp("allow-plaintext-auth", "Offer AUTH without TLS on non-loopback addresses (legacy LANs only)."))
     var allowPlaintextAuth: Bool?
 
-    @Option(help: keyHelp("users-file", "SMTP AUTH users: name:crypt-hash:senders per line (acs-smtp-gateway passwd writes it)."))
+    @Option(
+        help: keyHelp(
+            "users-file", "SMTP AUTH users: name:crypt-hash:senders per line (acs-smtp-gateway passwd writes it)."))
     var usersFile: String?
 
-    @Option(help: keyHelp("auth-max-failures", "Failed AUTH attempts per client address, within the window, before 421."))
+    @Option(
+        help: keyHelp("auth-max-failures", "Failed AUTH attempts per client address, within the window, before 421."))
     var authMaxFailures: String?
 
     @Option(help: keyHelp("auth-failure-window", "How long a failed AUTH attempt counts."))
@@ -148,14 +171,17 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("auth-failure-delay", "Wait before the 421 of a client over the failure limit."))
     var authFailureDelay: String?
 
-    @Option(name: .customLong("connection-limit-exception"),
-            help: keyHelp(
-                "connection-limit-exception",
-                "A network, CIDR, the per-client limit spares (repeatable; default loopback and allowed networks; "
-                    + "none: no exception)."))
+    @Option(
+        name: .customLong("connection-limit-exception"),
+        help: keyHelp(
+            "connection-limit-exception",
+            "A network, CIDR, the per-client limit spares (repeatable; default loopback and allowed networks; "
+                + "none: no exception)."))
     var connectionLimitExceptions: [String] = []
 
-    @Option(help: keyHelp("max-message-size", "Largest accepted message in octets (advertised as SIZE); K/KiB and M/MiB suffixes."))
+    @Option(
+        help: keyHelp(
+            "max-message-size", "Largest accepted message in octets (advertised as SIZE); K/KiB and M/MiB suffixes."))
     var maxMessageSize: String?
 
     @Option(help: keyHelp("max-recipients", "Recipients per message; extra RCPTs get 452 (ACS takes at most 50)."))
@@ -179,7 +205,8 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("submission-timeout", "Time delivery may take before the client gets 451."))
     var submissionTimeout: String?
 
-    @Option(help: keyHelp("min-data-rate", "Minimum message data rate in octets/s after a 30 s grace period (0 disables)."))
+    @Option(
+        help: keyHelp("min-data-rate", "Minimum message data rate in octets/s after a 30 s grace period (0 disables)."))
     var minDataRate: String?
 
     @Option(help: keyHelp("shutdown-grace", "Time open transactions may take to finish on shutdown."))
@@ -192,15 +219,22 @@ struct ServerFlags: ParsableArguments {
                 + "(550 5.1.1)."))
     var postmasterAddress: String?
 
-    @Option(help: keyHelp("outbox", "Directory for accepted messages (./outbox without ACS; with ACS, a copy of what was sent)."))
+    @Option(
+        help: keyHelp(
+            "outbox", "Directory for accepted messages (./outbox without ACS; with ACS, a copy of what was sent)."))
     var outbox: String?
 
-    @Option(name: .customLong("alias"),
-            help: keyHelp("alias", "A local recipient's alias, NAME=ADDRESS (root=ops@example.com; * catches the rest; repeatable)."))
+    @Option(
+        name: .customLong("alias"),
+        help: keyHelp(
+            "alias", "A local recipient's alias, NAME=ADDRESS (root=ops@example.com; * catches the rest; repeatable)."))
     var aliases: [String] = []
 
-    @Option(name: .customLong("local-domain"),
-            help: keyHelp("local-domain", "A domain that means this host for local recipients (repeatable; default: the host's names)."))
+    @Option(
+        name: .customLong("local-domain"),
+        help: keyHelp(
+            "local-domain",
+            "A domain that means this host for local recipients (repeatable; default: the host's names)."))
     var localDomains: [String] = []
 
     @Option(help: keyHelp("sendmail-socket", "UNIX socket for the sendmail command, connectable by every local user."))
@@ -209,10 +243,14 @@ struct ServerFlags: ParsableArguments {
     @Option(help: keyHelp("log-level", "trace, debug, info, notice, warning, error or critical."))
     var logLevel: String?
 
-    @Option(help: keyHelp("log-format", "Log lines on standard error: logfmt or json (each starts with its syslog priority)."))
+    @Option(
+        help: keyHelp(
+            "log-format", "Log lines on standard error: logfmt or json (each starts with its syslog priority)."))
     var logFormat: String?
 
-    @Option(help: keyHelp("admin-listen", "Serve /metrics, /healthz and /readyz on this loopback HOST:PORT (off by default)."))
+    @Option(
+        help: keyHelp(
+            "admin-listen", "Serve /metrics, /healthz and /readyz on this loopback HOST:PORT (off by default)."))
     var adminListen: String?
 
     func addOverrides(to overrides: inout FlagOverrides) {
@@ -256,13 +294,19 @@ struct ServerFlags: ParsableArguments {
 /// Where and how to reach ACS. Secrets are never flags: they come from files, systemd credentials or the
 /// environment.
 struct DeliveryFlags: ParsableArguments {
-    @Option(help: keyHelp("acs-endpoint", "ACS resource endpoint, https://NAME.communication.azure.com (or ACS_ENDPOINT)."))
+    @Option(
+        help: keyHelp("acs-endpoint", "ACS resource endpoint, https://NAME.communication.azure.com (or ACS_ENDPOINT)."))
     var acsEndpoint: String?
 
-    @Option(help: keyHelp("acs-auth", "How to authenticate: auto, connection-string, access-key, client-secret, workload-identity or managed-identity."))
+    @Option(
+        help: keyHelp(
+            "acs-auth",
+            "How to authenticate: auto, connection-string, access-key, client-secret, workload-identity or managed-identity."
+        ))
     var acsAuth: String?
 
-    @Option(help: keyHelp("acs-connection-string-file", "File holding the ACS connection string (endpoint=…;accesskey=…)."))
+    @Option(
+        help: keyHelp("acs-connection-string-file", "File holding the ACS connection string (endpoint=…;accesskey=…)."))
     var acsConnectionStringFile: String?
 
     @Option(help: keyHelp("acs-access-key-file", "File holding the base64 ACS access key (with --acs-endpoint)."))
@@ -274,19 +318,30 @@ struct DeliveryFlags: ParsableArguments {
     @Option(help: keyHelp("azure-tenant-id", "Entra ID tenant (or AZURE_TENANT_ID)."))
     var azureTenantId: String?
 
-    @Option(help: keyHelp("azure-client-id", "Entra ID application (client) id, or a user-assigned managed identity's (or AZURE_CLIENT_ID)."))
+    @Option(
+        help: keyHelp(
+            "azure-client-id",
+            "Entra ID application (client) id, or a user-assigned managed identity's (or AZURE_CLIENT_ID)."))
     var azureClientId: String?
 
-    @Option(help: keyHelp("azure-federated-token-file", "Workload identity token file (or AZURE_FEDERATED_TOKEN_FILE)."))
+    @Option(
+        help: keyHelp("azure-federated-token-file", "Workload identity token file (or AZURE_FEDERATED_TOKEN_FILE)."))
     var azureFederatedTokenFile: String?
 
-    @Option(help: keyHelp("acs-ca-file", "PEM file of CA certificates to trust for ACS and token endpoints (a private CA)."))
+    @Option(
+        help: keyHelp("acs-ca-file", "PEM file of CA certificates to trust for ACS and token endpoints (a private CA).")
+    )
     var acsCaFile: String?
 
-    @Option(help: keyHelp("acs-proxy", "HTTP(S) proxy for ACS; by default https_proxy/no_proxy from the environment are honoured."))
+    @Option(
+        help: keyHelp(
+            "acs-proxy", "HTTP(S) proxy for ACS; by default https_proxy/no_proxy from the environment are honoured."))
     var acsProxy: String?
 
-    @Option(help: keyHelp("reply-after", "Answer the SMTP client once ACS accepted the message (accepted) or after its final status (final)."))
+    @Option(
+        help: keyHelp(
+            "reply-after",
+            "Answer the SMTP client once ACS accepted the message (accepted) or after its final status (final)."))
     var replyAfter: String?
 
     @Option(help: keyHelp("retry-budget", "Time all attempts of one message may take before the client gets a 451."))
@@ -298,10 +353,15 @@ struct DeliveryFlags: ParsableArguments {
     @Option(help: keyHelp("poll-deadline", "With --reply-after final: time to wait for the final status."))
     var pollDeadline: String?
 
-    @Flag(inversion: .prefixedNo, help: keyHelp("dry-run", "Write to the outbox even when ACS credentials are configured."))
+    @Flag(
+        inversion: .prefixedNo,
+        help: keyHelp("dry-run", "Write to the outbox even when ACS credentials are configured."))
     var dryRun: Bool?
 
-    @Flag(inversion: .prefixedNo, help: keyHelp("allow-insecure-http-for-testing", "Allow a bearer token over plain http (a local emulator only)."))
+    @Flag(
+        inversion: .prefixedNo,
+        help: keyHelp(
+            "allow-insecure-http-for-testing", "Allow a bearer token over plain http (a local emulator only)."))
     var allowInsecureHttpForTesting: Bool?
 
     func addOverrides(to overrides: inout FlagOverrides) {
@@ -327,10 +387,15 @@ struct DeliveryFlags: ParsableArguments {
 /// The daemon's whole configuration surface: `serve` and `check-config` take exactly these.
 /// Delivery modes, pacing, retries, bounces and the spool.
 struct CustodyFlags: ParsableArguments {
-    @Option(help: keyHelp("delivery-mode", "direct (the client hears every ACS outcome), hybrid (custody in the spool when ACS is busy) or queue (spool first)."))
+    @Option(
+        help: keyHelp(
+            "delivery-mode",
+            "direct (the client hears every ACS outcome), hybrid (custody in the spool when ACS is busy) or queue (spool first)."
+        ))
     var deliveryMode: String?
 
-    @Option(help: keyHelp("direct-timeout", "Hybrid mode: how long the first try inside the SMTP transaction may take."))
+    @Option(
+        help: keyHelp("direct-timeout", "Hybrid mode: how long the first try inside the SMTP transaction may take."))
     var directTimeout: String?
 
     @Option(help: keyHelp("max-lifetime", "How long a spooled message is retried before it bounces."))

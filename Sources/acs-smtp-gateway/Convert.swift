@@ -76,7 +76,9 @@ struct Convert: ParsableCommand {
             let envelope =
                 recipients.isEmpty && mailFrom == nil
                 ? Envelope(headersOf: mail)
-                : Envelope(mailFrom: mailFrom ?? "", recipients: recipients.isEmpty ? Envelope(headersOf: mail).recipients : recipients)
+                : Envelope(
+                    mailFrom: mailFrom ?? "",
+                    recipients: recipients.isEmpty ? Envelope(headersOf: mail).recipients : recipients)
             // The request is written to standard output in pieces, never held whole: with the file's octets
             // that would be twice the message (--quiet still builds it, so --stats times the whole translation).
             let result = ACSTranslation.translateWithDetails(

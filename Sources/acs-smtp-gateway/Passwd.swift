@@ -20,8 +20,11 @@ struct Passwd: ParsableCommand {
     @Option(name: .customLong("users-file"), help: ArgumentHelp("The users file.", valueName: "file"))
     var usersFile = "/etc/acs-smtp-gateway/users"
 
-    @Option(name: .customLong("sender"), help: ArgumentHelp("An allowed sender: address, *@domain or * (repeatable).",
-                                                            valueName: "pattern"))
+    @Option(
+        name: .customLong("sender"),
+        help: ArgumentHelp(
+            "An allowed sender: address, *@domain or * (repeatable).",
+            valueName: "pattern"))
     var senders: [String] = []
 
     @Option(help: "Hash method: yescrypt, bcrypt or sha512crypt.")

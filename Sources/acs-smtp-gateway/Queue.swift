@@ -60,7 +60,9 @@ struct Queue: ParsableCommand {
             let spool = try spool.open()
             var rows: [SpoolRecord] = []
             for id in spool.ids() { if let record = try? spool.record(id: id) { rows.append(record) } }
-            for id in spool.failedIDs() { if let record = try? spool.record(id: id, failed: true) { rows.append(record) } }
+            for id in spool.failedIDs() {
+                if let record = try? spool.record(id: id, failed: true) { rows.append(record) }
+            }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -73,15 +75,19 @@ struct Queue: ParsableCommand {
                 return
             }
             let now = Date()
-            print(pad("ID", 36), pad("AGE", 7), pad("SIZE", 8), pad("STATE", 9), pad("TRIES", 5), pad("NEXT", 8),
-                  "SENDER -> RECIPIENTS")
+            print(
+                pad("ID", 36), pad("AGE", 7), pad("SIZE", 8), pad("STATE", 9), pad("TRIES", 5), pad("NEXT", 8),
+                "SENDER -> RECIPIENTS")
             for record in rows {
-                let next = record.state == .held || record.state == .failed ? "-"
+                let next =
+                    record.state == .held || record.state == .failed
+                    ? "-"
                     : Self.duration(max(0, record.nextAttemptAt.timeIntervalSince(now)))
-                print(pad(record.id, 36), pad(Self.duration(now.timeIntervalSince(record.receivedAt)), 7),
-                      pad("\(record.size)", 8), pad(record.state.rawValue, 9), pad("\(record.attempts)", 5),
-                      pad(next, 8),
-                      "<\(record.envelope.mailFrom)> -> \(record.envelope.rcptTo.joined(separator: ", "))")
+                print(
+                    pad(record.id, 36), pad(Self.duration(now.timeIntervalSince(record.receivedAt)), 7),
+                    pad("\(record.size)", 8), pad(record.state.rawValue, 9), pad("\(record.attempts)", 5),
+                    pad(next, 8),
+                    "<\(record.envelope.mailFrom)> -> \(record.envelope.rcptTo.joined(separator: ", "))")
                 if let error = record.lastError { print("    \(error)") }
             }
             let queued = rows.filter { $0.state != .failed }.count
@@ -209,7 +215,9 @@ struct Queue: ParsableCommand {
                 Queue.logFate(id: id, where: "failed/")
                 return
             }
-            guard let lock = try spool.lock(id: id, wait: true) else { throw QueueFailure("no message \(id) in the spool") }
+            guard let lock = try spool.lock(id: id, wait: true) else {
+                throw QueueFailure("no message \(id) in the spool")
+            }
             let record = try lock.read()
             try lock.remove()
             lock.unlock()

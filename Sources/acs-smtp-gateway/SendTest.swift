@@ -17,7 +17,9 @@ struct SendTest: ParsableCommand {
     @Option(help: "Envelope and header sender (default: the recipient, so the reply-to address is a real one).")
     var from: String?
 
-    @Option(help: "The gateway, HOST:PORT. Default: 127.0.0.1:2525 (serve's default), else 127.0.0.1:25 (the socket unit's).")
+    @Option(
+        help:
+            "The gateway, HOST:PORT. Default: 127.0.0.1:2525 (serve's default), else 127.0.0.1:25 (the socket unit's).")
     var server: String?
 
     @Option(help: "Seconds to wait for each reply (delivery to ACS may take up to the retry budget).")

@@ -3,8 +3,8 @@ import Foundation
 import Gateway
 import Glibc
 import MailParser
-import Sendmail
 import SMTPServer
+import Sendmail
 
 /// `sendmail`: the door for local programs that do not speak SMTP (cron, PHP's `mail()`, mailx, logwatch…).
 /// It reads a message on standard input and submits it over SMTP to the running daemon's local socket, where
@@ -36,8 +36,9 @@ enum SendmailCommand {
             print(SendmailArguments.usage)
             return SysExit.ok.rawValue
         case .rebuildAliases:
-            print("newaliases: the aliases are the aliases: section of gateway.conf; after changing it, reload the "
-                + "daemon (systemctl reload acs-smtp-gateway)")
+            print(
+                "newaliases: the aliases are the aliases: section of gateway.conf; after changing it, reload the "
+                    + "daemon (systemctl reload acs-smtp-gateway)")
             return SysExit.ok.rawValue
         case .listQueue:
             var list = ["queue", "list"]
@@ -68,8 +69,9 @@ enum SendmailCommand {
             recipients.append(recipient)
         }
         guard !recipients.isEmpty else {
-            fail("no recipients: name them after the options, or give -t to take them from To, Cc and Bcc; "
-                + "nothing was sent")
+            fail(
+                "no recipients: name them after the options, or give -t to take them from To, Cc and Bcc; "
+                    + "nothing was sent")
             return SysExit.usage.rawValue
         }
         message.removeBcc()
@@ -165,7 +167,8 @@ enum SendmailCommand {
         }
         defer { connection.close() }
         var descriptors = [
-            pollfd(fd: 0, events: Int16(POLLIN), revents: 0), pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: 0, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: connection.fd, events: Int16(POLLIN), revents: 0),
         ]
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -221,11 +224,13 @@ enum SendmailCommand {
             if let name = entry.pw_name { user = String(cString: name) }
             // The full name is the GECOS field's first comma-separated part (passwd(5)).
             if let field = entry.pw_gecos {
-                gecos = String(cString: field).split(separator: ",", omittingEmptySubsequences: false).first.map(String.init)
+                gecos = String(cString: field).split(separator: ",", omittingEmptySubsequences: false).first.map(
+                    String.init)
             }
         }
         var host = [CChar](repeating: 0, count: 256)
-        let hostName = gethostname(&host, host.count) == 0
+        let hostName =
+            gethostname(&host, host.count) == 0
             ? String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "localhost"
         return LocalMessage.Author(user: user, host: hostName, fullName: fullName ?? gecos)
     }

@@ -74,7 +74,8 @@ extension Serve {
     ) throws -> SMTPServer {
         var assembly: GatewayAssembly
         do {
-            assembly = try GatewayAssembly.assemble(settings, environment: environment, logger: logger, runtime: delivery)
+            assembly = try GatewayAssembly.assemble(
+                settings, environment: environment, logger: logger, runtime: delivery)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(78)  // EX_CONFIG: systemd shows status=78/CONFIG

@@ -51,15 +51,22 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
     private let fallback: Result<HTTPResponse, HTTPTransportError>?
     private(set) var requests: [HTTPRequest] = []
 
-    init(_ script: [Result<HTTPResponse, HTTPTransportError>], thenForever fallback: Result<HTTPResponse, HTTPTransportError>? = nil) {
+    init(
+        _ script: [Result<HTTPResponse, HTTPTransportError>],
+        thenForever fallback: Result<HTTPResponse, HTTPTransportError>? = nil
+    ) {
         self.script = script
         self.fallback = fallback
     }
 
-    func perform(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void) {
+    func perform(
+        _ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void
+    ) {
         lock.lock()
         requests.append(request)
-        let next = script.isEmpty ? (fallback ?? .failure(HTTPTransportError(.other, "script exhausted"))) : script.removeFirst()
+        let next =
+            script.isEmpty
+            ? (fallback ?? .failure(HTTPTransportError(.other, "script exhausted"))) : script.removeFirst()
         lock.unlock()
         completion(next)
     }
@@ -69,17 +76,24 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
 }
 
 @Suite struct ACSEmailClientTests {
-    static let key = AccessKey(base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==")!
+    static let key = AccessKey(
+        base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==")!
     static let operationID = "0192f0c4-0000-7000-8000-000000000001"
 
-    static func accepted(_ status: String = "Running", retryAfter: String? = "3") -> Result<HTTPResponse, HTTPTransportError> {
+    static func accepted(_ status: String = "Running", retryAfter: String? = "3") -> Result<
+        HTTPResponse, HTTPTransportError
+    > {
         var headers: [(name: String, value: String)] = [("x-ms-request-id", "req-1")]
         if let retryAfter { headers.append(("Retry-After", retryAfter)) }
-        return .success(HTTPResponse(
-            status: 202, headers: headers, body: Array("{\"id\":\"\(operationID)\",\"status\":\"\(status)\",\"error\":null}".utf8)))
+        return .success(
+            HTTPResponse(
+                status: 202, headers: headers,
+                body: Array("{\"id\":\"\(operationID)\",\"status\":\"\(status)\",\"error\":null}".utf8)))
     }
 
-    static func status(_ code: Int, retryAfter: String? = nil, error: String? = nil) -> Result<HTTPResponse, HTTPTransportError> {
+    static func status(_ code: Int, retryAfter: String? = nil, error: String? = nil) -> Result<
+        HTTPResponse, HTTPTransportError
+    > {
         var headers: [(name: String, value: String)] = []
         if let retryAfter { headers.append(("Retry-After", retryAfter)) }
         if let error { headers.append(("x-ms-error-code", error)) }
@@ -87,11 +101,14 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
         return .success(HTTPResponse(status: code, headers: headers, body: Array(body.utf8)))
     }
 
-    static func poll(_ status: String, retryAfter: String? = nil, code: String? = nil) -> Result<HTTPResponse, HTTPTransportError> {
+    static func poll(_ status: String, retryAfter: String? = nil, code: String? = nil) -> Result<
+        HTTPResponse, HTTPTransportError
+    > {
         let error = code.map { "{\"code\":\"\($0)\",\"message\":\"why\"}" } ?? "null"
-        return .success(HTTPResponse(
-            status: 200, headers: retryAfter.map { [("retry-after", $0)] } ?? [],
-            body: Array("{\"id\":\"\(operationID)\",\"status\":\"\(status)\",\"error\":\(error)}".utf8)))
+        return .success(
+            HTTPResponse(
+                status: 200, headers: retryAfter.map { [("retry-after", $0)] } ?? [],
+                body: Array("{\"id\":\"\(operationID)\",\"status\":\"\(status)\",\"error\":\(error)}".utf8)))
     }
 
     private func send(
@@ -130,7 +147,9 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
 
     @Test func throttledWithRetryAfter_thenAccepted_reusesTheOperationID() {
         let clock = FakeClock()
-        let transport = ScriptedTransport([Self.status(429, retryAfter: "7", error: "TooManyRequests"), Self.accepted()])
+        let transport = ScriptedTransport([
+            Self.status(429, retryAfter: "7", error: "TooManyRequests"), Self.accepted(),
+        ])
         let (result, _) = send(transport, clock: clock) { $0.backgroundPolls = 0 }
         #expect(result?.outcome == .accepted(operationID: Self.operationID, status: "Running"))
         #expect(result?.attempts == 2)
@@ -163,7 +182,10 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
         let (result, _) = send(transport, clock: clock) { $0.backgroundPolls = 0 }
         #expect(result?.attempts == 3)
         #expect(clock.waits == [0.75, 1.5])  // 1 s and 2 s backoff, jitter 0.5 over the upper half
-        if case .accepted = result?.outcome {} else { Issue.record("expected accepted, got \(String(describing: result))") }
+        if case .accepted = result?.outcome {
+        } else {
+            Issue.record("expected accepted, got \(String(describing: result))")
+        }
     }
 
     @Test func serverErrorForever_isUnavailable_withinTheBudget() {
@@ -262,7 +284,8 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
         let authenticator = RefreshingAuthenticator()
         let client = ACSEmailClient(
             configuration: {
-                var configuration = ACSClientConfiguration(endpoint: ACSEndpoint("https://contoso.communication.azure.com")!)
+                var configuration = ACSClientConfiguration(
+                    endpoint: ACSEndpoint("https://contoso.communication.azure.com")!)
                 configuration.backgroundPolls = 0
                 return configuration
             }(), authenticator: authenticator, transport: transport, clock: FakeClock())
@@ -299,11 +322,16 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
             Self.poll("Failed", code: "EmailDroppedAllRecipientsSuppressed"),
         ])
         let (result, final) = send(transport, replyAfter: .final, clock: clock)
-        #expect(result?.outcome == .failed(operationID: Self.operationID, status: "Failed",
-                                           code: "EmailDroppedAllRecipientsSuppressed", message: "why"))
+        #expect(
+            result?.outcome
+                == .failed(
+                    operationID: Self.operationID, status: "Failed",
+                    code: "EmailDroppedAllRecipientsSuppressed", message: "why"))
         #expect(clock.waits == [3, 2])
-        #expect(transport.polls.first?.url
-            == "https://contoso.communication.azure.com/emails/operations/\(Self.operationID)?api-version=2025-09-01")
+        #expect(
+            transport.polls.first?.url
+                == "https://contoso.communication.azure.com/emails/operations/\(Self.operationID)?api-version=2025-09-01"
+        )
         #expect(final?.status == "Failed")
     }
 
@@ -349,7 +377,9 @@ final class ScriptedTransport: HTTPTransport, @unchecked Sendable {
     @Test func retryAfterZero_stillWaits() {
         // Retry-After: 0 must not become a tight retry loop.
         let clock = FakeClock()
-        let transport = ScriptedTransport([Self.status(429, retryAfter: "0"), Self.status(429, retryAfter: "0"), Self.accepted()])
+        let transport = ScriptedTransport([
+            Self.status(429, retryAfter: "0"), Self.status(429, retryAfter: "0"), Self.accepted(),
+        ])
         _ = send(transport, clock: clock) { $0.backgroundPolls = 0 }
         #expect(clock.waits == [0.5, 0.5])
     }

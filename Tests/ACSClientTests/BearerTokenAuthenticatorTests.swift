@@ -43,8 +43,10 @@ struct BearerTokenAuthenticatorTests {
     @Test func addsTheBearerHeader_forTheACSScope_andNoHMACHeaders() throws {
         let credential = FixedCredential(.success(Self.token))
         let authenticator = BearerTokenAuthenticator(credential: credential)
-        let request = try #require(try authenticate(
-            authenticator, url: "https://contoso.communication.azure.com/emails:send?api-version=2025-09-01")?.get())
+        let request = try #require(
+            try authenticate(
+                authenticator, url: "https://contoso.communication.azure.com/emails:send?api-version=2025-09-01")?.get()
+        )
         #expect(request.headers.filter { $0.name.lowercased() == "authorization" }.map(\.value) == ["Bearer eyJ.token"])
         #expect(request.header("x-ms-date") == nil)
         #expect(request.header("x-ms-content-sha256") == nil)
@@ -55,8 +57,9 @@ struct BearerTokenAuthenticatorTests {
 
     @Test func refusesPlainHTTP_withoutAskingForAToken() throws {
         let credential = FixedCredential(.success(Self.token))
-        let error = try #require(authenticate(
-            BearerTokenAuthenticator(credential: credential), url: "http://127.0.0.1:8080/emails:send")?.error)
+        let error = try #require(
+            authenticate(
+                BearerTokenAuthenticator(credential: credential), url: "http://127.0.0.1:8080/emails:send")?.error)
         #expect(!error.isTransient)
         #expect(error.message.contains("non-https"))
         #expect(credential.requestedScopes.isEmpty)
@@ -71,9 +74,10 @@ struct BearerTokenAuthenticatorTests {
 
     @Test func tokenErrorsPassThrough() throws {
         let failure = AuthenticationError("token endpoint down", isTransient: true)
-        let error = try #require(authenticate(
-            BearerTokenAuthenticator(credential: FixedCredential(.failure(failure))),
-            url: "https://contoso.communication.azure.com/emails:send")?.error)
+        let error = try #require(
+            authenticate(
+                BearerTokenAuthenticator(credential: FixedCredential(.failure(failure))),
+                url: "https://contoso.communication.azure.com/emails:send")?.error)
         #expect(error == failure)
     }
 
@@ -81,8 +85,10 @@ struct BearerTokenAuthenticatorTests {
         let transport = FakeTransport([FakeTransport.token("from-entra")])
         let credential = try ClientSecretCredential(
             tenantID: "t", clientID: "c", clientSecret: Secret("s3cret"), transport: transport)
-        let request = try #require(try authenticate(
-            BearerTokenAuthenticator(credential: credential), url: "https://contoso.communication.azure.com/x")?.get())
+        let request = try #require(
+            try authenticate(
+                BearerTokenAuthenticator(credential: credential), url: "https://contoso.communication.azure.com/x")?
+                .get())
         #expect(request.header("Authorization") == "Bearer from-entra")
         #expect(!"\(BearerTokenAuthenticator(credential: credential))".contains("s3cret"))
     }

@@ -24,14 +24,16 @@ struct ClientSecretCredentialTests {
         #expect(token.expiresOn == clock.now.addingTimeInterval(3599))
         let request = try #require(transport.requests.first)
         #expect(request.method == "POST")
-        #expect(request.url
-            == "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token")
+        #expect(
+            request.url
+                == "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token")
         #expect(request.header("Content-Type") == "application/x-www-form-urlencoded")
         #expect(request.header("Accept") == "application/json")
         #expect(request.useProxy)
-        #expect(request.bodyText == "client_id=00000000-1111-2222-3333-444444444444&grant_type=client_credentials"
-            + "&client_secret=s3cr3t~value%2Fwith%2Bchars%3D"
-            + "&scope=https%3A%2F%2Fcommunication.azure.com%2F%2F.default")
+        #expect(
+            request.bodyText == "client_id=00000000-1111-2222-3333-444444444444&grant_type=client_credentials"
+                + "&client_secret=s3cr3t~value%2Fwith%2Bchars%3D"
+                + "&scope=https%3A%2F%2Fcommunication.azure.com%2F%2F.default")
     }
 
     @Test func authorityHost_isNormalised_andMustBeHTTPS() throws {
@@ -49,10 +51,15 @@ struct ClientSecretCredentialTests {
     }
 
     @Test(arguments: [
-        (400, #"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,
-         false, "invalid_client"),
-        (401, #"{"error":"invalid_client","error_description":"AADSTS7000222: The client secret keys are expired."}"#,
-         false, "AADSTS7000222"),
+        (
+            400, #"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,
+            false, "invalid_client"
+        ),
+        (
+            401,
+            #"{"error":"invalid_client","error_description":"AADSTS7000222: The client secret keys are expired."}"#,
+            false, "AADSTS7000222"
+        ),
         (400, #"{"error":"invalid_scope","error_description":"AADSTS70011: bad scope"}"#, false, "invalid_scope"),
         (429, #"{"error":"temporarily_unavailable"}"#, true, "429"),
         (500, "oops", true, "500"),
@@ -76,7 +83,8 @@ struct ClientSecretCredentialTests {
 
     @Test func theSecretNeverAppearsInMessages() throws {
         // An endpoint (or a proxy) echoing the request back must not leak the secret into the log.
-        let echo = #"{"error":"invalid_client","error_description":"bad client_secret=\#(Self.secret) and "#
+        let echo =
+            #"{"error":"invalid_client","error_description":"bad client_secret=\#(Self.secret) and "#
             + #"s3cr3t~value%2Fwith%2Bchars%3D"}"#
         let transport = FakeTransport([
             FakeTransport.json(401, echo),
@@ -102,9 +110,11 @@ struct ClientSecretCredentialTests {
             FakeTransport.json(200, #"{"access_token":"e_t.sig","token_type":"Bea\#(secret)rer","expires_in":60}"#),
             FakeTransport.json(
                 200, #"{"access_token":"e_t.sig","token_type":"\#(String(repeating: "x", count: 30))\#(secret)"}"#),
-            FakeTransport.json(200, #"{"access_token":"tok-secret-1","token_type":"pop tok-secret-1","expires_in":60}"#),
             FakeTransport.json(
-                401, #"{"error":"invalid_client","error_description":"\#(String(repeating: "x", count: 290))\#(secret)"}"#),
+                200, #"{"access_token":"tok-secret-1","token_type":"pop tok-secret-1","expires_in":60}"#),
+            FakeTransport.json(
+                401,
+                #"{"error":"invalid_client","error_description":"\#(String(repeating: "x", count: 290))\#(secret)"}"#),
             FakeTransport.json(
                 429, "{}", headers: [("Retry-After", String(repeating: "1", count: 30) + secret)]),
         ])

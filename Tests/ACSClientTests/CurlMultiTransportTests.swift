@@ -15,7 +15,8 @@ import Testing
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
                 .appendingPathComponent("Fixtures/\(name)").path
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script] + (tls.map { ["--cert", $0.serverCertificate, "--key", $0.serverKey] } ?? [])
+            process.arguments =
+                ["python3", script] + (tls.map { ["--cert", $0.serverCertificate, "--key", $0.serverKey] } ?? [])
             let output = Pipe()
             process.standardOutput = output
             try process.run()
@@ -38,7 +39,9 @@ import Testing
         }
     }
 
-    private static func perform(_ transport: HTTPTransport, _ request: HTTPRequest) async -> Result<HTTPResponse, HTTPTransportError> {
+    private static func perform(_ transport: HTTPTransport, _ request: HTTPRequest) async -> Result<
+        HTTPResponse, HTTPTransportError
+    > {
         await withCheckedContinuation { continuation in
             transport.perform(request) { continuation.resume(returning: $0) }
         }
@@ -47,7 +50,8 @@ import Testing
     @Test func getReturnsStatusHeadersAndBody() async throws {
         let server = try TestServer()
         let transport = try CurlMultiTransport()
-        let response = try await Self.perform(transport, HTTPRequest(method: "GET", url: server.url("/status/429"))).get()
+        let response = try await Self.perform(transport, HTTPRequest(method: "GET", url: server.url("/status/429")))
+            .get()
         #expect(response.status == 429)
         #expect(response.header("X-Test") == "yes")
         #expect(response.header("retry-after") == "7")
@@ -96,7 +100,8 @@ import Testing
     @Test func stalledRequest_timesOut() async throws {
         let server = try TestServer()
         let transport = try CurlMultiTransport()
-        let result = await Self.perform(transport, HTTPRequest(method: "GET", url: server.url("/delay/3000"), timeout: 0.5))
+        let result = await Self.perform(
+            transport, HTTPRequest(method: "GET", url: server.url("/delay/3000"), timeout: 0.5))
         guard case .failure(let error) = result else {
             Issue.record("a stalled request completed: \(result)")
             return
@@ -142,7 +147,8 @@ import Testing
         let certificates = try TestCertificates.make()
         let server = try TestServer(tls: certificates)
         let trusting = try CurlMultiTransport(options: .init(caFile: certificates.caCertificate))
-        let response = try await Self.perform(trusting, HTTPRequest(method: "GET", url: server.url("/status/202"))).get()
+        let response = try await Self.perform(trusting, HTTPRequest(method: "GET", url: server.url("/status/202")))
+            .get()
         #expect(response.status == 202)
 
         let systemTrust = try CurlMultiTransport()
@@ -158,10 +164,12 @@ import Testing
         let server = try TestServer()
         let proxy = try TestServer(script: "forward_proxy.py")
         let transport = try CurlMultiTransport(options: .init(proxy: "http://127.0.0.1:\(proxy.port)"))
-        let proxied = try await Self.perform(transport, HTTPRequest(method: "GET", url: server.url("/status/200"))).get()
+        let proxied = try await Self.perform(transport, HTTPRequest(method: "GET", url: server.url("/status/200")))
+            .get()
         #expect(proxied.header("x-via-test-proxy") == "yes")
         let direct = try await Self.perform(
-            transport, HTTPRequest(method: "GET", url: server.url("/status/200"), useProxy: false)).get()
+            transport, HTTPRequest(method: "GET", url: server.url("/status/200"), useProxy: false)
+        ).get()
         #expect(direct.header("x-via-test-proxy") == nil)
         #expect(direct.status == 200)
     }
@@ -192,7 +200,8 @@ import Testing
         let server = try TestServer()
         let transport = try CurlMultiTransport()
         for _ in 0..<5 {
-            let response = try await Self.perform(transport, HTTPRequest(method: "GET", url: server.url("/status/200"))).get()
+            let response = try await Self.perform(transport, HTTPRequest(method: "GET", url: server.url("/status/200")))
+                .get()
             #expect(response.status == 200)
         }
         #expect(transport.inFlight == 0)
@@ -230,7 +239,9 @@ struct TestCertificates {
         process.arguments = ["-c", script]
         try process.run()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw Failure(description: "openssl failed to make test certificates") }
+        guard process.terminationStatus == 0 else {
+            throw Failure(description: "openssl failed to make test certificates")
+        }
         return TestCertificates(directory: directory)
     }
 }

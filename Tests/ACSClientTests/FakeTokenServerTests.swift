@@ -18,7 +18,8 @@ import Testing
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
                 .appendingPathComponent("Fixtures/fake_token_server.py").path
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script, "--secret", FakeTokenServerTests.secret]
+            process.arguments =
+                ["python3", script, "--secret", FakeTokenServerTests.secret]
                 + (tls.map { ["--cert", $0.serverCertificate, "--key", $0.serverKey] } ?? [])
             let output = Pipe()
             process.standardOutput = output
@@ -40,7 +41,8 @@ import Testing
 
         func configure(_ json: String, through transport: HTTPTransport) async throws {
             let response = try await perform(
-                transport, HTTPRequest(method: "POST", url: base + "/admin/config", body: Array(json.utf8))).get()
+                transport, HTTPRequest(method: "POST", url: base + "/admin/config", body: Array(json.utf8))
+            ).get()
             #expect(response.status == 200)
         }
 

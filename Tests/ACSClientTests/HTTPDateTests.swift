@@ -12,8 +12,10 @@ import Testing
         #expect(HTTPDate.format(Date(timeIntervalSince1970: 0)) == "Thu, 01 Jan 1970 00:00:00 GMT")
     }
 
-    @Test(arguments: ["", "Tue, 14 Nov 2023 22:13:20", "Tue, 14 Nov 99999 22:13:20 GMT", "Tue, 32 Nov 2023 22:13:20 GMT",
-                      "Tue, 14 Foo 2023 22:13:20 GMT", "Tue, 14 Nov 2023 24:00:00 GMT", "Tue, 14 Nov 1969 22:13:20 GMT"])
+    @Test(arguments: [
+        "", "Tue, 14 Nov 2023 22:13:20", "Tue, 14 Nov 99999 22:13:20 GMT", "Tue, 32 Nov 2023 22:13:20 GMT",
+        "Tue, 14 Foo 2023 22:13:20 GMT", "Tue, 14 Nov 2023 24:00:00 GMT", "Tue, 14 Nov 1969 22:13:20 GMT",
+    ])
     func refusesWhatIsNotAnIMFFixdate(text: String) {
         #expect(HTTPDate.parse(text) == nil)
     }

@@ -7,9 +7,11 @@ import Testing
 struct ManagedIdentityCredentialTests {
     /// The IMDS answer as §4.3 captured it: every number a string, `expires_on` an epoch.
     static func imdsAnswer(token: String, expiresOn: Int) -> FakeTransport.Outcome {
-        FakeTransport.json(200, #"{"access_token":"\#(token)","client_id":"cid","expires_in":"86399","#
-            + #""expires_on":"\#(expiresOn)","ext_expires_in":"86399","not_before":"\#(expiresOn - 86399)","#
-            + #""resource":"https://communication.azure.com/","token_type":"Bearer"}"#)
+        FakeTransport.json(
+            200,
+            #"{"access_token":"\#(token)","client_id":"cid","expires_in":"86399","#
+                + #""expires_on":"\#(expiresOn)","ext_expires_in":"86399","not_before":"\#(expiresOn - 86399)","#
+                + #""resource":"https://communication.azure.com/","token_type":"Bearer"}"#)
     }
 
     @Test func imds_plainHTTP_noProxy_metadataHeader_stringNumbers() throws {
@@ -23,8 +25,9 @@ struct ManagedIdentityCredentialTests {
         #expect(token.expiresOn == Date(timeIntervalSince1970: TimeInterval(expiresOn)))
         let request = try #require(transport.requests.first)
         #expect(request.method == "GET")
-        #expect(request.url == "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01"
-            + "&resource=https%3A%2F%2Fcommunication.azure.com%2F")
+        #expect(
+            request.url == "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01"
+                + "&resource=https%3A%2F%2Fcommunication.azure.com%2F")
         #expect(request.header("Metadata") == "true")
         #expect(request.useProxy == false)
         #expect(request.connectTimeout == 2)
@@ -38,9 +41,10 @@ struct ManagedIdentityCredentialTests {
             environment: ["AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://10.0.0.7:2579/"], transport: transport,
             now: TestClock().function)
         _ = immediateToken(credential)
-        #expect(transport.requests.first?.url == "http://10.0.0.7:2579/metadata/identity/oauth2/token"
-            + "?api-version=2018-02-01&resource=https%3A%2F%2Fcommunication.azure.com%2F"
-            + "&client_id=11111111-2222-3333-4444-555555555555")
+        #expect(
+            transport.requests.first?.url == "http://10.0.0.7:2579/metadata/identity/oauth2/token"
+                + "?api-version=2018-02-01&resource=https%3A%2F%2Fcommunication.azure.com%2F"
+                + "&client_id=11111111-2222-3333-4444-555555555555")
         #expect(transport.requests.first?.useProxy == false)
     }
 
@@ -48,8 +52,10 @@ struct ManagedIdentityCredentialTests {
         let clock = TestClock()
         let expiresOn = Int(clock.now.timeIntervalSince1970) + 3600
         let transport = FakeTransport([
-            FakeTransport.json(200, #"{"access_token":"app-token","expires_on":"\#(expiresOn)","#
-                + #""resource":"https://communication.azure.com/","token_type":"Bearer"}"#)
+            FakeTransport.json(
+                200,
+                #"{"access_token":"app-token","expires_on":"\#(expiresOn)","#
+                    + #""resource":"https://communication.azure.com/","token_type":"Bearer"}"#)
         ])
         let environment = [
             "IDENTITY_ENDPOINT": "http://localhost:42356/msi/token", "IDENTITY_HEADER": "header-secret-value",
@@ -61,8 +67,9 @@ struct ManagedIdentityCredentialTests {
         #expect(token.token == "app-token")
         #expect(token.expiresOn == Date(timeIntervalSince1970: TimeInterval(expiresOn)))
         let request = try #require(transport.requests.first)
-        #expect(request.url == "http://localhost:42356/msi/token?api-version=2019-08-01"
-            + "&resource=https%3A%2F%2Fcommunication.azure.com%2F&client_id=uami")
+        #expect(
+            request.url == "http://localhost:42356/msi/token?api-version=2019-08-01"
+                + "&resource=https%3A%2F%2Fcommunication.azure.com%2F&client_id=uami")
         #expect(request.header("X-IDENTITY-HEADER") == "header-secret-value")
         #expect(request.useProxy == false)
         #expect(!"\(credential)".contains("header-secret-value"))

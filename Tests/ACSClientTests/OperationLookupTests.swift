@@ -16,15 +16,18 @@ import Testing
 
     private func lookUp(_ transport: ScriptedTransport) -> ACSOperationLookup? {
         let box = Mutex<ACSOperationLookup?>(nil)
-        client(transport).lookUp(operationID: ACSEmailClientTests.operationID) { result in box.withLock { $0 = result } }
+        client(transport).lookUp(operationID: ACSEmailClientTests.operationID) { result in box.withLock { $0 = result }
+        }
         return box.withLock { $0 }
     }
 
     @Test func aKnownOperation_isFound_withItsStatusAndRetryAfter() throws {
         let transport = ScriptedTransport([ACSEmailClientTests.poll("Running", retryAfter: "4")])
         let found = lookUp(transport)
-        #expect(found == .found(
-            ACSOperationStatus(operationID: ACSEmailClientTests.operationID, status: "Running"), retryAfter: 4))
+        #expect(
+            found
+                == .found(
+                    ACSOperationStatus(operationID: ACSEmailClientTests.operationID, status: "Running"), retryAfter: 4))
         let request = try #require(transport.requests.first)
         #expect(request.method == "GET")
         #expect(request.url.contains("/emails/operations/\(ACSEmailClientTests.operationID)?api-version="))
@@ -49,8 +52,9 @@ import Testing
         let status = ACSOperationStatus(operationID: "x", status: "Failed", code: "EmailDropped", message: "m")
         #expect(status.isTerminal && !status.succeeded)
         #expect(status.outcome == .failed(operationID: "x", status: "Failed", code: "EmailDropped", message: "m"))
-        #expect(ACSOperationStatus(operationID: "x", status: "running").outcome
-            == .accepted(operationID: "x", status: "running"))
+        #expect(
+            ACSOperationStatus(operationID: "x", status: "running").outcome
+                == .accepted(operationID: "x", status: "running"))
     }
 
     @Test func aTimeoutTheStatusReadCannotExplain_marksTheOutcomeUncertain() {

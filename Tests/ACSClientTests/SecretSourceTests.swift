@@ -99,8 +99,10 @@ struct SecretSourceTests {
         var dumped = ""
         dump(loaded, to: &dumped)
         let choice = DefaultCredential.Choice.clientSecret(tenantID: "t", clientID: "c", secret: secret)
-        for text in ["\(secret)", String(reflecting: secret), "\(loaded)", String(reflecting: loaded), dumped,
-                     "\([secret])", "\(choice)", String(reflecting: choice)] {
+        for text in [
+            "\(secret)", String(reflecting: secret), "\(loaded)", String(reflecting: loaded), dumped,
+            "\([secret])", "\(choice)", String(reflecting: choice),
+        ] {
             #expect(!text.contains("hunter2"), "\(text)")
         }
         #expect("\(secret)" == "***")
@@ -179,8 +181,9 @@ struct SecretSourceTests {
         }
         let trio = ["AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"]
         #expect(try choose(trio.merging(["AZURE_FEDERATED_TOKEN_FILE": tokenFile]) { $1 }) is ClientSecretCredential)
-        #expect(try choose(["AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_FEDERATED_TOKEN_FILE": tokenFile])
-            is WorkloadIdentityCredential)
+        #expect(
+            try choose(["AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_FEDERATED_TOKEN_FILE": tokenFile])
+                is WorkloadIdentityCredential)
         let managed = try #require(try choose(["AZURE_CLIENT_ID": "uami"]) as? ManagedIdentityCredential)
         #expect(managed.clientID == "uami")
         #expect(managed.source == .imds(base: "http://169.254.169.254"))
@@ -199,8 +202,12 @@ struct SecretSourceTests {
         (["AZURE_CLIENT_SECRET": "s", "AZURE_TENANT_ID": "t"], "AZURE_CLIENT_ID"),
         (["AZURE_FEDERATED_TOKEN_FILE": "/f", "AZURE_CLIENT_ID": "c"], "AZURE_TENANT_ID"),
         (["AZURE_FEDERATED_TOKEN_FILE": "/f", "AZURE_TENANT_ID": "t"], "AZURE_CLIENT_ID"),
-        (["AZURE_CLIENT_SECRET": "s", "AZURE_CLIENT_ID": "c", "AZURE_TENANT_ID": "t",
-          "AZURE_AUTHORITY_HOST": "http://login.example.test"], "AZURE_AUTHORITY_HOST"),
+        (
+            [
+                "AZURE_CLIENT_SECRET": "s", "AZURE_CLIENT_ID": "c", "AZURE_TENANT_ID": "t",
+                "AZURE_AUTHORITY_HOST": "http://login.example.test",
+            ], "AZURE_AUTHORITY_HOST"
+        ),
     ])
     func incompleteEntraConfiguration_namesWhatIsMissing(environment: [String: String], missing: String) {
         #expect {

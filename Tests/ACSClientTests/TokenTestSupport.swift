@@ -53,13 +53,17 @@ final class FakeTransport: HTTPTransport, @unchecked Sendable {
 
     /// A 200 token answer as Entra ID gives it (§4.2).
     static func token(_ token: String, expiresIn: Int = 3599, extra: String = "") -> Outcome {
-        json(200, #"{"token_type":"Bearer","expires_in":\#(expiresIn),"ext_expires_in":\#(expiresIn),"#
-            + #""access_token":"\#(token)"\#(extra)}"#)
+        json(
+            200,
+            #"{"token_type":"Bearer","expires_in":\#(expiresIn),"ext_expires_in":\#(expiresIn),"#
+                + #""access_token":"\#(token)"\#(extra)}"#)
     }
 
     static func json(_ status: Int, _ body: String, headers: [(name: String, value: String)] = []) -> Outcome {
-        .success(HTTPResponse(status: status, headers: [("Content-Type", "application/json")] + headers,
-                              body: Array(body.utf8)))
+        .success(
+            HTTPResponse(
+                status: status, headers: [("Content-Type", "application/json")] + headers,
+                body: Array(body.utf8)))
     }
 }
 

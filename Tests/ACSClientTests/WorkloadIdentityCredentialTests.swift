@@ -30,9 +30,10 @@ struct WorkloadIdentityCredentialTests {
         #expect(try immediateToken(credential)?.get().token == "wi")
         let request = try #require(transport.requests.first)
         #expect(request.url == "https://login.example.test/tenant/oauth2/v2.0/token")
-        #expect(request.bodyText == "client_id=client&grant_type=client_credentials&client_assertion=eyJ.first.jwt"
-            + "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
-            + "&scope=https%3A%2F%2Fcommunication.azure.com%2F%2F.default")
+        #expect(
+            request.bodyText == "client_id=client&grant_type=client_credentials&client_assertion=eyJ.first.jwt"
+                + "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+                + "&scope=https%3A%2F%2Fcommunication.azure.com%2F%2F.default")
     }
 
     @Test func theFileIsReReadWhenItChanges_orWhenTheCopyIsTenMinutesOld() throws {
@@ -85,7 +86,8 @@ struct WorkloadIdentityCredentialTests {
         try Self.write("eyJhbGciOi.secret-assertion.sig", to: file, modified: Date())
         let transport = FakeTransport([
             FakeTransport.json(
-                400, #"{"error":"invalid_client","error_description":"#
+                400,
+                #"{"error":"invalid_client","error_description":"#
                     + #""assertion eyJhbGciOi.secret-assertion.sig expired"}"#)
         ])
         let credential = try WorkloadIdentityCredential(

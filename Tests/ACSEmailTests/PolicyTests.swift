@@ -156,7 +156,7 @@ struct SenderPolicyTests {
             return
         }
         #expect(rejection.reason == .senderNotMappable)
-                #expect(rejection.text.contains("a@mail.verified.example"))
+        #expect(rejection.text.contains("a@mail.verified.example"))
     }
 }
 

@@ -44,7 +44,8 @@ struct TranslationTests {
         let mail = Self.parse(
             "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
                 + "--b\nContent-Type: text/plain\n\nsee\n--b\nContent-Type: application/pdf; name=r.pdf\n"
-                + "Content-Transfer-Encoding: base64\n\nJVBE\nRi0x LjQK\n--b\nContent-Type: application/x-x\n\nraw\n--b--\n")
+                + "Content-Transfer-Encoding: base64\n\nJVBE\nRi0x LjQK\n--b\nContent-Type: application/x-x\n\nraw\n--b--\n"
+        )
         let translated = try ACSTranslation.translateWithDetails(
             mail, envelope: Envelope(headersOf: mail), policy: Self.policy
         ).get()
@@ -87,13 +88,17 @@ struct TranslationTests {
         // A base64 part kept encoded in the message, an attachment of octets and one of base64 text: every way
         // an attachment reaches the encoder, each across many pieces.
         let octets = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 5) }
-        let lines = stride(from: 0, to: 3_000, by: 57).map { Data(octets[$0..<min($0 + 57, 3_000)]).base64EncodedString() }
+        let lines = stride(from: 0, to: 3_000, by: 57).map {
+            Data(octets[$0..<min($0 + 57, 3_000)]).base64EncodedString()
+        }
         let mail = Self.parse(
             "From: a@example.com\nTo: b@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
                 + "--b\nContent-Type: text/plain\n\nsee \"quoted\"\n--b\nContent-Type: image/png\n"
                 + "Content-Transfer-Encoding: base64\n\n\(lines.joined(separator: "\n"))\n--b--\n")
-        let whole = try ACSTranslation.translateWithDetails(mail, envelope: Envelope(headersOf: mail), policy: Self.policy)
-            .get()
+        let whole = try ACSTranslation.translateWithDetails(
+            mail, envelope: Envelope(headersOf: mail), policy: Self.policy
+        )
+        .get()
         let unwritten = try ACSTranslation.translateWithDetails(
             mail, envelope: Envelope(headersOf: mail), policy: Self.policy, writingRequest: false
         ).get()
@@ -119,7 +124,8 @@ struct TranslationTests {
                 #expect(largest <= 2 * max(chunkSize, 4) + 4)
             }
         }
-        #expect(String(decoding: whole.requestBody, as: UTF8.self).contains(Data(octets[..<3_000]).base64EncodedString()))
+        #expect(
+            String(decoding: whole.requestBody, as: UTF8.self).contains(Data(octets[..<3_000]).base64EncodedString()))
     }
 
     @Test func unwrittenRequest_isCheckedForSizeAllTheSame() {
@@ -235,7 +241,8 @@ struct TranslationTests {
         var policy = Self.policy
         policy.localRecipients = LocalRecipients(
             aliases: ["root": Mailbox(localPart: "ops", domain: "example.com")], localDomains: ["web1.example.com"])
-        let mail = Self.parse("From: root\nTo: Admins <root>\nCc: root@web1.example.com, dev@example.org\nSubject: s\n\nx\n")
+        let mail = Self.parse(
+            "From: root\nTo: Admins <root>\nCc: root@web1.example.com, dev@example.org\nSubject: s\n\nx\n")
         // The envelope holds the alias already (the SMTP session mapped RCPT TO:<root>).
         let translated = try ACSTranslation.translate(
             mail, envelope: Envelope(mailFrom: "root@web1", recipients: ["ops@example.com", "dev@example.org"]),
@@ -309,7 +316,8 @@ struct TranslationCorpusTests {
 /// Where the shared corpus is: `../shared/corpus` beside the repository, or the directory `ACSGW_TEST_CORPUS`
 /// names (pointing it at a missing path shows what a bare clone does).
 enum SharedCorpus {
-    static let directory = ProcessInfo.processInfo.environment["ACSGW_TEST_CORPUS"].map { URL(fileURLWithPath: $0) }
+    static let directory =
+        ProcessInfo.processInfo.environment["ACSGW_TEST_CORPUS"].map { URL(fileURLWithPath: $0) }
         ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent()  // Tests/ACSEmailTests
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("shared/corpus")

@@ -18,10 +18,11 @@ import Testing
         let result = annotations(.accepted(operationID: Self.id, status: "Running"))
         #expect(result.reply.code == 250)
         #expect(result.reason == .acsAccepted)
-        #expect(result.auditFields == [
-            AuditField("acs.operation_id", Self.id), AuditField("acs.status", "Running"),
-            AuditField("acs.request_id", "req-1"), AuditField("acs.attempts", "1"),
-        ])
+        #expect(
+            result.auditFields == [
+                AuditField("acs.operation_id", Self.id), AuditField("acs.status", "Running"),
+                AuditField("acs.request_id", "req-1"), AuditField("acs.attempts", "1"),
+            ])
     }
 
     @Test func failed_namesTheStatusAndACSsCode() {
@@ -38,8 +39,9 @@ import Testing
         #expect(rejected[field: "acs.error_code"] == "InvalidEmailAddress")
         #expect(rejected[field: "acs.operation_id"] == Self.id)  // the Operation-Id that was sent
         #expect(rejected[field: "acs.status"] == nil)
-        #expect(annotations(.authenticationFailed(status: 401, code: nil, message: nil)).reason
-            == .acsAuthentication)
+        #expect(
+            annotations(.authenticationFailed(status: 401, code: nil, message: nil)).reason
+                == .acsAuthentication)
         #expect(annotations(.throttled(retryAfter: 3), attempts: 4).reason == .acsThrottled)
         #expect(annotations(.unavailable(status: 503, detail: "HTTP 503")).reason == .acsUnavailable)
         let unauthenticated = annotations(

@@ -23,11 +23,13 @@ import Testing
 
     @Test func anUnfinishedHead_asksForMore_untilTheLimit() {
         #expect(parse("GET /metrics HTTP/1.1\r\nHost: x\r\n") == .incomplete)
-        #expect(parse("GET /metrics HTTP/1.1\r\nX: " + String(repeating: "a", count: 100), limit: 64)
-            == .invalid(AdminHTTP.headTooLarge))
+        #expect(
+            parse("GET /metrics HTTP/1.1\r\nX: " + String(repeating: "a", count: 100), limit: 64)
+                == .invalid(AdminHTTP.headTooLarge))
         // The end of the head must lie within the limit, too.
-        #expect(parse("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 100) + "\r\n\r\n", limit: 64)
-            == .invalid(AdminHTTP.headTooLarge))
+        #expect(
+            parse("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 100) + "\r\n\r\n", limit: 64)
+                == .invalid(AdminHTTP.headTooLarge))
     }
 
     @Test(arguments: [
@@ -52,12 +54,14 @@ import Testing
     @Test func responses_sayConnectionClose_andHeadOmitsTheBody() {
         let response = AdminHTTP.Response(status: 200, body: "ok\n")
         let full = String(decoding: response.bytes(includeBody: true), as: UTF8.self)
-        #expect(full == "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n"
-            + "Cache-Control: no-store\r\nConnection: close\r\n\r\nok\n")
+        #expect(
+            full == "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n"
+                + "Cache-Control: no-store\r\nConnection: close\r\n\r\nok\n")
         let head = String(decoding: response.bytes(includeBody: false), as: UTF8.self)
         #expect(head.hasSuffix("Content-Length: 3\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"))
-        #expect(String(decoding: AdminHTTP.methodNotAllowed.bytes(includeBody: true), as: UTF8.self)
-            .contains("\r\nAllow: GET, HEAD\r\n"))
+        #expect(
+            String(decoding: AdminHTTP.methodNotAllowed.bytes(includeBody: true), as: UTF8.self)
+                .contains("\r\nAllow: GET, HEAD\r\n"))
     }
 
     @Test func onlyLoopbackAddresses_mayBeListenedOn() throws {
@@ -185,8 +189,9 @@ import Testing
         let running = try Self.start()
         defer { running.server.stop() }
         #expect(try Self.get(running.address, "/")?.hasPrefix("HTTP/1.1 404 Not Found\r\n") == true)
-        let post = try #require(try Self.exchange(
-            running.address, Array("POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".utf8)))
+        let post = try #require(
+            try Self.exchange(
+                running.address, Array("POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".utf8)))
         #expect(post.hasPrefix("HTTP/1.1 405 Method Not Allowed\r\n") && post.contains("\r\nAllow: GET, HEAD\r\n"))
     }
 
@@ -281,9 +286,10 @@ import Testing
         let warnings = log.count(containing: "msg=\"admin listener: accept failed")
         #expect((2...10).contains(failures), "accept was tried \(failures) times in 1 s")
         #expect((2...10).contains(warnings), "\(warnings) warnings in 1 s")
-        #expect(log.all.filter { $0.contains("admin listener: accept failed") }.allSatisfy {
-            $0.contains(" level=warning ") && $0.contains("error=\"Too many open files\"")
-        })
+        #expect(
+            log.all.filter { $0.contains("admin listener: accept failed") }.allSatisfy {
+                $0.contains(" level=warning ") && $0.contains("error=\"Too many open files\"")
+            })
         // Descriptors free again: the waiting client is served at the next attempt.
         accept.failing = false
         #expect(Self.readToEnd(client)?.hasPrefix("HTTP/1.1 200 ") == true)

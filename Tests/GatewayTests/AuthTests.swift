@@ -180,10 +180,11 @@ import Testing
         let gate = DispatchSemaphore(value: 0)
         defer { gate.signal() }
         let running = Flag()
-        #expect(verifier.submit {
-            running.raise()
-            gate.wait()
-        })
+        #expect(
+            verifier.submit {
+                running.raise()
+                gate.wait()
+            })
         for _ in 0..<500 where !running.isRaised { try await Task.sleep(for: .milliseconds(10)) }
         try #require(running.isRaised, "the pool thread never took the first job")
         #expect(verifier.submit {})  // the one waiting place

@@ -40,8 +40,10 @@ import Testing
     @Test func nothingConfiguredGivesTheBuiltInDefaults() throws {
         let loaded = try ConfigurationLoader.load(file: nil, environment: [:])
         #expect(loaded.origins.isEmpty)
-        #expect(ConfigurationRendering.yaml(loaded) == ConfigurationRendering.yaml(
-            LoadedConfiguration(settings: GatewaySettings(), origins: [:], file: nil)))
+        #expect(
+            ConfigurationRendering.yaml(loaded)
+                == ConfigurationRendering.yaml(
+                    LoadedConfiguration(settings: GatewaySettings(), origins: [:], file: nil)))
         #expect(loaded.settings.limits.maxMessageSize == 7 * 1024 * 1024)
         #expect(loaded.settings.listen.map(\.description) == ["127.0.0.1:2525"])
     }
@@ -56,9 +58,12 @@ import Testing
         let environment = ["ACSGW_LIMITS_MAX_MESSAGE_SIZE": "2M", "ACSGW_TIMEOUTS_COMMAND": "2m", "PATH": "/bin"]
         let withEnvironment = try ConfigurationLoader.load(file: path, environment: environment)
         #expect(withEnvironment.settings.limits.maxMessageSize == 2 << 20)
-        #expect(withEnvironment.origins["limits.max_message_size"] == .environment(variable: "ACSGW_LIMITS_MAX_MESSAGE_SIZE"))
+        #expect(
+            withEnvironment.origins["limits.max_message_size"]
+                == .environment(variable: "ACSGW_LIMITS_MAX_MESSAGE_SIZE"))
         #expect(withEnvironment.settings.timeouts.command == 120)
-        #expect(withEnvironment.settings.limits.maxErrors == 3, "keys the environment does not name keep the file's value")
+        #expect(
+            withEnvironment.settings.limits.maxErrors == 3, "keys the environment does not name keep the file's value")
 
         let withFlags = try ConfigurationLoader.load(
             file: path, environment: environment, flags: [("max-message-size", ["3145728"])])
@@ -88,8 +93,9 @@ import Testing
         #expect(GatewaySettings().serverConfiguration.connectionLimitExceptions == IPNetwork.loopback)
         let admitted = try ConfigurationLoader.load(
             file: try file("smtp:\n  allow_network: [192.0.2.0/24]\n"), environment: [:])
-        #expect(admitted.settings.serverConfiguration.connectionLimitExceptions
-            == IPNetwork.loopback + [IPNetwork("192.0.2.0/24")!])
+        #expect(
+            admitted.settings.serverConfiguration.connectionLimitExceptions
+                == IPNetwork.loopback + [IPNetwork("192.0.2.0/24")!])
         let listed = try ConfigurationLoader.load(
             file: try file("smtp:\n  allow_network: [192.0.2.0/24]\n  connection_limit_exceptions: [127.0.0.1/32]\n"),
             environment: [:])
@@ -158,10 +164,11 @@ import Testing
 
     @Test func aBadValueNamesFileLineKeyAndWhatWasExpected() throws {
         let (path, found) = try problems(yaml: "# comment\nlimits:\n  max_message_size: ten megabytes\n")
-        #expect(found == [
-            "\(path!):3: limits.max_message_size: expected a size in octets from 1 to 1073741824, "
-                + "e.g. 10485760, 10240KiB, 10MiB or 1GiB, got \"ten megabytes\""
-        ])
+        #expect(
+            found == [
+                "\(path!):3: limits.max_message_size: expected a size in octets from 1 to 1073741824, "
+                    + "e.g. 10485760, 10240KiB, 10MiB or 1GiB, got \"ten megabytes\""
+            ])
     }
 
     @Test func everyProblemIsReportedNotJustTheFirst() throws {
@@ -177,29 +184,37 @@ import Testing
     @Test func unknownKeysAreErrorsWithSuggestions() throws {
         let (path, found) = try problems(yaml: "limits:\n  max_mesage_size: 1MiB\n  colour: blue\n")
         #expect(found.count == 2)
-        #expect(found[0] == "\(path!):2: limits.max_mesage_size: unknown key; did you mean max_message_size? "
-            + "(limits: takes max_message_size, max_recipients, max_command_line_length, max_errors, bare_lf)")
+        #expect(
+            found[0] == "\(path!):2: limits.max_mesage_size: unknown key; did you mean max_message_size? "
+                + "(limits: takes max_message_size, max_recipients, max_command_line_length, max_errors, bare_lf)")
         #expect(found[1].hasPrefix("\(path!):3: limits.colour: unknown key (limits: takes"))
     }
 
     @Test func aKeyInTheWrongSectionSaysWhereItBelongs() throws {
         let (path, found) = try problems(yaml: "smtp:\n  max_message_size: 1MiB\n")
-        #expect(found == ["\(path!):2: smtp.max_message_size: unknown key in smtp:; it belongs in limits: (limits.max_message_size)"])
+        #expect(
+            found == [
+                "\(path!):2: smtp.max_message_size: unknown key in smtp:; it belongs in limits: (limits.max_message_size)"
+            ])
     }
 
     @Test func unknownSectionsAndKeysAtTheTopLevel() throws {
         let (path, found) = try problems(yaml: "smpt:\n  listen: [127.0.0.1:25]\nmax_recipients: 10\n")
         #expect(found.count == 2)
-        #expect(found[0].hasPrefix("\(path!):1: smpt: unknown section; did you mean smtp? (sections: smtp, tls, auth, limits,"))
-        #expect(found[1] == "\(path!):3: max_recipients: not a section; did you mean limits.max_recipients "
-            + "(max_recipients: inside limits:)?")
+        #expect(
+            found[0].hasPrefix(
+                "\(path!):1: smpt: unknown section; did you mean smtp? (sections: smtp, tls, auth, limits,"))
+        #expect(
+            found[1] == "\(path!):3: max_recipients: not a section; did you mean limits.max_recipients "
+                + "(max_recipients: inside limits:)?")
     }
 
     @Test func secretsAreRefusedInTheFileWithoutEchoingThem() throws {
         let (path, found) = try problems(
             yaml: "acs:\n  connection_string: endpoint=https://x.communication.azure.com/;accesskey=c2VjcmV0\n")
         #expect(found.count == 1)
-        #expect(found[0].hasPrefix("\(path!):2: acs.connection_string: secrets are never read from the configuration file"))
+        #expect(
+            found[0].hasPrefix("\(path!):2: acs.connection_string: secrets are never read from the configuration file"))
         #expect(found[0].contains("acs.connection_string_file"))
         #expect(!found[0].contains("c2VjcmV0"))
         // A secret pasted into an ordinary key is not echoed either.
@@ -210,19 +225,27 @@ import Testing
 
     @Test func structuralMistakes() throws {
         let (path, notMapping) = try problems(yaml: "- smtp\n- limits\n")
-        #expect(notMapping == ["\(path!):1: expected sections (smtp:, tls:, auth:, limits:, timeouts:, senders:, aliases:, translation:, acs:, delivery:, spool:, outbox:, sendmail:, logging:, admin:) at the top level"])
+        #expect(
+            notMapping == [
+                "\(path!):1: expected sections (smtp:, tls:, auth:, limits:, timeouts:, senders:, aliases:, translation:, acs:, delivery:, spool:, outbox:, sendmail:, logging:, admin:) at the top level"
+            ])
 
         let (path2, sectionValue) = try problems(yaml: "limits: 10\n")
         #expect(sectionValue == ["\(path2!):1: limits: expected the section's keys, indented below it (key: value)"])
 
         let (path3, listForScalar) = try problems(yaml: "smtp:\n  hostname: [a, b]\n")
-        #expect(listForScalar == ["\(path3!):2: smtp.hostname: expected a domain name, e.g. mail.example.com, not a list"])
+        #expect(
+            listForScalar == ["\(path3!):2: smtp.hostname: expected a domain name, e.g. mail.example.com, not a list"])
 
         let (path4, mappingValue) = try problems(yaml: "smtp:\n  hostname:\n    name: x\n")
-        #expect(mappingValue == ["\(path4!):2: smtp.hostname: expected a domain name, e.g. mail.example.com, not a mapping (check the indentation)"])
+        #expect(
+            mappingValue == [
+                "\(path4!):2: smtp.hostname: expected a domain name, e.g. mail.example.com, not a mapping (check the indentation)"
+            ])
 
         let (path5, nestedItem) = try problems(yaml: "smtp:\n  listen:\n    - {a: b}\n")
-        #expect(nestedItem.count == 1 && nestedItem[0].hasPrefix("\(path5!):3: smtp.listen: expected a list of an address"))
+        #expect(
+            nestedItem.count == 1 && nestedItem[0].hasPrefix("\(path5!):3: smtp.listen: expected a list of an address"))
 
         let (path6, emptyListen) = try problems(yaml: "smtp:\n  listen: []\n")
         #expect(emptyListen.contains("\(path6!):2: smtp.listen: expected at least one address (or socket activation)"))
@@ -232,7 +255,9 @@ import Testing
         let (path, syntax) = try problems(yaml: "smtp:\n  hostname: a\n    listen: [\n")
         #expect(syntax.count == 1 && syntax[0].hasPrefix("\(path!):3:") && syntax[0].contains("not valid YAML"))
         let (path2, duplicate) = try problems(yaml: "limits:\n  max_errors: 1\n  max_errors: 2\n")
-        #expect(duplicate.count == 1 && duplicate[0].hasPrefix("\(path2!):") && duplicate[0].contains("max_errors given twice"))
+        #expect(
+            duplicate.count == 1 && duplicate[0].hasPrefix("\(path2!):")
+                && duplicate[0].contains("max_errors given twice"))
     }
 
     @Test func unreadableFiles() throws {
@@ -274,23 +299,32 @@ import Testing
 
     @Test func environmentMistakes() throws {
         let (_, typo) = try problems(environment: ["ACSGW_LIMITS_MAX_MESAGE_SIZE": "1M"])
-        #expect(typo == ["environment ACSGW_LIMITS_MAX_MESAGE_SIZE: not a configuration variable "
-            + "(did you mean ACSGW_LIMITS_MAX_MESSAGE_SIZE?)"])
+        #expect(
+            typo == [
+                "environment ACSGW_LIMITS_MAX_MESAGE_SIZE: not a configuration variable "
+                    + "(did you mean ACSGW_LIMITS_MAX_MESSAGE_SIZE?)"
+            ])
         let (_, secret) = try problems(environment: ["ACSGW_ACS_CONNECTION_STRING": "endpoint=x;accesskey=y"])
-        #expect(secret.count == 1 && secret[0].hasPrefix("environment ACSGW_ACS_CONNECTION_STRING: secrets are not configuration"))
+        #expect(
+            secret.count == 1
+                && secret[0].hasPrefix("environment ACSGW_ACS_CONNECTION_STRING: secrets are not configuration"))
         #expect(!secret[0].contains("accesskey=y"))
         let (_, badValue) = try problems(environment: ["ACSGW_ACS_REPLY_AFTER": "later"])
-        #expect(badValue == ["environment ACSGW_ACS_REPLY_AFTER: acs.reply_after: expected accepted or final, got \"later\""])
+        #expect(
+            badValue == [
+                "environment ACSGW_ACS_REPLY_AFTER: acs.reply_after: expected accepted or final, got \"later\""
+            ])
         // ACSGW_CONFIG names the file; it is not a key.
         #expect(throws: Never.self) { try ConfigurationLoader.load(file: nil, environment: ["ACSGW_CONFIG": "none"]) }
     }
 
     @Test func flagMistakes() throws {
         let (_, found) = try problems(flags: [("retry-budget", ["soon"]), ("listen", ["mail.example.com:25"])])
-        #expect(found == [
-            "--retry-budget: acs.retry_budget: expected a duration from 1s to 1d, e.g. 30, 30s, 500ms, 5m, 1h or 5d, got \"soon\"",
-            "--listen: smtp.listen: expected a list of an address IP:PORT or [IPv6]:PORT, e.g. 127.0.0.1:2525, got \"mail.example.com:25\"",
-        ])
+        #expect(
+            found == [
+                "--retry-budget: acs.retry_budget: expected a duration from 1s to 1d, e.g. 30, 30s, 500ms, 5m, 1h or 5d, got \"soon\"",
+                "--listen: smtp.listen: expected a list of an address IP:PORT or [IPv6]:PORT, e.g. 127.0.0.1:2525, got \"mail.example.com:25\"",
+            ])
         let (_, unknown) = try problems(flags: [("no-such-flag", ["x"])])
         #expect(unknown == ["--no-such-flag: not a configuration flag"])
     }
@@ -301,19 +335,28 @@ import Testing
             _ = try ConfigurationLoader.load(file: path, environment: ["ACSGW_ACS_RETRY_BUDGET": "90s"])
             Issue.record("an attempt timeout above the budget loaded")
         } catch {
-            #expect(error.problems == [
-                "acs.attempt_timeout (\(path):2) must not exceed acs.retry_budget (environment ACSGW_ACS_RETRY_BUDGET): "
-                    + "one attempt would outlast every retry"
-            ])
+            #expect(
+                error.problems == [
+                    "acs.attempt_timeout (\(path):2) must not exceed acs.retry_budget (environment ACSGW_ACS_RETRY_BUDGET): "
+                        + "one attempt would outlast every retry"
+                ])
         }
         let acs = ["ACS_CONNECTION_STRING": "endpoint=https://x.communication.azure.com/;accesskey=c2VjcmV0"]
-        let (_, recipients) = try problems(environment: acs, flags: [("max-recipients", ["60"]), ("sender-address", ["a@example.com"])])
-        #expect(recipients == ["limits.max_recipients (--max-recipients) is 60, but ACS takes at most 50 recipients per message"])
+        let (_, recipients) = try problems(
+            environment: acs, flags: [("max-recipients", ["60"]), ("sender-address", ["a@example.com"])])
+        #expect(
+            recipients == [
+                "limits.max_recipients (--max-recipients) is 60, but ACS takes at most 50 recipients per message"
+            ])
         let (_, noSender) = try problems(environment: acs)
-        #expect(noSender == ["ACS delivery needs senders.sender_address (a MailFrom address of the ACS resource) or senders.verified_domains"])
+        #expect(
+            noSender == [
+                "ACS delivery needs senders.sender_address (a MailFrom address of the ACS resource) or senders.verified_domains"
+            ])
         // A dry run sends nothing, so neither rule applies.
         #expect(throws: Never.self) {
-            try ConfigurationLoader.load(file: nil, environment: acs, flags: [("dry-run", ["true"]), ("max-recipients", ["60"])])
+            try ConfigurationLoader.load(
+                file: nil, environment: acs, flags: [("dry-run", ["true"]), ("max-recipients", ["60"])])
         }
     }
 
@@ -345,9 +388,10 @@ import Testing
             """)
         let loaded = try ConfigurationLoader.load(file: path, environment: [:])
         let settings = loaded.settings
-        #expect(settings.listeners.map(\.description) == [
-            "0.0.0.0:587 tls=starttls auth=required", "[::1]:465 tls=implicit auth=optional",
-        ])
+        #expect(
+            settings.listeners.map(\.description) == [
+                "0.0.0.0:587 tls=starttls auth=required", "[::1]:465 tls=implicit auth=optional",
+            ])
         #expect(settings.listeners.map(\.name) == ["submission", "smtps"])
         #expect(settings.listen.isEmpty, "listeners given and smtp.listen not: its loopback default goes")
         #expect(settings.serverConfiguration.listeners.count == 2)
@@ -357,37 +401,45 @@ import Testing
 
         let flagged = try ConfigurationLoader.load(
             file: nil, environment: ["ACSGW_SMTP_LISTENERS": "127.0.0.1:2587 tls=starttls auth=optional"],
-            flags: [("listen", ["127.0.0.1:2525"]), ("tls-certificate", ["c.pem"]), ("tls-key", ["k.pem"]),
-                    ("users-file", ["users"])])
-        #expect(flagged.settings.serverConfiguration.listeners.map(\.description) == [
-            "127.0.0.1:2525 tls=none auth=none", "127.0.0.1:2587 tls=starttls auth=optional",
-        ])
+            flags: [
+                ("listen", ["127.0.0.1:2525"]), ("tls-certificate", ["c.pem"]), ("tls-key", ["k.pem"]),
+                ("users-file", ["users"]),
+            ])
+        #expect(
+            flagged.settings.serverConfiguration.listeners.map(\.description) == [
+                "127.0.0.1:2525 tls=none auth=none", "127.0.0.1:2587 tls=starttls auth=optional",
+            ])
 
         // check-config's output loads back to the same listeners.
         let rendered = ConfigurationRendering.yaml(loaded)
-        #expect(rendered.contains(
-            #"listeners: [{address: 0.0.0.0:587, tls: starttls, auth: required, name: submission}, "#
-                + #"{address: "[::1]:465", tls: implicit, auth: optional, name: smtps}]"#))
+        #expect(
+            rendered.contains(
+                #"listeners: [{address: 0.0.0.0:587, tls: starttls, auth: required, name: submission}, "#
+                    + #"{address: "[::1]:465", tls: implicit, auth: optional, name: smtps}]"#))
         let reloaded = try ConfigurationLoader.load(file: try file(rendered), environment: [:], crossKeyChecks: false)
         #expect(reloaded.settings.listeners == settings.listeners)
         #expect(reloaded.settings.listen.isEmpty)
     }
 
     @Test func listenerMistakes_nameTheFieldAndWhatIsMissing() throws {
-        let (path, unknownField) = try problems(yaml: "smtp:\n  listeners:\n    - {address: 0.0.0.0:587, tsl: starttls}\n")
-        #expect(unknownField == [
-            "\(path!):3: smtp.listeners: unknown field tsl; did you mean tls? (takes address, tls, auth, name)"
-        ])
+        let (path, unknownField) = try problems(
+            yaml: "smtp:\n  listeners:\n    - {address: 0.0.0.0:587, tsl: starttls}\n")
+        #expect(
+            unknownField == [
+                "\(path!):3: smtp.listeners: unknown field tsl; did you mean tls? (takes address, tls, auth, name)"
+            ])
         let (_, badMode) = try problems(flags: [("listener", ["0.0.0.0:587 tls=sometimes"])])
         #expect(badMode.count == 1 && badMode[0].hasPrefix("--listener: smtp.listeners: expected a list of a listener"))
         let (_, noCertificate) = try problems(flags: [("listener", ["0.0.0.0:465 tls=implicit"])])
-        #expect(noCertificate == [
-            "smtp.listeners (--listener): 0.0.0.0:465 uses tls: implicit, which needs tls.certificate and tls.key"
-        ])
+        #expect(
+            noCertificate == [
+                "smtp.listeners (--listener): 0.0.0.0:465 uses tls: implicit, which needs tls.certificate and tls.key"
+            ])
         let (_, noUsers) = try problems(flags: [("listener", ["0.0.0.0:587 auth=required"])])
-        #expect(noUsers == [
-            "smtp.listeners (--listener): 0.0.0.0:587 uses auth: required, which needs auth.users_file"
-        ])
+        #expect(
+            noUsers == [
+                "smtp.listeners (--listener): 0.0.0.0:587 uses auth: required, which needs auth.users_file"
+            ])
         let (_, halfPair) = try problems(flags: [("tls-certificate", ["c.pem"])])
         #expect(halfPair == ["tls.certificate (--tls-certificate) and tls.key go together: give both"])
         let (_, twice) = try problems(flags: [("listen", ["127.0.0.1:25"]), ("listener", ["127.0.0.1:25"])])
@@ -415,7 +467,9 @@ import Testing
             """)
         let loaded = try ConfigurationLoader.load(file: path, environment: [:])
         let rendered = ConfigurationRendering.yaml(loaded)
-        #expect(rendered.contains("proxy: \"http://user:***@proxy:3128\"") || rendered.contains("proxy: http://user:***@proxy:3128"))
+        #expect(
+            rendered.contains("proxy: \"http://user:***@proxy:3128\"")
+                || rendered.contains("proxy: http://user:***@proxy:3128"))
         #expect(!rendered.contains(":pw@"))
         // Proxy passwords are redacted, so compare the rest.
         let reloaded = try ConfigurationLoader.load(file: try file(rendered), environment: [:], crossKeyChecks: false)
@@ -433,7 +487,8 @@ import Testing
     // MARK: Aliases: a section that is one key
 
     @Test func aliases_readFromTheFileTheEnvironmentAndFlags_andRenderBack() throws {
-        let path = try file("""
+        let path = try file(
+            """
             aliases:
               root: ops@example.com
               WWW-Data: webmaster@example.com
@@ -463,28 +518,35 @@ import Testing
         let environment = try ConfigurationLoader.load(
             file: nil, environment: ["ACSGW_ALIASES": "root=a@example.com, *=b@example.com"],
             flags: [("alias", ["root=c@example.com"])])
-        #expect(environment.settings.aliases == [LocalAlias(name: "root", address: Mailbox(localPart: "c", domain: "example.com"))],
-                "a flag replaces the environment's list, as for every list key")
+        #expect(
+            environment.settings.aliases == [
+                LocalAlias(name: "root", address: Mailbox(localPart: "c", domain: "example.com"))
+            ],
+            "a flag replaces the environment's list, as for every list key")
         #expect(!GatewaySettings().localRecipients.localDomains.isEmpty, "the host's names by default")
     }
 
     @Test func aliases_eachBadEntryIsReportedAtItsLine() throws {
-        let (path, problems) = try problems(yaml: """
-            aliases:
-              root: ops
-              "two words": x@example.com
-              www-data: web@localhost
-              fine: ok@example.com
-            """)
+        let (path, problems) = try problems(
+            yaml: """
+                aliases:
+                  root: ops
+                  "two words": x@example.com
+                  www-data: web@localhost
+                  fine: ok@example.com
+                """)
         #expect(problems.count == 3)
         #expect(problems[0].hasPrefix("\(path!):2: aliases: expected NAME: ADDRESS"))
         #expect(problems[1].hasPrefix("\(path!):3: aliases: expected NAME: ADDRESS"))
         #expect(problems[2].contains("got \"www-data: web@localhost\""))
-        let loop = try self.problems(flags: [("alias", ["root=a@web1.example.com"]), ("local-domain", ["web1.example.com"])])
-        #expect(loop.problems == [
-            "aliases (--alias): root goes to a@web1.example.com, which is itself local (one of smtp.local_domains "
-                + "(--local-domain), or localhost): give an address elsewhere"
+        let loop = try self.problems(flags: [
+            ("alias", ["root=a@web1.example.com"]), ("local-domain", ["web1.example.com"]),
         ])
+        #expect(
+            loop.problems == [
+                "aliases (--alias): root goes to a@web1.example.com, which is itself local (one of smtp.local_domains "
+                    + "(--local-domain), or localhost): give an address elsewhere"
+            ])
         let relative = try self.problems(flags: [("sendmail-socket", ["run/submit.sock"])])
         #expect(relative.problems.first?.contains("expected an absolute file system path") == true)
     }
@@ -525,14 +587,18 @@ import Testing
         let uncommented = try ConfigurationLoader.load(
             file: try file(lines.joined(separator: "\n")), environment: [:], crossKeyChecks: false)
         for key in ConfigurationSchema.keys where uncommented.origins[key.path] != nil {
-            let isExample = ["senders.sender_address", "senders.postmaster_address", "acs.endpoint",
-                             "acs.connection_string_file", "acs.access_key_file", "acs.client_secret_file",
-                             "acs.tenant_id", "acs.client_id", "acs.federated_token_file", "acs.ca_file", "acs.proxy",
-                             "admin.listen", "tls.certificate", "tls.key", "auth.users_file", "aliases",
-                             "sendmail.socket", "smtp.local_domains"].contains(key.path)
+            let isExample = [
+                "senders.sender_address", "senders.postmaster_address", "acs.endpoint",
+                "acs.connection_string_file", "acs.access_key_file", "acs.client_secret_file",
+                "acs.tenant_id", "acs.client_id", "acs.federated_token_file", "acs.ca_file", "acs.proxy",
+                "admin.listen", "tls.certificate", "tls.key", "auth.users_file", "aliases",
+                "sendmail.socket", "smtp.local_domains",
+            ].contains(key.path)
             if isExample { continue }  // optional keys show an example value; their default is "unset"
-            #expect(key.values(in: uncommented.settings) == key.values(in: GatewaySettings()),
-                    "\(key.path): gateway.conf documents \(key.values(in: uncommented.settings)), the built-in default is \(key.values(in: GatewaySettings()))")
+            #expect(
+                key.values(in: uncommented.settings) == key.values(in: GatewaySettings()),
+                "\(key.path): gateway.conf documents \(key.values(in: uncommented.settings)), the built-in default is \(key.values(in: GatewaySettings()))"
+            )
         }
     }
 
@@ -571,13 +637,16 @@ import Testing
         let key = "yVWg44XFq0Zr3bT8mN2pLk7sD1fH9jQ4wE6rT0yU2iO5pA8sD3fG7hJ1kL4zX6cV9bN2mQ5wE8rT1yU4iO7pA0sD=="
         let (path, found) = try problems(
             yaml: "acs:\n  connection_string_file: \"endpoint=https://x.communication.azure.com/;accesskey=\(key)\"\n")
-        #expect(found == [
-            "\(path!):2: acs.connection_string_file: expected a file system path, got \(SecretRedaction.placeholder); "
-                + "a secret goes in a file named by a *_file key, a systemd credential or the environment"
-        ])
+        #expect(
+            found == [
+                "\(path!):2: acs.connection_string_file: expected a file system path, got \(SecretRedaction.placeholder); "
+                    + "a secret goes in a file named by a *_file key, a systemd credential or the environment"
+            ])
         let (_, bare) = try problems(environment: ["ACSGW_ACS_ACCESS_KEY_FILE": key])
         #expect(bare.count == 1 && !bare[0].contains("yVWg44XF"))
-        let (_, endpoint) = try problems(flags: [("acs-endpoint", ["https://user:EndpointPass@x.communication.azure.com/"])])
+        let (_, endpoint) = try problems(flags: [
+            ("acs-endpoint", ["https://user:EndpointPass@x.communication.azure.com/"])
+        ])
         #expect(endpoint.count == 1 && endpoint[0].contains("https://user:***@x.communication.azure.com/"))
         #expect(!endpoint[0].contains("EndpointPass"))
     }
@@ -615,14 +684,19 @@ import Testing
         // A 462-octet alias "bomb" took 20 s to compose; now it is refused at once.
         var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
         for level in 1...8 {
-            bomb += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n"
+            bomb +=
+                "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ")
+                + "]\n"
         }
         bomb += "? *a8\n: 1\n"
         let started = Date()
         let (path, found) = try problems(yaml: bomb)
         #expect(Date().timeIntervalSince(started) < 1)
-        #expect(found == ["\(path!):1: YAML anchors and aliases (&name, *name) are not supported in the configuration "
-            + "file; write the value out (quote it if it starts with * or &)"])
+        #expect(
+            found == [
+                "\(path!):1: YAML anchors and aliases (&name, *name) are not supported in the configuration "
+                    + "file; write the value out (quote it if it starts with * or &)"
+            ])
         let (path2, alias) = try problems(yaml: "senders:\n  verified_domains: [a.example, *h]\n")
         #expect(alias.first?.hasPrefix("\(path2!):2: YAML anchors and aliases") == true)
         // Not anchors: a star inside a value, quoted, or in a comment.

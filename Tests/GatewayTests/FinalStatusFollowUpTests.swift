@@ -13,7 +13,9 @@ import Testing
 @Suite struct FinalStatusFollowUpTests {
     /// A transport that never answers: the polls these tests schedule must not reach anything.
     private struct SilentTransport: HTTPTransport {
-        func perform(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void) {}
+        func perform(
+            _ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void
+        ) {}
     }
 
     private static let headers = "From: a@example.com\r\nTo: b@example.org\r\nSubject: big\r\n"
@@ -24,7 +26,8 @@ import Testing
             forwardPaths: [.mailbox(Mailbox(localPart: "b", domain: "example.org"))])
         return ReceivedMessage(
             id: Identifiers.messageID(), receivedAt: Date(timeIntervalSince1970: 1_800_000_000),
-            envelope: envelope, data: Array((Self.headers + "\r\n").utf8) + Array(repeating: UInt8(ascii: "x"), count: body),
+            envelope: envelope,
+            data: Array((Self.headers + "\r\n").utf8) + Array(repeating: UInt8(ascii: "x"), count: body),
             session: SessionInfo(
                 sessionID: "s1", clientAddress: SocketAddress(ip: "127.0.0.1", port: 4000)!, heloName: "client.example",
                 transfer: "DATA"))
@@ -32,7 +35,8 @@ import Testing
 
     private func followUp() -> FinalStatusFollowUp {
         let configuration = ACSClientConfiguration(endpoint: ACSEndpoint("https://contoso.communication.azure.com")!)
-        let key = AccessKey(base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==")!
+        let key = AccessKey(
+            base64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==")!
         let client = ACSEmailClient(
             configuration: configuration, authenticator: HMACAuthenticator(key: key), transport: SilentTransport())
         let bouncer = Bouncer(
@@ -67,4 +71,3 @@ import Testing
         #expect(followed.receivedAt == received.receivedAt)
     }
 }
-

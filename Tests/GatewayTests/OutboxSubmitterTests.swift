@@ -95,7 +95,8 @@ import Testing
                 forwardPaths: [.mailbox(Mailbox(localPart: "b", domain: "example.net"))]),
             data: Array(text.utf8),
             session: SessionInfo(
-                sessionID: "s", clientAddress: SocketAddress(ip: "127.0.0.1", port: 1)!, heloName: "c", transfer: "DATA"))
+                sessionID: "s", clientAddress: SocketAddress(ip: "127.0.0.1", port: 1)!, heloName: "c", transfer: "DATA"
+            ))
     }
 
     private func submit(_ submitter: OutboxSubmitter, _ message: ReceivedMessage) async -> SMTPReply {

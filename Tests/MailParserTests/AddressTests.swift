@@ -125,7 +125,8 @@ import Testing
     /// local part, so an "address" with a line break came out. No address may contain a control character
     /// (RFC 5322 §3.2.4 qtext, §3.2.3 atext): such an entry is not a mailbox and is left out.
     @Test func addressesWithControlCharactersAreLeftOut() {
-        let mail = MailParser().parse(Array("To: \"a\rb\"@example.com, <c\rd@example.com>, ok@example.com\r\n\r\n".utf8))
+        let mail = MailParser().parse(
+            Array("To: \"a\rb\"@example.com, <c\rd@example.com>, ok@example.com\r\n\r\n".utf8))
         #expect(mail.to.map(\.address) == ["cd@example.com", "ok@example.com"])  // angle text loses its whitespace
     }
 }

@@ -32,7 +32,9 @@ import Testing
         let line = Array("X-Filler: value\n".utf8)
         for _ in 0..<1_000_000 { input += line }
         input += Array("\nbody\n".utf8)
-        let (mail, elapsed) = Self.measure("1,000,000 header lines, \(input.count) octets") { MailParser().parse(input) }
+        let (mail, elapsed) = Self.measure("1,000,000 header lines, \(input.count) octets") {
+            MailParser().parse(input)
+        }
         #expect(mail.subject == "many")
         #expect(mail.codes.contains("header-block-too-large"))
         #expect(mail.headers.count < 10_000)

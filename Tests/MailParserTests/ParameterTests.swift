@@ -102,8 +102,9 @@ import Testing
             #expect(mail.codes == ["content-type-invalid"], "\(declared)")
         }
         // Valid tokens keep their type, even unusual ones.
-        #expect(parse("Content-Type: application/x-foo+bar.v1\n\nx\n", ending).root.contentType
-            == "application/x-foo+bar.v1")
+        #expect(
+            parse("Content-Type: application/x-foo+bar.v1\n\nx\n", ending).root.contentType
+                == "application/x-foo+bar.v1")
     }
 
     @Test(arguments: LineEnding.allCases)

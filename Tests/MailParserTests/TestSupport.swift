@@ -42,7 +42,8 @@ enum Paths {
     static let packageRoot = testsDirectory.deletingLastPathComponent().deletingLastPathComponent()
     /// `../shared/corpus` relative to the package root (CI puts a copy of shared/ beside the clone), or the
     /// directory `ACSGW_TEST_CORPUS` names (pointing it at a missing path shows what a bare clone does).
-    static let corpus = ProcessInfo.processInfo.environment["ACSGW_TEST_CORPUS"].map { URL(fileURLWithPath: $0) }
+    static let corpus =
+        ProcessInfo.processInfo.environment["ACSGW_TEST_CORPUS"].map { URL(fileURLWithPath: $0) }
         ?? packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus")
     /// Whether the corpus is there: a bare clone of the repository has no `../shared`.
     static let corpusIsPresent = FileManager.default.fileExists(atPath: corpus.path)

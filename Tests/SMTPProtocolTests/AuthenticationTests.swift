@@ -259,8 +259,10 @@ import Testing
         let path: ReversePath =
             sender.isEmpty
             ? .null
-            : .mailbox(Mailbox(localPart: String(sender.split(separator: "@")[0]),
-                               domain: String(sender.split(separator: "@")[1])))
+            : .mailbox(
+                Mailbox(
+                    localPart: String(sender.split(separator: "@")[0]),
+                    domain: String(sender.split(separator: "@")[1])))
         #expect(try #require(SenderPattern(pattern)).allows(path) == allowed)
     }
 

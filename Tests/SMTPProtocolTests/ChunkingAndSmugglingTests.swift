@@ -191,7 +191,8 @@ import Testing
         _ variant: SmugglingVariant, _ chunking: SessionDriver.Chunking
     ) {
         let smuggled = "MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nSmuggled\r\n"
-        let wire = Self.hello + Self.envelope + "DATA\r\nSubject: real\r\n\r\nbody" + variant.fakeEnd + smuggled
+        let wire =
+            Self.hello + Self.envelope + "DATA\r\nSubject: real\r\n\r\nbody" + variant.fakeEnd + smuggled
             + ".\r\nQUIT\r\n"
         var driver = SessionDriver()
         let result = driver.run(wire, chunking: chunking)
@@ -235,7 +236,8 @@ import Testing
 
     @Test func contentPipelinedBehindARefusedData_isNeverExecutedAsCommands() {
         var driver = SessionDriver()
-        let wire = Self.hello + "MAIL FROM:<device@example.com>\r\nRCPT TO:<not an address>\r\nDATA\r\n"
+        let wire =
+            Self.hello + "MAIL FROM:<device@example.com>\r\nRCPT TO:<not an address>\r\nDATA\r\n"
             + "Subject: looks harmless\r\n\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\n"
             + "Subject: INJECTED\r\n\r\ninjected\r\n.\r\nQUIT\r\n"
         for chunking in SessionDriver.Chunking.allCases {

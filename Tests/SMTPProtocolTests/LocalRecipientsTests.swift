@@ -14,12 +14,16 @@ import Testing
     }
 
     @Test func namesResolveCaseInsensitively_andUnknownNamesAreUnknownWithoutACatchAll() {
-        #expect(local.resolve(Mailbox(localPart: "ROOT", domain: "localhost")) == .alias(Mailbox(localPart: "ops", domain: "example.com")))
+        #expect(
+            local.resolve(Mailbox(localPart: "ROOT", domain: "localhost"))
+                == .alias(Mailbox(localPart: "ops", domain: "example.com")))
         #expect(local.resolve(Mailbox(localPart: "bob", domain: "")) == .unknown)
         #expect(local.resolve(Mailbox(localPart: "root", domain: "example.org")) == .notLocal)
         var withCatchAll = local
         withCatchAll.catchAll = Mailbox(localPart: "admin", domain: "example.com")
-        #expect(withCatchAll.resolve(Mailbox(localPart: "bob", domain: "")) == .alias(Mailbox(localPart: "admin", domain: "example.com")))
+        #expect(
+            withCatchAll.resolve(Mailbox(localPart: "bob", domain: ""))
+                == .alias(Mailbox(localPart: "admin", domain: "example.com")))
     }
 
     @Test func headerAddresses_mapOnlyWhenLocalAndAliased() {

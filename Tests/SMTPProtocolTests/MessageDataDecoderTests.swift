@@ -24,11 +24,13 @@ import Testing
         Fixture(name: "<CR>.<CR> is content", wire: "a\r.\rb\r\n.\r\n", message: "a\r.\rb\r\n"),
         Fixture(name: "bare CR kept", wire: "a\rb\r\n.\r\n", message: "a\rb\r\n"),
         Fixture(name: "NUL is content", wire: "a\u{0}b\r\n.\r\n", message: "a\u{0}b\r\n"),
-        Fixture(name: "octets after the end are not consumed", wire: "x\r\n.\r\nQUIT\r\n", message: "x\r\n",
-                rest: "QUIT\r\n"),
+        Fixture(
+            name: "octets after the end are not consumed", wire: "x\r\n.\r\nQUIT\r\n", message: "x\r\n",
+            rest: "QUIT\r\n"),
         Fixture(name: "CR CR LF", wire: "a\r\r\n.\r\n", message: "a\r\r\n"),
         Fixture(name: ". CR CR LF", wire: "a\r\n.\r\r\n.\r\n", message: "a\r\n\r\r\n"),
-        Fixture(name: "UTF-8 and 8-bit octets", wire: "h\u{E9}llo \u{2603}\r\n.\r\n", message: "h\u{E9}llo \u{2603}\r\n"),
+        Fixture(
+            name: "UTF-8 and 8-bit octets", wire: "h\u{E9}llo \u{2603}\r\n.\r\n", message: "h\u{E9}llo \u{2603}\r\n"),
     ]
 
     private static func decode(_ chunks: [[UInt8]], policy: BareLineFeedPolicy = .normalize)

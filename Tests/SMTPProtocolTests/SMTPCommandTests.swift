@@ -21,30 +21,39 @@ import Testing
         Valid(line: "EHLO client.example", command: .extendedHello(domain: "client.example")),
         Valid(line: "ehlo [127.0.0.1]", command: .extendedHello(domain: "[127.0.0.1]")),
         Valid(line: "HELO x", command: .hello(domain: "x")),
-        Valid(line: "MAIL FROM:<a@example.com>",
-              command: .mail(from: .mailbox(Mailbox(localPart: "a", domain: "example.com")), parameters: .init())),
-        Valid(line: "mail FROM:<a@example.com> size=899 SMTPUTF8 BODY=8BITMIME",
-              command: .mail(
+        Valid(
+            line: "MAIL FROM:<a@example.com>",
+            command: .mail(from: .mailbox(Mailbox(localPart: "a", domain: "example.com")), parameters: .init())),
+        Valid(
+            line: "mail FROM:<a@example.com> size=899 SMTPUTF8 BODY=8BITMIME",
+            command: .mail(
                 from: .mailbox(Mailbox(localPart: "a", domain: "example.com")),
                 parameters: ESMTPParameters([("SIZE", "899"), ("SMTPUTF8", nil), ("BODY", "8BITMIME")]))),
         Valid(line: "MAIL FROM:<>", command: .mail(from: .null, parameters: .init())),
-        Valid(line: "MAIL FROM: <a@example.com>",
-              command: .mail(from: .mailbox(Mailbox(localPart: "a", domain: "example.com")), parameters: .init())),
-        Valid(line: "MAIL FROM:a@example.com",
-              command: .mail(from: .mailbox(Mailbox(localPart: "a", domain: "example.com")), parameters: .init())),
-        Valid(line: "MAIL FROM:<\"john doe\"@example.com>",
-              command: .mail(
+        Valid(
+            line: "MAIL FROM: <a@example.com>",
+            command: .mail(from: .mailbox(Mailbox(localPart: "a", domain: "example.com")), parameters: .init())),
+        Valid(
+            line: "MAIL FROM:a@example.com",
+            command: .mail(from: .mailbox(Mailbox(localPart: "a", domain: "example.com")), parameters: .init())),
+        Valid(
+            line: "MAIL FROM:<\"john doe\"@example.com>",
+            command: .mail(
                 from: .mailbox(Mailbox(localPart: "\"john doe\"", domain: "example.com")), parameters: .init())),
-        Valid(line: "MAIL FROM:<\"a>b@c\"@example.com>",
-              command: .mail(
+        Valid(
+            line: "MAIL FROM:<\"a>b@c\"@example.com>",
+            command: .mail(
                 from: .mailbox(Mailbox(localPart: "\"a>b@c\"", domain: "example.com")), parameters: .init())),
-        Valid(line: "RCPT TO:<@relay1.example,@relay2.example:bob@example.net>",
-              command: .recipient(to: .mailbox(Mailbox(localPart: "bob", domain: "example.net")), parameters: .init())),
+        Valid(
+            line: "RCPT TO:<@relay1.example,@relay2.example:bob@example.net>",
+            command: .recipient(to: .mailbox(Mailbox(localPart: "bob", domain: "example.net")), parameters: .init())),
         Valid(line: "RCPT TO:<Postmaster>", command: .recipient(to: .postmaster, parameters: .init())),
-        Valid(line: "rcpt to:<b@[192.0.2.1]>",
-              command: .recipient(to: .mailbox(Mailbox(localPart: "b", domain: "[192.0.2.1]")), parameters: .init())),
-        Valid(line: "RCPT TO:<ä@exämple.org>",
-              command: .recipient(to: .mailbox(Mailbox(localPart: "ä", domain: "exämple.org")), parameters: .init())),
+        Valid(
+            line: "rcpt to:<b@[192.0.2.1]>",
+            command: .recipient(to: .mailbox(Mailbox(localPart: "b", domain: "[192.0.2.1]")), parameters: .init())),
+        Valid(
+            line: "RCPT TO:<ä@exämple.org>",
+            command: .recipient(to: .mailbox(Mailbox(localPart: "ä", domain: "exämple.org")), parameters: .init())),
         Valid(line: "DATA", command: .data),
         Valid(line: "BDAT 415 LAST", command: .binaryData(size: 415, last: true)),
         Valid(line: "bdat 0 last", command: .binaryData(size: 0, last: true)),
@@ -133,7 +142,9 @@ import Testing
 
     @Test func replyWireFormat_multiLineAndEnhancedCodes() {
         let reply = SMTPReply(250, nil, ["host greets you", "PIPELINING", "SIZE 10"])
-        #expect(String(decoding: reply.wireBytes, as: UTF8.self) == "250-host greets you\r\n250-PIPELINING\r\n250 SIZE 10\r\n")
+        #expect(
+            String(decoding: reply.wireBytes, as: UTF8.self)
+                == "250-host greets you\r\n250-PIPELINING\r\n250 SIZE 10\r\n")
         #expect(String(decoding: SMTPReply.ok.wireBytes, as: UTF8.self) == "250 2.0.0 OK\r\n")
         #expect(String(decoding: SMTPReply.startMailInput.wireBytes, as: UTF8.self).hasPrefix("354 Start"))
     }

@@ -33,8 +33,11 @@ import Testing
         var driver = SessionDriver(limits: limits)
         let result = driver.run(Self.hello)
         let lines = result.replies.first?.lines ?? []
-        #expect(Array(lines.dropFirst()) == ["PIPELINING", "SIZE 12345", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
-                                             "CHUNKING", "HELP"])
+        #expect(
+            Array(lines.dropFirst()) == [
+                "PIPELINING", "SIZE 12345", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
+                "CHUNKING", "HELP",
+            ])
     }
 
     @Test func lowerCaseVerbsAndParameters_smtplibStyle() {
@@ -188,7 +191,10 @@ import Testing
         limits.postmaster = Mailbox(localPart: "hostmaster", domain: "example.org")
         var driver = SessionDriver(limits: limits)
         let result = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<PostMaster>\r\nDATA\r\nx\r\n.\r\n")
-        #expect(result.submissions.first?.envelope.forwardPaths == [.mailbox(Mailbox(localPart: "hostmaster", domain: "example.org"))])
+        #expect(
+            result.submissions.first?.envelope.forwardPaths == [
+                .mailbox(Mailbox(localPart: "hostmaster", domain: "example.org"))
+            ])
     }
 
     // MARK: Local recipients
@@ -221,7 +227,8 @@ import Testing
             Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<www-data>\r\nRCPT TO:<bob@localhost>\r\nRCPT TO:<root>\r\n")
         #expect(result.codes == [250, 250, 550, 550, 250])
         #expect(result.enhancedCodes[2] == "5.1.1")
-        #expect(result.texts[2].contains("<www-data>") && result.texts[2].contains("\"www-data: address\" under aliases:"))
+        #expect(
+            result.texts[2].contains("<www-data>") && result.texts[2].contains("\"www-data: address\" under aliases:"))
         #expect(!result.closed)
     }
 
@@ -268,12 +275,16 @@ import Testing
         #expect(result.texts[4].contains("a domain without a dot"))
         #expect(result.texts[5].contains("a local part longer than 64 octets"))
         #expect(!result.closed, "refusing a recipient is not a protocol error")
-        #expect(result.submissions.first?.envelope.forwardPaths == [.mailbox(Mailbox(localPart: "ok", domain: "example.org"))])
+        #expect(
+            result.submissions.first?.envelope.forwardPaths == [
+                .mailbox(Mailbox(localPart: "ok", domain: "example.org"))
+            ])
     }
 
     @Test func notPlainRecipients_areAcceptedWhenNotRestricted() {
         var driver = SessionDriver()
-        let result = driver.run(Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<\"john doe\"@example.org>\r\nRCPT TO:<a@[192.0.2.1]>\r\n")
+        let result = driver.run(
+            Self.hello + "MAIL FROM:<a@b.c>\r\nRCPT TO:<\"john doe\"@example.org>\r\nRCPT TO:<a@[192.0.2.1]>\r\n")
         #expect(result.codes == [250, 250, 250, 250])
     }
 
@@ -427,7 +438,7 @@ import Testing
         #expect(session.phase == .awaitingSubmission)
         #expect(session.receive(Array("NOOP\r\n".utf8)).replies.isEmpty)
         let after = session.submissionCompleted(.messageAccepted("OK id"))
-        #expect(after.replies.map(\.code) == [250, 250, 221, ])
+        #expect(after.replies.map(\.code) == [250, 250, 221])
         // The NOOP sent during the submission is never answered after QUIT: the session is closed.
         #expect(after.close)
     }

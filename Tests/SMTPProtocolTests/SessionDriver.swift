@@ -53,8 +53,10 @@ struct SessionDriver {
     var session: SMTPSession
     var submissionReply: (SMTPSession.Submission) -> SMTPReply
 
-    init(limits: SMTPLimits = SMTPLimits(),
-         submissionReply: @escaping (SMTPSession.Submission) -> SMTPReply = { _ in .messageAccepted("OK queued") }) {
+    init(
+        limits: SMTPLimits = SMTPLimits(),
+        submissionReply: @escaping (SMTPSession.Submission) -> SMTPReply = { _ in .messageAccepted("OK queued") }
+    ) {
         self.session = SMTPSession(hostname: "gateway.test", limits: limits)
         self.submissionReply = submissionReply
     }

@@ -43,8 +43,9 @@ final class CapturedLog: @unchecked Sendable {
         func log(event: LogEvent) {
             var merged = metadata
             if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-            log.append(Event(
-                level: event.level, message: "\(event.message)", metadata: merged.mapValues { "\($0)" }))
+            log.append(
+                Event(
+                    level: event.level, message: "\(event.message)", metadata: merged.mapValues { "\($0)" }))
         }
     }
 }
@@ -311,7 +312,8 @@ final class GatedSubmitter: MessageSubmitter, @unchecked Sendable {
             completion(
                 valid
                     ? AuthenticationResult(outcome: .accepted(AuthenticatedUser(name: "printer", senders: [.any])))
-                    : AuthenticationResult(outcome: .rejected, failures: 1, knownUser: credentials.username == "printer"))
+                    : AuthenticationResult(
+                        outcome: .rejected, failures: 1, knownUser: credentials.username == "printer"))
         }
     }
 
@@ -338,7 +340,8 @@ final class GatedSubmitter: MessageSubmitter, @unchecked Sendable {
         #expect(failed.metadata["auth.client_ip"] == "127.0.0.1")
         #expect(failed.metadata["auth.user"] == "printer")
         #expect(failed.metadata["auth.failures"] == "1")
-        #expect(!running.log.events.contains { $0.metadata.values.contains { $0.contains("nope") || $0.contains(wrong) } })
+        #expect(
+            !running.log.events.contains { $0.metadata.values.contains { $0.contains("nope") || $0.contains(wrong) } })
         let values = samples(running.registry)
         #expect(values[#"acsgw_smtp_user_messages_total{user="printer",outcome="accepted"}"#] == 1)
         #expect(values[#"acsgw_smtp_auth_attempts_total{mechanism="PLAIN",outcome="rejected"}"#] == 1)

@@ -60,7 +60,8 @@ import Testing
             try TLSContext(certificateFile: files.certificate, keyFile: files.otherKey)
         }
         #expect(
-            message == "tls.key \(files.otherKey) does not match the certificate in tls.certificate \(files.certificate)")
+            message
+                == "tls.key \(files.otherKey) does not match the certificate in tls.certificate \(files.certificate)")
     }
 
     @Test func anExpiredOrNotYetValidCertificate_isRefused_andOneCloseToItsEnd_warned() throws {
@@ -80,15 +81,18 @@ import Testing
     @Test func unreadableOrWrongFiles_areNamed() throws {
         let files = try Self.makeFiles()
         let missing = files.directory.appendingPathComponent("missing.pem").path
-        #expect(Self.error { () throws(TLSConfigurationError) in
-            try TLSContext(certificateFile: missing, keyFile: files.key)
-        } == "tls.certificate \(missing): cannot read it: No such file or directory")
-        #expect(Self.error { () throws(TLSConfigurationError) in
-            try TLSContext(certificateFile: files.key, keyFile: files.key)
-        }?.hasPrefix("tls.certificate \(files.key): no PEM certificate found") == true)
-        #expect(Self.error { () throws(TLSConfigurationError) in
-            try TLSContext(certificateFile: files.certificate, keyFile: files.certificate)
-        }?.hasPrefix("tls.key \(files.certificate): no PEM private key found") == true)
+        #expect(
+            Self.error { () throws(TLSConfigurationError) in
+                try TLSContext(certificateFile: missing, keyFile: files.key)
+            } == "tls.certificate \(missing): cannot read it: No such file or directory")
+        #expect(
+            Self.error { () throws(TLSConfigurationError) in
+                try TLSContext(certificateFile: files.key, keyFile: files.key)
+            }?.hasPrefix("tls.certificate \(files.key): no PEM certificate found") == true)
+        #expect(
+            Self.error { () throws(TLSConfigurationError) in
+                try TLSContext(certificateFile: files.certificate, keyFile: files.certificate)
+            }?.hasPrefix("tls.key \(files.certificate): no PEM private key found") == true)
     }
 
     @Test func aLegacyMinimumVersion_isAWarning_andAKeyReadableByOthersToo() throws {
@@ -101,8 +105,9 @@ import Testing
 
     @Test func anUnknownCipherList_isRefused() throws {
         let files = try Self.makeFiles()
-        #expect(Self.error { () throws(TLSConfigurationError) in
-            try TLSContext(certificateFile: files.certificate, keyFile: files.key, ciphers: "NO-SUCH-CIPHER")
-        } == "tls.ciphers \"NO-SUCH-CIPHER\": no cipher of the list is available")
+        #expect(
+            Self.error { () throws(TLSConfigurationError) in
+                try TLSContext(certificateFile: files.certificate, keyFile: files.key, ciphers: "NO-SUCH-CIPHER")
+            } == "tls.ciphers \"NO-SUCH-CIPHER\": no cipher of the list is available")
     }
 }

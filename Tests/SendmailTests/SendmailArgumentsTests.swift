@@ -20,8 +20,10 @@ import Testing
     }
 
     @Test func ignoredFlags_areAccepted_andChangeNothing() throws {
-        let parsed = try SendmailArguments.parse(["-odb", "-oem", "-oQ/tmp", "-B", "8BITMIME", "-N", "never", "-Rhdrs",
-                                                  "-U", "-G", "a@example.com"])
+        let parsed = try SendmailArguments.parse([
+            "-odb", "-oem", "-oQ/tmp", "-B", "8BITMIME", "-N", "never", "-Rhdrs",
+            "-U", "-G", "a@example.com",
+        ])
         var expected = SendmailArguments()
         expected.recipients = ["a@example.com"]
         #expect(parsed == expected)

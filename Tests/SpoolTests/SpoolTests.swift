@@ -15,7 +15,8 @@ import Testing
     private func record(_ id: String, size: Int = 5) -> SpoolRecord {
         SpoolRecord(
             id: id, operationID: id, receivedAt: Date(timeIntervalSince1970: 1_800_000_000),
-            envelope: SpoolEnvelope(mailFrom: "app@example.com", rcptTo: ["a@example.net"], parameters: ["SMTPUTF8": nil]),
+            envelope: SpoolEnvelope(
+                mailFrom: "app@example.com", rcptTo: ["a@example.net"], parameters: ["SMTPUTF8": nil]),
             client: SpoolClient(address: "127.0.0.1", helo: "app", sessionID: "s1", transfer: "DATA"),
             size: size, nextAttemptAt: Date(timeIntervalSince1970: 1_800_000_000))
     }

@@ -33,7 +33,8 @@ func fuzzACSResponses(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
     // Retry-After in every form.
     if let seconds = ACSEmailClient.retryAfter(response, now: now) {
-        precondition(seconds.isFinite && (0...86_400).contains(seconds), "retryAfter \(seconds) for \(value.debugDescription)")
+        precondition(
+            seconds.isFinite && (0...86_400).contains(seconds), "retryAfter \(seconds) for \(value.debugDescription)")
     }
 
     // HTTP-dates: the header's, and one made of the input's octets (1970...9999).
@@ -48,7 +49,8 @@ func fuzzACSResponses(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     // Operation statuses and errors.
     if let operation = ACSEmailClient.operationResult(body), let name = operation.status {
         let status = ACSOperationStatus(
-            operationID: operation.id ?? "", status: name, code: operation.error?.code, message: operation.error?.message)
+            operationID: operation.id ?? "", status: name, code: operation.error?.code,
+            message: operation.error?.message)
         _ = status.outcome
         precondition(status.isTerminal == ACSEmailClient.isTerminal(name))
     }

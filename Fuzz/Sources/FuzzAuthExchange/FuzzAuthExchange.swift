@@ -60,14 +60,17 @@ func fuzzAuthExchange(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             let first = answer.replies.first
             switch outcome {
             case .accepted:
-                precondition(first == .authenticationSucceeded, "accepted credentials answered \(String(describing: first))")
+                precondition(
+                    first == .authenticationSucceeded, "accepted credentials answered \(String(describing: first))")
                 precondition(session.machine.authenticatedUser == user, "accepted credentials did not authenticate")
             case .rejected:
                 precondition(
                     first == .authenticationFailed || (first == .tooManyErrors && answer.close),
                     "rejected credentials answered \(String(describing: first))")
             case .temporaryFailure:
-                precondition(first == .temporaryAuthenticationFailure, "a temporary failure answered \(String(describing: first))")
+                precondition(
+                    first == .temporaryAuthenticationFailure,
+                    "a temporary failure answered \(String(describing: first))")
             case .tooManyFailures:
                 precondition(first == .tooManyAuthenticationFailures && answer.close, "too many failures did not close")
             }

@@ -26,7 +26,8 @@ func fuzzConfiguration(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         preconditionFailure("check-config output does not load:\n\(rendered)")
     }
     for key in ConfigurationSchema.keys {
-        let before = key.values(in: loaded.settings), after = key.values(in: again.settings)
+        let before = key.values(in: loaded.settings)
+        let after = key.values(in: again.settings)
         precondition(before == after, "\(key.path): \(before) rendered and read back as \(after)")
     }
     return 0

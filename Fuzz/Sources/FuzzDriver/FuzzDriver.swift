@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// libFuzzer's entry point for programs that have a `main` of their own (libFuzzer's FuzzerDriver.cpp).

@@ -25,7 +25,8 @@ func fuzzMailToACS(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         // The reply code is the gateway's (ACSReplyMapping); the rejection names its rule and one line of text.
         precondition(
             !rejection.reason.rawValue.isEmpty && !rejection.text.isEmpty
-                && !rejection.text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }), "unclean refusal: \(rejection)")
+                && !rejection.text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }),
+            "unclean refusal: \(rejection)")
     }
     return 0
 }

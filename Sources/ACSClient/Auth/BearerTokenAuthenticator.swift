@@ -26,9 +26,11 @@ public struct BearerTokenAuthenticator: RequestAuthenticator, CustomStringConver
     ) {
         let scheme = URLComponents(string: request.url)?.scheme?.lowercased()
         guard scheme == "https" || (scheme == "http" && allowInsecureHTTPForTesting) else {
-            completion(.failure(AuthenticationError(
-                "Bearer token authentication is not permitted for non-https URLs (\(host)); "
-                    + "use an https ACS endpoint", isTransient: false)))
+            completion(
+                .failure(
+                    AuthenticationError(
+                        "Bearer token authentication is not permitted for non-https URLs (\(host)); "
+                            + "use an https ACS endpoint", isTransient: false)))
             return
         }
         credential.getToken(scope: scope) { result in

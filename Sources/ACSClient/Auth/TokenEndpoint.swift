@@ -67,9 +67,10 @@ struct TokenEndpoint: Sendable {
                 let message = "\(name): token request to \(host) failed (\(error.kind.rawValue)): \(error.message)"
                 completion(.failure(AuthenticationError(Self.redact(message, secrets: secrets), isTransient: true)))
             case .success(let response):
-                completion(Self.interpret(
-                    response, host: host, credentialName: name, receivedAt: now(), secrets: secrets,
-                    transientStatuses: transientStatuses, explainStatus: explainStatus))
+                completion(
+                    Self.interpret(
+                        response, host: host, credentialName: name, receivedAt: now(), secrets: secrets,
+                        transientStatuses: transientStatuses, explainStatus: explainStatus))
             }
         }
     }
@@ -90,7 +91,8 @@ struct TokenEndpoint: Sendable {
             } else if let error = json?["error"] as? [String: Any], let code = error["code"] as? String {
                 message += " \(code)"
             }
-            let detail = (json?["error_description"] as? String)
+            let detail =
+                (json?["error_description"] as? String)
                 ?? ((json?["error"] as? [String: Any])?["message"] as? String)
             if let detail, let firstLine = detail.split(whereSeparator: \.isNewline).first {
                 // Entra descriptions run long (trace ids, timestamps); the first line names the cause.
@@ -104,16 +106,18 @@ struct TokenEndpoint: Sendable {
             return .failure(AuthenticationError(redact(message, secrets: secrets), isTransient: transient))
         }
         guard let json, let token = json["access_token"] as? String, !token.isEmpty else {
-            return .failure(AuthenticationError(
-                "\(credentialName): \(host) answered 200 without an access_token (is this a token endpoint?)",
-                isTransient: false))
+            return .failure(
+                AuthenticationError(
+                    "\(credentialName): \(host) answered 200 without an access_token (is this a token endpoint?)",
+                    isTransient: false))
         }
         if let type = json["token_type"] as? String, type.lowercased() != "bearer" {
             // The endpoint's own words, quoted: redacted before they are cut to 40 characters, so a secret
             // echoed there shows neither whole nor in part, and the token sent beside it does not show either.
             let quoted = redact(type, secrets: secrets + [token]).prefix(40)
-            return .failure(AuthenticationError(
-                "\(credentialName): \(host) issued a '\(quoted)' token, not a Bearer token", isTransient: false))
+            return .failure(
+                AuthenticationError(
+                    "\(credentialName): \(host) issued a '\(quoted)' token, not a Bearer token", isTransient: false))
         }
         // Managed identity endpoints send numbers as strings ("expires_in": "86399", "expires_on": "<epoch>").
         let expiresOn: Date
@@ -122,13 +126,16 @@ struct TokenEndpoint: Sendable {
         } else if let seconds = number(json["expires_in"]) {
             expiresOn = receivedAt.addingTimeInterval(seconds)
         } else {
-            return .failure(AuthenticationError(
-                "\(credentialName): \(host) answered without a numeric expires_in or expires_on",
-                isTransient: false))
+            return .failure(
+                AuthenticationError(
+                    "\(credentialName): \(host) answered without a numeric expires_in or expires_on",
+                    isTransient: false))
         }
         guard expiresOn > receivedAt else {
-            return .failure(AuthenticationError(
-                "\(credentialName): \(host) issued a token that has already expired (clock skew?)", isTransient: true))
+            return .failure(
+                AuthenticationError(
+                    "\(credentialName): \(host) issued a token that has already expired (clock skew?)",
+                    isTransient: true))
         }
         let refreshOn = number(json["refresh_in"]).map { receivedAt.addingTimeInterval($0) }
         return .success(AccessToken(token: token, expiresOn: expiresOn, refreshOn: refreshOn))

@@ -60,8 +60,9 @@ final class CurlEasyTransfer {
             acsgw_curl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout * 1000)),
             "connect timeout")
         // HTTP/2 over TLS when the server offers it through ALPN, HTTP/1.1 otherwise.
-        try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS),
-                  "HTTP version")
+        try check(
+            acsgw_curl_easy_setopt_long(handle, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS),
+            "HTTP version")
         // While a connection to the host is still being set up, wait to learn whether it multiplexes instead
         // of opening another: without this a burst of sends (the first after start, or after an idle spell)
         // opened one TLS connection per request even to an HTTP/2 server (50 for 50, seen in HTTP2Tests).
@@ -85,20 +86,23 @@ final class CurlEasyTransfer {
             try check(acsgw_curl_easy_setopt_long(handle, CURLOPT_POST, 1), "POST")
             // The size first; then libcurl reads exactly that many octets, the signed bytes, through the read
             // callback, and rewinds through the seek callback when it must send them again.
-            try check(acsgw_curl_easy_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)),
-                      "body size")
+            try check(
+                acsgw_curl_easy_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)),
+                "body size")
             try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_READDATA, me), "read data")
-            try check(acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_READFUNCTION) { buffer, size, count, userdata in
-                guard let userdata, let buffer else { return Int(CURL_READFUNC_ABORT) }
-                let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
-                return transfer.readBody(into: UnsafeMutableRawBufferPointer(start: buffer, count: size * count))
-            }, "read function")
+            try check(
+                acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_READFUNCTION) { buffer, size, count, userdata in
+                    guard let userdata, let buffer else { return Int(CURL_READFUNC_ABORT) }
+                    let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                    return transfer.readBody(into: UnsafeMutableRawBufferPointer(start: buffer, count: size * count))
+                }, "read function")
             try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_SEEKDATA, me), "seek data")
-            try check(acsgw_curl_easy_setopt_seek_callback(handle) { userdata, offset, origin in
-                guard let userdata else { return CURL_SEEKFUNC_FAIL }
-                let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
-                return transfer.rewindBody(to: offset, origin: origin) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK
-            }, "seek function")
+            try check(
+                acsgw_curl_easy_setopt_seek_callback(handle) { userdata, offset, origin in
+                    guard let userdata else { return CURL_SEEKFUNC_FAIL }
+                    let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                    return transfer.rewindBody(to: offset, origin: origin) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK
+                }, "seek function")
         default:
             try check(acsgw_curl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method), "method")
         }
@@ -112,18 +116,20 @@ final class CurlEasyTransfer {
         try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_HTTPHEADER, headerList), "headers")
 
         try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_WRITEDATA, me), "write data")
-        try check(acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_WRITEFUNCTION) { buffer, size, count, userdata in
-            guard let userdata, let buffer else { return 0 }
-            let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
-            return transfer.receivedBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
-        }, "write function")
+        try check(
+            acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_WRITEFUNCTION) { buffer, size, count, userdata in
+                guard let userdata, let buffer else { return 0 }
+                let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                return transfer.receivedBody(UnsafeRawBufferPointer(start: buffer, count: size * count))
+            }, "write function")
         try check(acsgw_curl_easy_setopt_pointer(handle, CURLOPT_HEADERDATA, me), "header data")
-        try check(acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_HEADERFUNCTION) { buffer, size, count, userdata in
-            guard let userdata, let buffer else { return 0 }
-            let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
-            transfer.receivedHeaderLine(UnsafeRawBufferPointer(start: buffer, count: size * count))
-            return size * count
-        }, "header function")
+        try check(
+            acsgw_curl_easy_setopt_data_callback(handle, CURLOPT_HEADERFUNCTION) { buffer, size, count, userdata in
+                guard let userdata, let buffer else { return 0 }
+                let transfer = Unmanaged<CurlEasyTransfer>.fromOpaque(userdata).takeUnretainedValue()
+                transfer.receivedHeaderLine(UnsafeRawBufferPointer(start: buffer, count: size * count))
+                return size * count
+            }, "header function")
     }
 
     /// Copies the next octets of the request body into libcurl's buffer; 0 once all were read.
@@ -179,8 +185,10 @@ final class CurlEasyTransfer {
             return slice
         }
         let name = trimmed(0..<colon).map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
-        return (name: String(decoding: name, as: UTF8.self),
-                value: String(decoding: trimmed((colon + 1)..<line.count), as: UTF8.self))
+        return (
+            name: String(decoding: name, as: UTF8.self),
+            value: String(decoding: trimmed((colon + 1)..<line.count), as: UTF8.self)
+        )
     }
 
     /// The transfer ended with `code`: builds the result.
@@ -194,7 +202,8 @@ final class CurlEasyTransfer {
         var version = 0
         _ = acsgw_curl_easy_getinfo_long(handle, CURLINFO_HTTP_VERSION, &version)
         let versionText = version == CURL_HTTP_VERSION_2_0 ? "2" : "1.1"
-        return .success(HTTPResponse(status: status, headers: responseHeaders, body: responseBody, httpVersion: versionText))
+        return .success(
+            HTTPResponse(status: status, headers: responseHeaders, body: responseBody, httpVersion: versionText))
     }
 
     private static func kind(of code: CURLcode) -> HTTPTransportError.Kind {

@@ -111,7 +111,9 @@ private final class CurlMulti: @unchecked Sendable {
         return transfers.count
     }
 
-    func start(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void) {
+    func start(
+        _ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void
+    ) {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !isShutDown else {
             completion(.failure(HTTPTransportError(.other, "HTTP transport shut down")))
@@ -202,15 +204,17 @@ private final class CurlMulti: @unchecked Sendable {
 
     private func watch(_ socket: curl_socket_t, what: Int32) {
         dispatchPrecondition(condition: .onQueue(queue))
-        let watch = sockets[socket] ?? {
-            let created = SocketWatch(socket: socket, queue: queue) { [weak self] events in
-                self?.socketAction(socket, events)
-            } onIdle: { [weak self] in
-                self?.sockets[socket] = nil
-            }
-            sockets[socket] = created
-            return created
-        }()
+        let watch =
+            sockets[socket]
+            ?? {
+                let created = SocketWatch(socket: socket, queue: queue) { [weak self] events in
+                    self?.socketAction(socket, events)
+                } onIdle: { [weak self] in
+                    self?.sockets[socket] = nil
+                }
+                sockets[socket] = created
+                return created
+            }()
         switch what {
         case CURL_POLL_IN: watch.want(read: true, write: false)
         case CURL_POLL_OUT: watch.want(read: false, write: true)
@@ -242,8 +246,10 @@ private final class SocketWatch: @unchecked Sendable {  // confined to the trans
     /// must not serve a later registration of that number.
     private var retired = false
 
-    init(socket: curl_socket_t, queue: DispatchQueue, onEvent: @escaping (Int32) -> Void,
-         onIdle: @escaping () -> Void) {
+    init(
+        socket: curl_socket_t, queue: DispatchQueue, onEvent: @escaping (Int32) -> Void,
+        onIdle: @escaping () -> Void
+    ) {
         self.socket = socket
         self.queue = queue
         self.onEvent = onEvent

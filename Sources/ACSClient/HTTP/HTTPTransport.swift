@@ -39,7 +39,9 @@ public struct HTTPResponse: Sendable, Equatable {
     /// "1.1" or "2".
     public var httpVersion: String
 
-    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], httpVersion: String = "1.1") {
+    public init(
+        status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], httpVersion: String = "1.1"
+    ) {
         self.status = status
         self.headers = headers.map { (name: $0.name.lowercased(), value: $0.value) }
         self.body = body
@@ -89,5 +91,6 @@ public struct HTTPTransportError: Error, Sendable, Equatable, CustomStringConver
 /// Performs HTTP requests asynchronously. `completion` is called exactly once, on an unspecified queue,
 /// and must not block.
 public protocol HTTPTransport: Sendable {
-    func perform(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void)
+    func perform(
+        _ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPTransportError>) -> Void)
 }

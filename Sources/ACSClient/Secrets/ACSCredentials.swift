@@ -94,13 +94,15 @@ public struct ACSCredentials: Sendable, CustomStringConvertible {
             guard let endpointText else { return nil }
             guard let endpoint = ACSEndpoint(endpointText) else {
                 throw CredentialConfigurationError(
-                    "\(endpointSource) '\(SecretRedaction.display(endpointText))' is not an http(s) URL with a host and no path")
+                    "\(endpointSource) '\(SecretRedaction.display(endpointText))' is not an http(s) URL with a host and no path"
+                )
             }
             return endpoint
         }
 
         let method = options.entraCredential == nil ? options.method : .clientSecret
-        let connectionString = [.automatic, .connectionString].contains(method)
+        let connectionString =
+            [.automatic, .connectionString].contains(method)
             ? try secrets.load(.connectionString, file: options.connectionStringFile) : nil
         if method == .connectionString && connectionString == nil {
             throw CredentialConfigurationError(
@@ -133,7 +135,8 @@ public struct ACSCredentials: Sendable, CustomStringConvertible {
                     + "--acs-connection-string-file or ACS_CONNECTION_STRING")
         }
 
-        let accessKey = [.automatic, .accessKey].contains(method)
+        let accessKey =
+            [.automatic, .accessKey].contains(method)
             ? try secrets.load(.accessKey, file: options.accessKeyFile) : nil
         if method == .accessKey && accessKey == nil {
             throw CredentialConfigurationError(
@@ -200,7 +203,8 @@ public struct ACSCredentials: Sendable, CustomStringConvertible {
         case .workloadIdentity:
             guard let tokenFile = options.federatedTokenFile ?? secrets.setting("AZURE_FEDERATED_TOKEN_FILE") else {
                 throw CredentialConfigurationError(
-                    "acs.auth is workload-identity, but acs.federated_token_file (or AZURE_FEDERATED_TOKEN_FILE) is not set")
+                    "acs.auth is workload-identity, but acs.federated_token_file (or AZURE_FEDERATED_TOKEN_FILE) is not set"
+                )
             }
             return .workloadIdentity(
                 tenantID: try required(options.tenantID, .tenantID, key: "acs.tenant_id"),

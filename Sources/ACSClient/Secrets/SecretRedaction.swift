@@ -16,11 +16,18 @@ public enum SecretRedaction {
         // Paths and host names have separators ('/', '.', '-') in places base64 does not, or no digits.
         let scalars = value.unicodeScalars
         guard scalars.count >= 32, let first = scalars.first, first != "/", first != "." else { return false }
-        let base64 = scalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)
-            || "+/=".unicodeScalars.contains($0)) }
-        let secretLike = scalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)
-            || "~._-".unicodeScalars.contains($0)) }
-        let mixed = scalars.contains { ("0"..."9").contains($0) } && scalars.contains { ("A"..."Z").contains($0) }
+        let base64 = scalars.allSatisfy {
+            $0.isASCII
+                && ($0.properties.isAlphabetic || ("0"..."9").contains($0)
+                    || "+/=".unicodeScalars.contains($0))
+        }
+        let secretLike = scalars.allSatisfy {
+            $0.isASCII
+                && ($0.properties.isAlphabetic || ("0"..."9").contains($0)
+                    || "~._-".unicodeScalars.contains($0))
+        }
+        let mixed =
+            scalars.contains { ("0"..."9").contains($0) } && scalars.contains { ("A"..."Z").contains($0) }
             && scalars.contains { ("a"..."z").contains($0) }
         return mixed && (base64 || (secretLike && !value.contains("/")))
     }

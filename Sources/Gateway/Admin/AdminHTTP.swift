@@ -33,8 +33,10 @@ enum AdminHTTP {
         var extraHeaders: [(String, String)] = []
         var body: [UInt8]
 
-        init(status: Int, contentType: String = "text/plain; charset=utf-8", extraHeaders: [(String, String)] = [],
-             body: String) {
+        init(
+            status: Int, contentType: String = "text/plain; charset=utf-8", extraHeaders: [(String, String)] = [],
+            body: String
+        ) {
             self.init(status: status, contentType: contentType, extraHeaders: extraHeaders, body: Array(body.utf8))
         }
 

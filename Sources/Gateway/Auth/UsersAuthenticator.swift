@@ -33,7 +33,8 @@ public struct UsersAuthenticator: SMTPAuthenticator {
         }
         let accepted = verifier.submit {
             // PLAIN's authorization identity may only name the user itself (RFC 4616 §2; mutt sends it).
-            let identityOK = credentials.authorizationIdentity.isEmpty
+            let identityOK =
+                credentials.authorizationIdentity.isEmpty
                 || credentials.authorizationIdentity == credentials.username
             // An unknown user costs a hash check too, so timing does not tell which names exist.
             let matches = PasswordHash.verify(credentials.password, against: entry?.hash ?? Self.decoyHash)

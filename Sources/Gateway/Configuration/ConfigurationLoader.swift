@@ -105,7 +105,8 @@ public enum ConfigurationLoader {
                             + "a secret goes in a file named by a *_file key, a systemd credential or the environment")
                 } else {
                     problems.append(
-                        "\(assignment.location)\(key.path): expected \(key.expected), got \(EscapedText.doubleQuoted(SecretRedaction.maskingURLPassword(bad)))")
+                        "\(assignment.location)\(key.path): expected \(key.expected), got \(EscapedText.doubleQuoted(SecretRedaction.maskingURLPassword(bad)))"
+                    )
                 }
                 continue
             }
@@ -209,7 +210,8 @@ public enum ConfigurationLoader {
                 let (items, entryProblems) = wholeSectionItems(entries, key: key, path: path)
                 problems += entryProblems
                 if entryProblems.isEmpty {
-                    assignments.append(Assignment(key: key, values: items, origin: .file(path: path, line: line(sectionNode))))
+                    assignments.append(
+                        Assignment(key: key, values: items, origin: .file(path: path, line: line(sectionNode))))
                 }
                 continue
             }
@@ -230,7 +232,8 @@ public enum ConfigurationLoader {
                 switch value {
                 case .scalar(let scalar):
                     let values = scalar.isNull ? [] : [scalar.string.trimmingCharacters(in: .whitespaces)]
-                    assignments.append(Assignment(key: key, values: values, origin: .file(path: path, line: line(keyNode))))
+                    assignments.append(
+                        Assignment(key: key, values: values, origin: .file(path: path, line: line(keyNode))))
                 case .sequence(let sequence):
                     guard key.isList else {
                         problems.append("\(here)\(key.path): expected \(key.expected), not a list")
@@ -242,19 +245,23 @@ public enum ConfigurationLoader {
                         if let fields = key.mappingFields, let mapping = item.mapping {
                             switch mappingItem(mapping, fields: fields) {
                             case .success(let text): items.append(text)
-                            case .failure(let problem): problems.append("\(path):\(line(item)): \(key.path): \(problem.text)")
+                            case .failure(let problem):
+                                problems.append("\(path):\(line(item)): \(key.path): \(problem.text)")
                             }
                             continue
                         }
                         guard let scalar = item.scalar, !scalar.isNull else {
-                            problems.append("\(path):\(line(item)): \(key.path): expected \(key.expected); each item a single value")
+                            problems.append(
+                                "\(path):\(line(item)): \(key.path): expected \(key.expected); each item a single value"
+                            )
                             continue
                         }
                         items.append(scalar.string.trimmingCharacters(in: .whitespaces))
                     }
                     if problems.count > problemsBefore { continue }
                     if items.isEmpty {
-                        assignments.append(Assignment(key: key, values: [], origin: .file(path: path, line: line(keyNode))))
+                        assignments.append(
+                            Assignment(key: key, values: [], origin: .file(path: path, line: line(keyNode))))
                         // An explicit empty list is "none", which for every list key is also the default
                         // except smtp.listen, which must not be empty.
                         let listenersToo = keys.contains { $0.key.scalar?.string == "listeners" }
@@ -262,10 +269,12 @@ public enum ConfigurationLoader {
                             problems.append("\(here)smtp.listen: expected at least one address (or socket activation)")
                         }
                     } else {
-                        assignments.append(Assignment(key: key, values: items, origin: .file(path: path, line: line(keyNode))))
+                        assignments.append(
+                            Assignment(key: key, values: items, origin: .file(path: path, line: line(keyNode))))
                     }
                 case .mapping:
-                    problems.append("\(here)\(key.path): expected \(key.expected), not a mapping (check the indentation)")
+                    problems.append(
+                        "\(here)\(key.path): expected \(key.expected), not a mapping (check the indentation)")
                 case .alias:  // refused before composing (firstAnchorOrAlias)
                     problems.append("\(here)\(key.path): YAML aliases are not supported")
                 }
@@ -289,10 +298,12 @@ public enum ConfigurationLoader {
                 problems.append(here + "expected \(key.expected), one per line")
                 continue
             }
-            let item = "\(name.trimmingCharacters(in: .whitespaces))=\(value.string.trimmingCharacters(in: .whitespaces))"
+            let item =
+                "\(name.trimmingCharacters(in: .whitespaces))=\(value.string.trimmingCharacters(in: .whitespaces))"
             var scratch = GatewaySettings()
             if key.assign(&scratch, [item]) != nil {
-                problems.append(here + "expected \(key.expected), got \(EscapedText.doubleQuoted("\(name): \(value.string)"))")
+                problems.append(
+                    here + "expected \(key.expected), got \(EscapedText.doubleQuoted("\(name): \(value.string)"))")
                 continue
             }
             items.append(item)
@@ -307,7 +318,8 @@ public enum ConfigurationLoader {
             guard let field = fieldNode.scalar?.string, fields.contains(field) else {
                 let name = fieldNode.scalar?.string ?? "?"
                 let suggestion = closest(name, among: fields).map { "; did you mean \($0)?" } ?? ""
-                return .failure(Problem(text: "unknown field \(name)\(suggestion) (takes \(fields.joined(separator: ", ")))"))
+                return .failure(
+                    Problem(text: "unknown field \(name)\(suggestion) (takes \(fields.joined(separator: ", ")))"))
             }
             guard let value = valueNode.scalar, !value.isNull,
                 !value.string.contains(where: { $0 == " " || $0 == "\t" || $0 == "=" })
@@ -329,9 +341,11 @@ public enum ConfigurationLoader {
                 if ConfigurationSchema.secretKeys.keys.contains(where: { name.hasSuffix($0) }) {
                     problems.append(
                         "environment \(variable): secrets are not configuration: use ACS_CONNECTION_STRING, "
-                            + "ACS_ACCESS_KEY or AZURE_CLIENT_SECRET, a file named by a *_FILE key, or a systemd credential")
+                            + "ACS_ACCESS_KEY or AZURE_CLIENT_SECRET, a file named by a *_FILE key, or a systemd credential"
+                    )
                 } else {
-                    let suggestion = closest(name, among: ConfigurationSchema.keys.map { "\($0.section)_\($0.name)" })
+                    let suggestion =
+                        closest(name, among: ConfigurationSchema.keys.map { "\($0.section)_\($0.name)" })
                         .map { " (did you mean ACSGW_\($0.uppercased())?)" } ?? ""
                     problems.append("environment \(variable): not a configuration variable\(suggestion)")
                 }
@@ -354,7 +368,8 @@ public enum ConfigurationLoader {
             return "\(section): not a section; did you mean \(key.path) (\(key.name): inside \(key.section):)?"
         }
         let suggestion = closest(section, among: ConfigurationSchema.sections).map { "; did you mean \($0)?" } ?? ""
-        return "\(section): unknown section\(suggestion) (sections: \(ConfigurationSchema.sections.joined(separator: ", ")))"
+        return
+            "\(section): unknown section\(suggestion) (sections: \(ConfigurationSchema.sections.joined(separator: ", ")))"
     }
 
     static func unknownKey(section: String, name: String) -> String {
@@ -363,7 +378,8 @@ public enum ConfigurationLoader {
                 + "give a file with acs.\(fileKey), a systemd credential (LoadCredential=), or the environment"
         }
         if let elsewhere = ConfigurationSchema.keys.first(where: { $0.name == name }) {
-            return "\(section).\(name): unknown key in \(section):; it belongs in \(elsewhere.section): (\(elsewhere.path))"
+            return
+                "\(section).\(name): unknown key in \(section):; it belongs in \(elsewhere.section): (\(elsewhere.path))"
         }
         let names = ConfigurationSchema.keys.filter { $0.section == section }.map(\.name)
         let suggestion = closest(name, among: names).map { "; did you mean \($0)?" } ?? ""
@@ -428,10 +444,13 @@ public enum ConfigurationLoader {
 
     static func reason(_ error: Error) -> String {
         let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain
+        {
             return String(cString: strerror(Int32(underlying.code)))
         }
-        if nsError.domain == NSCocoaErrorDomain, nsError.code == NSFileReadNoSuchFileError || nsError.code == NSFileNoSuchFileError {
+        if nsError.domain == NSCocoaErrorDomain,
+            nsError.code == NSFileReadNoSuchFileError || nsError.code == NSFileNoSuchFileError
+        {
             return "no such file"
         }
         return nsError.localizedDescription
@@ -444,7 +463,8 @@ public enum ConfigurationLoader {
     }
 
     static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
+        let a = Array(a)
+        let b = Array(b)
         if a.isEmpty { return b.count }
         var previous = Array(0...b.count)
         for (i, x) in a.enumerated() {

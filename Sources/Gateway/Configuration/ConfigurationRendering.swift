@@ -33,7 +33,8 @@ public enum ConfigurationRendering {
                 return ("  \(key.name):" + (value.isEmpty ? "" : " \(value)"), "\(loaded.origin(of: key))")
             }
             for (text, origin) in rendered {
-                lines.append(text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) + "  # \(origin)")
+                lines.append(
+                    text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) + "  # \(origin)")
             }
         }
         return lines.joined(separator: "\n") + "\n"
@@ -52,8 +53,9 @@ public enum ConfigurationRendering {
     /// A YAML scalar: plain when that reads back unchanged, double-quoted otherwise.
     static func scalar(_ text: String) -> String {
         let plainSafe = text.unicodeScalars.allSatisfy { scalar in
-            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)
-                || "._/@:+-*".unicodeScalars.contains(scalar))
+            scalar.isASCII
+                && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)
+                    || "._/@:+-*".unicodeScalars.contains(scalar))
         }
         let special = ["", "~", "null"]
         if plainSafe, let first = text.unicodeScalars.first, !"-:@*".unicodeScalars.contains(first),
@@ -64,4 +66,3 @@ public enum ConfigurationRendering {
         return EscapedText.doubleQuoted(text)
     }
 }
-

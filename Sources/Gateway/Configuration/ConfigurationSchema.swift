@@ -141,10 +141,12 @@ public enum ConfigurationSchema {
         .list("smtp", "allow_network", flag: "allow-network", \.allowNetworks, .network),
         .scalar("smtp", "hostname", flag: "hostname", \.hostname, .domainName),
         .scalar("smtp", "max_connections", flag: "max-connections", \.maxConnections, .integer(1...1_000_000)),
-        .scalar("smtp", "max_connections_per_client", flag: "max-connections-per-client",
-                \.maxConnectionsPerClient, .integer(1...1_000_000)),
-        .networksOrNone("smtp", "connection_limit_exceptions", flag: "connection-limit-exception",
-                        \.connectionLimitExceptions),
+        .scalar(
+            "smtp", "max_connections_per_client", flag: "max-connections-per-client",
+            \.maxConnectionsPerClient, .integer(1...1_000_000)),
+        .networksOrNone(
+            "smtp", "connection_limit_exceptions", flag: "connection-limit-exception",
+            \.connectionLimitExceptions),
         .optionalList("smtp", "local_domains", flag: "local-domain", \.localDomains, .domainName),
 
         // TLS: the certificate of the TLS listeners, the protocol settings.
@@ -157,16 +159,19 @@ public enum ConfigurationSchema {
         // AUTH: the users and the brake on failures.
         .optional("auth", "users_file", flag: "users-file", \.auth.usersFile, .path),
         .scalar("auth", "max_failures", flag: "auth-max-failures", \.auth.failures.maxFailures, .integer(1...1000)),
-        .scalar("auth", "failure_window", flag: "auth-failure-window", \.auth.failures.window,
-                .duration(1...86_400)),
+        .scalar(
+            "auth", "failure_window", flag: "auth-failure-window", \.auth.failures.window,
+            .duration(1...86_400)),
         .scalar("auth", "failure_delay", flag: "auth-failure-delay", \.auth.failures.delay, .duration(0...600)),
 
         // SMTP limits.
-        .scalar("limits", "max_message_size", flag: "max-message-size", \.limits.maxMessageSize,
-                .size(1...(1 << 30))),
+        .scalar(
+            "limits", "max_message_size", flag: "max-message-size", \.limits.maxMessageSize,
+            .size(1...(1 << 30))),
         .scalar("limits", "max_recipients", flag: "max-recipients", \.limits.maxRecipients, .integer(1...10_000)),
-        .scalar("limits", "max_command_line_length", flag: "max-command-line-length",
-                \.limits.maxCommandLineLength, .integer(512...65_536, unit: "octets")),
+        .scalar(
+            "limits", "max_command_line_length", flag: "max-command-line-length",
+            \.limits.maxCommandLineLength, .integer(512...65_536, unit: "octets")),
         .scalar("limits", "max_errors", flag: "max-errors", \.limits.maxErrors, .integer(0...1000)),
         .scalar("limits", "bare_lf", flag: "bare-lf", \.limits.bareLineFeedPolicy, .choice),
 
@@ -174,10 +179,12 @@ public enum ConfigurationSchema {
         .scalar("timeouts", "command", flag: "command-timeout", \.timeouts.command, .duration(1...86_400)),
         .scalar("timeouts", "data", flag: "data-timeout", \.timeouts.dataBlock, .duration(1...86_400)),
         .scalar("timeouts", "submission", flag: "submission-timeout", \.timeouts.submission, .duration(1...86_400)),
-        .scalar("timeouts", "min_data_rate", flag: "min-data-rate", \.timeouts.minDataRate,
-                .number(0...1e12, unit: "octets per second")),
-        .scalar("timeouts", "shutdown_grace", flag: "shutdown-grace", \.timeouts.shutdownGracePeriod,
-                .duration(0.1...86_400)),
+        .scalar(
+            "timeouts", "min_data_rate", flag: "min-data-rate", \.timeouts.minDataRate,
+            .number(0...1e12, unit: "octets per second")),
+        .scalar(
+            "timeouts", "shutdown_grace", flag: "shutdown-grace", \.timeouts.shutdownGracePeriod,
+            .duration(0.1...86_400)),
 
         // Sender and recipient policy.
         .optional("senders", "sender_address", flag: "sender-address", \.translation.senderAddress, .mailAddress),
@@ -188,31 +195,38 @@ public enum ConfigurationSchema {
         .list("aliases", "", flag: "alias", \.aliases, .alias),
 
         // Translation policy.
-        .scalar("translation", "attachment_types", flag: "attachment-types", \.translation.attachmentTypePolicy,
-                .choice),
-        .scalar("translation", "subject_placeholder", flag: "subject-placeholder",
-                \.translation.subjectPlaceholder, .text()),
-        .scalar("translation", "empty_body_placeholder", flag: "empty-body-placeholder",
-                \.translation.emptyBodyPlaceholder, .text()),
+        .scalar(
+            "translation", "attachment_types", flag: "attachment-types", \.translation.attachmentTypePolicy,
+            .choice),
+        .scalar(
+            "translation", "subject_placeholder", flag: "subject-placeholder",
+            \.translation.subjectPlaceholder, .text()),
+        .scalar(
+            "translation", "empty_body_placeholder", flag: "empty-body-placeholder",
+            \.translation.emptyBodyPlaceholder, .text()),
         .list("translation", "forward_headers", flag: "forward-header", \.translation.headerAllowList, .headerName),
         .list("translation", "drop_headers", flag: "drop-header", \.translation.headerDenyList, .headerName),
-        .scalar("translation", "disable_engagement_tracking", flag: "disable-engagement-tracking",
-                \.disableEngagementTracking, .boolean),
-        .scalar("translation", "max_request_size", flag: "max-request-size", \.translation.maxRequestSize,
-                .size(1024...(1 << 30))),
+        .scalar(
+            "translation", "disable_engagement_tracking", flag: "disable-engagement-tracking",
+            \.disableEngagementTracking, .boolean),
+        .scalar(
+            "translation", "max_request_size", flag: "max-request-size", \.translation.maxRequestSize,
+            .size(1024...(1 << 30))),
 
         // ACS.
         .optional("acs", "endpoint", flag: "acs-endpoint", \.acs.endpoint, .endpointURL),
         .scalar("acs", "api_version", flag: "api-version", \.translation.apiVersion, .choice),
         .scalar("acs", "auth", flag: "acs-auth", \.acs.auth, .choice),
-        .optional("acs", "connection_string_file", flag: "acs-connection-string-file", \.acs.connectionStringFile,
-                  .path),
+        .optional(
+            "acs", "connection_string_file", flag: "acs-connection-string-file", \.acs.connectionStringFile,
+            .path),
         .optional("acs", "access_key_file", flag: "acs-access-key-file", \.acs.accessKeyFile, .path),
         .optional("acs", "client_secret_file", flag: "azure-client-secret-file", \.acs.clientSecretFile, .path),
         .optional("acs", "tenant_id", flag: "azure-tenant-id", \.acs.tenantID, .text("a tenant id (GUID or domain)")),
         .optional("acs", "client_id", flag: "azure-client-id", \.acs.clientID, .text("an application (client) id")),
-        .optional("acs", "federated_token_file", flag: "azure-federated-token-file", \.acs.federatedTokenFile,
-                  .path),
+        .optional(
+            "acs", "federated_token_file", flag: "azure-federated-token-file", \.acs.federatedTokenFile,
+            .path),
         .optional("acs", "ca_file", flag: "acs-ca-file", \.acs.caFile, .path),
         .optional("acs", "proxy", flag: "acs-proxy", \.acs.proxy, .proxyURL),
         .scalar("acs", "reply_after", flag: "reply-after", \.acs.replyAfter, .choice),
@@ -220,12 +234,15 @@ public enum ConfigurationSchema {
         .scalar("acs", "attempt_timeout", flag: "attempt-timeout", \.acs.attemptTimeout, .duration(1...86_400)),
         .scalar("acs", "poll_deadline", flag: "poll-deadline", \.acs.pollDeadline, .duration(1...86_400)),
         .scalar("acs", "dry_run", flag: "dry-run", \.acs.dryRun, .boolean),
-        .scalar("acs", "allow_insecure_http_for_testing", flag: "allow-insecure-http-for-testing",
-                \.acs.allowInsecureHTTPForTesting, .boolean),
-        .scalar("acs", "max_per_minute", flag: "acs-max-per-minute", \.delivery.maxPerMinute,
-                .integer(0...1_000_000, unit: "sends")),
-        .scalar("acs", "max_per_hour", flag: "acs-max-per-hour", \.delivery.maxPerHour,
-                .integer(0...100_000_000, unit: "sends")),
+        .scalar(
+            "acs", "allow_insecure_http_for_testing", flag: "allow-insecure-http-for-testing",
+            \.acs.allowInsecureHTTPForTesting, .boolean),
+        .scalar(
+            "acs", "max_per_minute", flag: "acs-max-per-minute", \.delivery.maxPerMinute,
+            .integer(0...1_000_000, unit: "sends")),
+        .scalar(
+            "acs", "max_per_hour", flag: "acs-max-per-hour", \.delivery.maxPerHour,
+            .integer(0...100_000_000, unit: "sends")),
 
         // Delivery modes, retries and bounces; the spool.
         .scalar("delivery", "mode", flag: "delivery-mode", \.delivery.mode, .choice),
@@ -236,8 +253,9 @@ public enum ConfigurationSchema {
         .scalar("delivery", "bounce", flag: "bounce", \.delivery.bounce, .bounceRecipient),
         .scalar("delivery", "max_in_flight", flag: "max-in-flight", \.delivery.maxInFlight, .integer(1...1024)),
         .scalar("spool", "directory", flag: "spool-directory", \.delivery.spoolDirectory, .path),
-        .scalar("spool", "max_messages", flag: "spool-max-messages", \.delivery.spoolMaxMessages,
-                .integer(1...100_000_000)),
+        .scalar(
+            "spool", "max_messages", flag: "spool-max-messages", \.delivery.spoolMaxMessages,
+            .integer(1...100_000_000)),
         .scalar("spool", "max_size", flag: "spool-max-size", \.delivery.spoolMaxSize, .size(1...(1 << 50))),
         .scalar("spool", "min_free", flag: "spool-min-free", \.delivery.spoolMinFree, .size(0...(1 << 50))),
 
@@ -349,11 +367,16 @@ extension ValueParser where Value == String {
         expected: "a domain name, e.g. mail.example.com",
         parse: { text in
             let labels = text.split(separator: ".", omittingEmptySubsequences: false)
-            let valid = !text.isEmpty && text.utf8.count <= 253 && labels.allSatisfy { label in
-                !label.isEmpty && label.utf8.count <= 63 && label.first != "-" && label.last != "-"
-                    && label.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic
-                        || ("0"..."9").contains($0) || $0 == "-") }
-            }
+            let valid =
+                !text.isEmpty && text.utf8.count <= 253
+                && labels.allSatisfy { label in
+                    !label.isEmpty && label.utf8.count <= 63 && label.first != "-" && label.last != "-"
+                        && label.unicodeScalars.allSatisfy {
+                            $0.isASCII
+                                && ($0.properties.isAlphabetic
+                                    || ("0"..."9").contains($0) || $0 == "-")
+                        }
+                }
             return valid ? text.lowercased() : nil
         },
         render: { $0 })
@@ -431,8 +454,9 @@ extension ValueParser where Value == Mailbox {
     static let mailbox = ValueParser(
         expected: "an address local@domain, e.g. postmaster@example.com",
         parse: { text in
-            guard case .success(.recipient(.mailbox(let mailbox), let parameters)) =
-                SMTPCommand.parse(Array("RCPT TO:<\(text)>".utf8)),
+            guard
+                case .success(.recipient(.mailbox(let mailbox), let parameters)) =
+                    SMTPCommand.parse(Array("RCPT TO:<\(text)>".utf8)),
                 parameters.isEmpty, mailbox.address == text
             else { return nil }
             return mailbox

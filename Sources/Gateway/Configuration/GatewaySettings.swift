@@ -194,12 +194,15 @@ public struct ACSSettings: Sendable {
         ]
         if auth != .automatic || settings.contains(where: { $0 != nil }) { return true }
         let variables = [
-            "ACS_CONNECTION_STRING", "ACS_ENDPOINT", "ACS_ACCESS_KEY", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+            "ACS_CONNECTION_STRING", "ACS_ENDPOINT", "ACS_ACCESS_KEY", "AZURE_CLIENT_SECRET",
+            "AZURE_FEDERATED_TOKEN_FILE",
         ]
         if variables.contains(where: { !(environment[$0] ?? "").isEmpty }) { return true }
         if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
-            let credentials = ["acs-connection-string", "acs-access-key", "azure-client-secret", "azure-tenant-id",
-                               "azure-client-id"]
+            let credentials = [
+                "acs-connection-string", "acs-access-key", "azure-client-secret", "azure-tenant-id",
+                "azure-client-id",
+            ]
             return credentials.contains { access("\(directory)/\($0)", F_OK) == 0 }
         }
         return false

@@ -8,7 +8,8 @@ public struct ValueParser<Value>: Sendable {
     let parse: @Sendable (String) -> Value?
     let render: @Sendable (Value) -> String
 
-    init(expected: String, parse: @escaping @Sendable (String) -> Value?, render: @escaping @Sendable (Value) -> String) {
+    init(expected: String, parse: @escaping @Sendable (String) -> Value?, render: @escaping @Sendable (Value) -> String)
+    {
         self.expected = expected
         self.parse = parse
         self.render = render
@@ -70,7 +71,9 @@ extension ValueParser where Value == Double {
             expected: "a duration from \(render(range.lowerBound)) to \(render(range.upperBound)), "
                 + "e.g. 30, 30s, 500ms, 5m, 1h or 5d",
             parse: { text in
-                let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("", 1)]
+                let units: [(String, Double)] = [
+                    ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("", 1),
+                ]
                 for (suffix, scale) in units where text.hasSuffix(suffix) {
                     let number = text.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
                     guard !number.isEmpty, number.allSatisfy({ $0.isNumber || $0 == "." }),
@@ -96,7 +99,9 @@ extension ValueParser where Value == Double {
     }
 
     private static func render(_ seconds: Double) -> String {
-        if seconds >= 86_400, seconds.truncatingRemainder(dividingBy: 86_400) == 0 { return "\(Int(seconds / 86_400))d" }
+        if seconds >= 86_400, seconds.truncatingRemainder(dividingBy: 86_400) == 0 {
+            return "\(Int(seconds / 86_400))d"
+        }
         if seconds >= 3600, seconds.truncatingRemainder(dividingBy: 3600) == 0 { return "\(Int(seconds / 3600))h" }
         if seconds >= 60, seconds.truncatingRemainder(dividingBy: 60) == 0 { return "\(Int(seconds / 60))m" }
         if seconds == seconds.rounded() { return "\(Int(seconds))s" }
@@ -123,7 +128,9 @@ extension ValueParser where Value: RawRepresentable & CaseIterable & Sendable, V
     /// One of the enumeration's raw values.
     static var choice: ValueParser {
         let names = Value.allCases.map(\.rawValue)
-        let expected = names.count == 2 ? "\(names[0]) or \(names[1])"
+        let expected =
+            names.count == 2
+            ? "\(names[0]) or \(names[1])"
             : names.dropLast().joined(separator: ", ") + " or " + (names.last ?? "")
         return ValueParser(expected: expected, parse: { Value(rawValue: $0) }, render: { $0.rawValue })
     }

@@ -75,10 +75,13 @@ public enum ACSReplyMapping {
             }
             return SMTPReply(
                 451, EnhancedStatusCode(4, 7, 0),
-                "ACS refused the gateway's credentials (HTTP \(status)); the operator has been alerted, try again later")
+                "ACS refused the gateway's credentials (HTTP \(status)); the operator has been alerted, try again later"
+            )
         case .throttled(let retryAfter):
             // Saturating: a hint is only a hint, and no value may trap the daemon.
-            let hint = retryAfter.flatMap { $0.isFinite ? ", retry in \(Int(min(max($0, 0), 86_400).rounded(.up))) s" : nil } ?? ""
+            let hint =
+                retryAfter.flatMap { $0.isFinite ? ", retry in \(Int(min(max($0, 0), 86_400).rounded(.up))) s" : nil }
+                ?? ""
             return SMTPReply(451, EnhancedStatusCode(4, 7, 1), "Throttled by ACS\(hint)")
         case .unavailable(let status, let detail):
             if status == nil {

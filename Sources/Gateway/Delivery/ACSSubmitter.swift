@@ -52,8 +52,9 @@ public final class ACSSubmitter: MessageSubmitter, @unchecked Sendable {
             }
             outboxCopy.storeCopy(message, acsRequest: body) { [logger] stored in
                 if !stored {
-                    logger.error("message sent through ACS, but its outbox copy could not be written",
-                                 metadata: ["smtp.message_id": "\(message.id)"])
+                    logger.error(
+                        "message sent through ACS, but its outbox copy could not be written",
+                        metadata: ["smtp.message_id": "\(message.id)"])
                 }
                 completion(outcome)  // the message was sent: the copy's failure does not change that
             }

@@ -47,7 +47,9 @@ final class Bouncer: Sendable {
             recipient = envelopeSender
         }
         // Bounce reads only the header block of what it is given, and caps what it quotes.
-        if let suppressed = Bounce.suppression(envelopeSender: envelopeSender, headers: message, gatewaySender: senderAddress) {
+        if let suppressed = Bounce.suppression(
+            envelopeSender: envelopeSender, headers: message, gatewaySender: senderAddress)
+        {
             return .none(reason: "loop guard: " + suppressed.rawValue.replacingOccurrences(of: "-", with: " "))
         }
         let report = DeliveryFailureReport(

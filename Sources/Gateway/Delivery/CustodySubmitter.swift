@@ -180,8 +180,9 @@ final class FinalStatusFollowUp: Sendable {
     func follow(_ message: FollowedMessage, operationID: String, after wait: Double = 5, started: Double? = nil) {
         let start = started ?? SpoolDelivery.monotonic()
         guard SpoolDelivery.monotonic() + wait - start < pollDeadline else {
-            logger.info("ACS final status unknown at the poll deadline",
-                        metadata: ["smtp.message_id": "\(message.id)", "acs.operation_id": "\(operationID)"])
+            logger.info(
+                "ACS final status unknown at the poll deadline",
+                metadata: ["smtp.message_id": "\(message.id)", "acs.operation_id": "\(operationID)"])
             return
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + wait) { [self] in
@@ -190,7 +191,9 @@ final class FinalStatusFollowUp: Sendable {
                 case .found(let status, _) where status.isTerminal:
                     finished(message, status: status)
                 case .found(_, let retryAfter):
-                    follow(message, operationID: operationID, after: max(retryAfter ?? 0, min(wait * 2, 60)), started: start)
+                    follow(
+                        message, operationID: operationID, after: max(retryAfter ?? 0, min(wait * 2, 60)),
+                        started: start)
                 case .notFound, .unknown:
                     follow(message, operationID: operationID, after: min(wait * 2, 60), started: start)
                 }
@@ -208,8 +211,9 @@ final class FinalStatusFollowUp: Sendable {
             return
         }
         logger.warning("ACS final status: the message was not delivered; bouncing", metadata: metadata)
-        let reply = ACSReplyMapping.reply(for: .failed(
-            operationID: status.operationID, status: status.status, code: status.code, message: status.message))
+        let reply = ACSReplyMapping.reply(
+            for: .failed(
+                operationID: status.operationID, status: status.status, code: status.code, message: status.message))
         let failure = SpoolFailure(
             status: reply.enhancedCode?.description ?? "5.0.0",
             diagnostic: "ACS \(status.status.lowercased()) the message: "

@@ -132,7 +132,8 @@ public final class DeliveryPacer: @unchecked Sendable {
     /// When the configured rates allow the next start, or nil when they allow it now. Drops starts that
     /// have left the longest window.
     private func rateResume(now: Double) -> Double? {
-        let longest = max(limits.perMinute == nil ? 0 : limits.minuteWindow, limits.perHour == nil ? 0 : limits.hourWindow)
+        let longest = max(
+            limits.perMinute == nil ? 0 : limits.minuteWindow, limits.perHour == nil ? 0 : limits.hourWindow)
         if let index = starts.firstIndex(where: { $0 > now - longest }) {
             if index > 0 { starts.removeFirst(index) }
         } else {

@@ -218,7 +218,8 @@ public final class SpoolDelivery: @unchecked Sendable {
                 mailFrom: message.envelope.reversePath.address,
                 rcptTo: message.envelope.forwardPaths.map(\.address),
                 parameters: Dictionary(
-                    message.envelope.mailParameters.map { ($0.keyword, $0.value) }, uniquingKeysWith: { first, _ in first })),
+                    message.envelope.mailParameters.map { ($0.keyword, $0.value) },
+                    uniquingKeysWith: { first, _ in first })),
             client: SpoolClient(
                 address: message.session.client.address?.ipString ?? "local", helo: message.session.heloName,
                 sessionID: message.session.sessionID, transfer: message.session.transfer,
@@ -283,7 +284,8 @@ public final class SpoolDelivery: @unchecked Sendable {
         while true {
             let fresh = nextDue(.freshSends, now: now)
             let retry = nextDue(.retries, now: now)
-            let lane: Lane = preferFresh ? (fresh != nil ? .freshSends : .retries) : (retry != nil ? .retries : .freshSends)
+            let lane: Lane =
+                preferFresh ? (fresh != nil ? .freshSends : .retries) : (retry != nil ? .retries : .freshSends)
             guard let (id, entry) = lane == .freshSends ? fresh : retry else { break }
             if case .wait(let until, _) = pacer.request(now: Self.monotonic()) {
                 sendBlocked = until
@@ -436,7 +438,10 @@ public final class SpoolDelivery: @unchecked Sendable {
                 metrics.pacingPause()
                 logger.notice(
                     "ACS is throttling; all sends pause until its Retry-After has passed",
-                    metadata: ["resume_in_s": "\(Int(((pacer.pausedUntil(now: Self.monotonic()) ?? 0) - Self.monotonic()).rounded(.up)))"])
+                    metadata: [
+                        "resume_in_s":
+                            "\(Int(((pacer.pausedUntil(now: Self.monotonic()) ?? 0) - Self.monotonic()).rounded(.up)))"
+                    ])
             }
         }
         if stopping {
@@ -550,8 +555,9 @@ public final class SpoolDelivery: @unchecked Sendable {
                     next.record.outcomeUnknown = false
                     self.translateAndSend(next, message: message)
                 case .unknown(let reason):
-                    self.deferred(context, error: "could not ask ACS whether an earlier attempt arrived: \(reason)",
-                                  retryAfter: nil, pacer: .other, outcomeUnknown: true)
+                    self.deferred(
+                        context, error: "could not ask ACS whether an earlier attempt arrived: \(reason)",
+                        retryAfter: nil, pacer: .other, outcomeUnknown: true)
                 }
             }
             return
@@ -572,8 +578,9 @@ public final class SpoolDelivery: @unchecked Sendable {
             let reply = ACSReplyMapping.reply(for: rejection)
             startBouncing(
                 &context,
-                SpoolFailure(status: reply.enhancedCode?.description ?? "5.0.0", diagnostic: rejection.text,
-                             kind: "refused"),
+                SpoolFailure(
+                    status: reply.enhancedCode?.description ?? "5.0.0", diagnostic: rejection.text,
+                    kind: "refused"),
                 pacer: .other)
         case .success(let translated):
             let timeout = context.dependencies.attemptTimeout
@@ -601,40 +608,48 @@ public final class SpoolDelivery: @unchecked Sendable {
             }
             context.record.state = .accepted
             context.record.acceptedAt = Date()
-            context.record.nextAttemptAt = Date().addingTimeInterval(context.dependencies.client.configuration.defaultPollInterval)
+            context.record.nextAttemptAt = Date().addingTimeInterval(
+                context.dependencies.client.configuration.defaultPollInterval)
             audit(context, "ACS accepted the message", status: status)
             metrics.attempt("accepted")
             finishWriting(context, pacer: .accepted)
         case .failed(_, let status, let code, let message):
             startBouncing(
                 &context,
-                SpoolFailure(status: reply.enhancedCode?.description ?? "5.0.0",
-                             diagnostic: "ACS \(status.lowercased()) the message: \(Self.describe(code, message))",
-                             kind: "failed"),
+                SpoolFailure(
+                    status: reply.enhancedCode?.description ?? "5.0.0",
+                    diagnostic: "ACS \(status.lowercased()) the message: \(Self.describe(code, message))",
+                    kind: "failed"),
                 pacer: .accepted)
         case .rejected(let status, let code, let message):
             startBouncing(
                 &context,
-                SpoolFailure(status: reply.enhancedCode?.description ?? "5.0.0",
-                             diagnostic: "ACS refused the message (HTTP \(status)): \(Self.describe(code, message))",
-                             kind: "rejected"),
+                SpoolFailure(
+                    status: reply.enhancedCode?.description ?? "5.0.0",
+                    diagnostic: "ACS refused the message (HTTP \(status)): \(Self.describe(code, message))",
+                    kind: "rejected"),
                 pacer: .other)
         case .throttled(let retryAfter):
-            deferred(context, error: "throttled by ACS", retryAfter: retryAfter ?? 60,
-                     pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: result.outcomeUncertain)
+            deferred(
+                context, error: "throttled by ACS", retryAfter: retryAfter ?? 60,
+                pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: result.outcomeUncertain)
         case .authenticationFailed(let status, let code, let message):
-            deferred(context, error: "ACS refused the gateway's credentials (HTTP \(status)): "
-                        + Self.describe(code, message), retryAfter: nil, pacer: .other,
-                     outcomeUnknown: result.outcomeUncertain)
+            deferred(
+                context,
+                error: "ACS refused the gateway's credentials (HTTP \(status)): "
+                    + Self.describe(code, message), retryAfter: nil, pacer: .other,
+                outcomeUnknown: result.outcomeUncertain)
         case .unavailable(_, let detail):
             // Asked again before the next send even when the client's status read found nothing: after a broken
             // connection ACS (and the emulator, seen under load with HTTP/2) may still be processing the request
             // when that read arrives, so its 404 does not prove the send never arrived; seconds later it does.
-            deferred(context, error: "ACS unavailable: \(detail)", retryAfter: nil, pacer: .other,
-                     outcomeUnknown: true)
+            deferred(
+                context, error: "ACS unavailable: \(detail)", retryAfter: nil, pacer: .other,
+                outcomeUnknown: true)
         case .notAuthenticated(let error):
-            deferred(context, error: "no credentials for ACS: \(error.message)", retryAfter: nil, pacer: .other,
-                     outcomeUnknown: false)
+            deferred(
+                context, error: "no credentials for ACS: \(error.message)", retryAfter: nil, pacer: .other,
+                outcomeUnknown: false)
         }
     }
 
@@ -644,7 +659,8 @@ public final class SpoolDelivery: @unchecked Sendable {
     ) {
         var context = context
         let settings = context.dependencies.settings
-        let wait = retryAfter ?? settings.backoff(afterAttempts: context.record.attempts, random: Double.random(in: 0..<1))
+        let wait =
+            retryAfter ?? settings.backoff(afterAttempts: context.record.attempts, random: Double.random(in: 0..<1))
         // A bounce that must wait stays a bounce: the original message is never sent again.
         context.record.state = context.record.state == .bouncing ? .bouncing : .queued
         context.record.lastError = error.replacingOccurrences(of: "\n", with: " ")
@@ -676,7 +692,8 @@ public final class SpoolDelivery: @unchecked Sendable {
                 return
             case .notFound, .unknown:
                 if acceptedFor > deadline { break }
-                context.record.nextAttemptAt = Date().addingTimeInterval(min(300, 5 * pow(2, Double(min(context.record.polls, 6)))))
+                context.record.nextAttemptAt = Date().addingTimeInterval(
+                    min(300, 5 * pow(2, Double(min(context.record.polls, 6)))))
                 self.finishWriting(context, pacer: nil)
                 return
             }
@@ -685,7 +702,8 @@ public final class SpoolDelivery: @unchecked Sendable {
         }
     }
 
-    private func startBouncing(_ context: inout AttemptContext, _ failure: SpoolFailure, pacer: DeliveryPacer.Outcome?) {
+    private func startBouncing(_ context: inout AttemptContext, _ failure: SpoolFailure, pacer: DeliveryPacer.Outcome?)
+    {
         context.record.state = .bouncing
         context.record.failure = failure
         context.record.lastError = failure.diagnostic
@@ -693,8 +711,9 @@ public final class SpoolDelivery: @unchecked Sendable {
         context.record.nextAttemptAt = Date()
         context.record.bounceOperationID = context.record.bounceOperationID ?? Bouncer.operationID()
         metrics.attempt(failure.kind)
-        audit(context, "delivery failed for good; bouncing", status: nil,
-              extra: ["failure": "\(failure.kind)", "status": "\(failure.status)"])
+        audit(
+            context, "delivery failed for good; bouncing", status: nil,
+            extra: ["failure": "\(failure.kind)", "status": "\(failure.status)"])
         finishWriting(context, pacer: pacer)
     }
 
@@ -721,15 +740,20 @@ public final class SpoolDelivery: @unchecked Sendable {
                     var context = attempt
                     switch lookup {
                     case .found:
-                        self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
-                                                                      "bounce.operation_id": "\(operationID)"])
+                        self.logFate(
+                            context, fate: "bounced",
+                            extra: [
+                                "bounce.to": "\(recipient)",
+                                "bounce.operation_id": "\(operationID)",
+                            ])
                         self.remove(context, pacer: .other)
                     case .notFound:
                         context.record.outcomeUnknown = false
                         self.sendBounce(context)
                     case .unknown(let reason):
-                        self.deferred(context, error: "could not ask ACS whether the bounce arrived: \(reason)",
-                                      retryAfter: nil, pacer: .other, outcomeUnknown: true)
+                        self.deferred(
+                            context, error: "could not ask ACS whether the bounce arrived: \(reason)",
+                            retryAfter: nil, pacer: .other, outcomeUnknown: true)
                     }
                 }
                 return
@@ -753,8 +777,12 @@ public final class SpoolDelivery: @unchecked Sendable {
         ) { result in
             switch result.outcome {
             case .accepted:
-                self.logFate(context, fate: "bounced", extra: ["bounce.to": "\(recipient)",
-                                                              "bounce.operation_id": "\(operationID)"])
+                self.logFate(
+                    context, fate: "bounced",
+                    extra: [
+                        "bounce.to": "\(recipient)",
+                        "bounce.operation_id": "\(operationID)",
+                    ])
                 self.remove(context, pacer: .accepted)
             case .failed, .rejected:
                 self.moveToFailed(
@@ -762,16 +790,19 @@ public final class SpoolDelivery: @unchecked Sendable {
                     reason: "the bounce to \(recipient) was refused: \(ACSReplyMapping.reply(for: result.outcome))",
                     pacer: .other)
             case .throttled(let retryAfter):
-                self.deferred(context, error: "bounce throttled by ACS", retryAfter: retryAfter ?? 60,
-                              pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: false)
+                self.deferred(
+                    context, error: "bounce throttled by ACS", retryAfter: retryAfter ?? 60,
+                    pacer: .throttled(retryAfter: retryAfter), outcomeUnknown: false)
             default:
                 let lifetime = context.dependencies.settings.maxLifetime
                 if Date().timeIntervalSince(context.record.receivedAt) > lifetime * 2 {
-                    self.moveToFailed(context, fate: "failed", reason: "the bounce could not be sent in time",
-                                      pacer: .other)
+                    self.moveToFailed(
+                        context, fate: "failed", reason: "the bounce could not be sent in time",
+                        pacer: .other)
                 } else {
-                    self.deferred(context, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
-                                  retryAfter: nil, pacer: .other, outcomeUnknown: result.outcomeUncertain)
+                    self.deferred(
+                        context, error: "bounce not sent: \(ACSReplyMapping.reply(for: result.outcome))",
+                        retryAfter: nil, pacer: .other, outcomeUnknown: result.outcomeUncertain)
                 }
             }
         }
@@ -792,8 +823,9 @@ public final class SpoolDelivery: @unchecked Sendable {
             case .success:
                 context.finish(.removed(size: context.record.size, pacer: pacer))
             case .failure(let error):
-                self.logger.error("cannot remove a delivered message from the spool",
-                                  metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
+                self.logger.error(
+                    "cannot remove a delivered message from the spool",
+                    metadata: ["smtp.message_id": "\(context.record.id)", "error": "\(error)"])
                 context.finish(.skipped(pacer: pacer))
             }
         }
@@ -811,7 +843,8 @@ public final class SpoolDelivery: @unchecked Sendable {
             try context.lock.moveToFailed(record)
             context.finish(.removed(size: record.size, pacer: pacer))
         } catch {
-            logger.error("cannot move a message to failed/", metadata: ["smtp.message_id": "\(record.id)", "error": "\(error)"])
+            logger.error(
+                "cannot move a message to failed/", metadata: ["smtp.message_id": "\(record.id)", "error": "\(error)"])
             context.finish(.skipped(pacer: pacer))
         }
     }

@@ -67,8 +67,10 @@ public struct LineLogHandler: LogHandler {
             parts += fields.map { "\(Self.logfmtKey($0.0))=\(Self.logfmtValue($0.1))" }
             line = parts.joined(separator: " ")
         case .json:
-            var parts = ["\"ts\":\(Self.jsonString(timestamp))", "\"level\":\"\(event.level)\"",
-                         "\"msg\":\(Self.jsonString("\(event.message)"))"]
+            var parts = [
+                "\"ts\":\(Self.jsonString(timestamp))", "\"level\":\"\(event.level)\"",
+                "\"msg\":\(Self.jsonString("\(event.message)"))",
+            ]
             parts += fields.map { "\(Self.jsonString($0.0)):\(Self.jsonString($0.1))" }
             line = "{" + parts.joined(separator: ",") + "}"
         }
@@ -90,9 +92,11 @@ public struct LineLogHandler: LogHandler {
     /// A logfmt value: bare when it is a plain token, else quoted with `\"`, `\\`, `\n`, `\r`, `\t` and
     /// other control characters escaped.
     static func logfmtValue(_ value: String) -> String {
-        let plain = !value.isEmpty && value.unicodeScalars.allSatisfy { scalar in
-            scalar.value > 0x20 && scalar.value != 0x7F && scalar != "\"" && scalar != "=" && scalar != "\\"
-        }
+        let plain =
+            !value.isEmpty
+            && value.unicodeScalars.allSatisfy { scalar in
+                scalar.value > 0x20 && scalar.value != 0x7F && scalar != "\"" && scalar != "=" && scalar != "\\"
+            }
         if plain { return value }
         return EscapedText.doubleQuoted(value)
     }

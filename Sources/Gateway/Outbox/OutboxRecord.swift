@@ -30,7 +30,9 @@ struct OutboxRecord {
     static func client(_ session: SessionInfo) -> [String: Any] {
         var client: [String: Any] = ["address": session.client.address?.ipString ?? "local", "helo": session.heloName]
         if let peer = session.client.localPeer {
-            client["local"] = ["uid": peer.uid, "gid": peer.gid, "pid": peer.pid, "user": peer.userName as Any? ?? NSNull()]
+            client["local"] = [
+                "uid": peer.uid, "gid": peer.gid, "pid": peer.pid, "user": peer.userName as Any? ?? NSNull(),
+            ]
         }
         return client
     }

@@ -74,7 +74,9 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
             let rejection = acsRejection
             ioQueues[nextQueue.increment() % ioQueues.count].async { [self] in
                 do {
-                    try store(message, acsRequest: request, acsRejection: rejection.map { ACSReplyMapping.reply(for: $0).description })
+                    try store(
+                        message, acsRequest: request,
+                        acsRejection: rejection.map { ACSReplyMapping.reply(for: $0).description })
                     completion(
                         SubmissionResult(
                             reply: .messageAccepted("OK \(message.id)"), reason: .stored,
@@ -90,7 +92,9 @@ public final class OutboxSubmitter: MessageSubmitter, @unchecked Sendable {
     }
 
     /// Writes a copy of a message that was delivered elsewhere (ACS), on the outbox's I/O queues.
-    public func storeCopy(_ message: ReceivedMessage, acsRequest: [UInt8], completion: @escaping @Sendable (Bool) -> Void) {
+    public func storeCopy(
+        _ message: ReceivedMessage, acsRequest: [UInt8], completion: @escaping @Sendable (Bool) -> Void
+    ) {
         let queue = ioQueues[nextQueue.increment() % ioQueues.count]
         queue.async { [self] in
             do {

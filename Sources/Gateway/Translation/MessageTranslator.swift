@@ -34,7 +34,9 @@ public struct MessageTranslator: Sendable {
             for note in translated.notes {
                 logger.info(
                     "translation note",
-                    metadata: ["smtp.message_id": "\(message.id)", "acs.note": "\(note.code)", "detail": "\(note.message)"])
+                    metadata: [
+                        "smtp.message_id": "\(message.id)", "acs.note": "\(note.code)", "detail": "\(note.message)",
+                    ])
             }
         }
         return result

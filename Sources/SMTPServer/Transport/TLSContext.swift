@@ -197,11 +197,12 @@ public final class TLSContext: @unchecked Sendable {
     /// Every certificate in a PEM file, leaf first; the caller frees them.
     private static func certificates(_ pem: [UInt8], file: String) throws(TLSConfigurationError) -> [OpaquePointer] {
         ERR_clear_error()
-        let chain: [OpaquePointer] = withMemoryBIO(pem) { bio in
-            var chain: [OpaquePointer] = []
-            while let certificate = acsgw_read_certificate(bio) { chain.append(certificate) }
-            return chain
-        } ?? []
+        let chain: [OpaquePointer] =
+            withMemoryBIO(pem) { bio in
+                var chain: [OpaquePointer] = []
+                while let certificate = acsgw_read_certificate(bio) { chain.append(certificate) }
+                return chain
+            } ?? []
         ERR_clear_error()  // the end of the file is reported as an error
         guard !chain.isEmpty else {
             throw TLSConfigurationError("tls.certificate \(file): no PEM certificate found (BEGIN CERTIFICATE)")
