@@ -34,8 +34,12 @@ import Testing
         deinit {
             // SIGKILL, not terminate(): a child spawned from a Dispatch worker inherits its blocked
             // signal mask, so SIGTERM would never be delivered.
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            // Reaped with waitpid(2), not waitUntilExit(): under load Foundation's exit monitor once missed the
+            // exit, and the suite spun for half an hour waiting for a server that was long gone.
+            let pid = process.processIdentifier
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         }
     }
 
