@@ -26,10 +26,15 @@ public struct RecordedMessage: Sendable, Hashable, Codable {
         self.httpVersion = httpVersion
     }
 
-    /// One compact JSON line (without the newline), keys sorted.
+    /// One compact JSON line (without the newline), keys sorted: the fields `Codable` names, absent ones left
+    /// out, written by ``JSONValue/serialized()`` rather than `JSONEncoder` (one line per accepted send).
     public func jsonLine() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(self)).map(Array.init) ?? []
+        var object: [String: JSONValue] = [
+            "operationId": .string(operationId), "receivedAt": .string(receivedAt), "apiVersion": .string(apiVersion),
+            "request": request,
+        ]
+        if let droppedAttachments { object["droppedAttachments"] = .array(droppedAttachments.map(JSONValue.string)) }
+        if let httpVersion { object["httpVersion"] = .string(httpVersion) }
+        return JSONValue.object(object).serialized()
     }
 }

@@ -39,13 +39,15 @@ struct SendValidator: Sendable {
         }
         // QUIRK: the Azure CLI sends `"to": null` when only cc/bcc are given (§2.2 "Recipients"), and ACS
         // accepts it; the model's `to` is required, so an absent or null `to` is read as [].
+        var schemaInput = body
         if recipients["to"] == nil || recipients["to"] == .null {
             recipients["to"] = .array([])
             object["recipients"] = .object(recipients)
+            schemaInput = JSONValue.object(object).serialized()
         }
         let message: EmailMessage
         do {
-            message = try JSONDecoder().decode(EmailMessage.self, from: Data(JSONValue.object(object).serialized()))
+            message = try JSONDecoder().decode(EmailMessage.self, from: Data(schemaInput))
         } catch {
             return .failure(
                 .badRequest("The request body does not match the EmailMessage schema: \(Self.describe(error))"))
