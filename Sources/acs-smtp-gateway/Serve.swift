@@ -17,6 +17,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
+        GatewayDaemon.limitMallocArenas(environment: environment)
         let loaded = try options.load(environment: environment)
         let settings = loaded.settings
         let levelControl = LogLevelControl(settings.logLevel)
