@@ -344,6 +344,45 @@ def test_sigterm_lets_a_send_in_flight_finish_and_keeps_the_rest_spooled(custody
     assert replays(emulator) == 0
 
 
+def spooled_record(gateway: Gateway, message_id: str) -> dict:
+    return json.loads((gateway.spool / "queue" / f"{message_id}.json").read_text())
+
+
+def test_an_acceptance_is_not_rewritten_and_a_command_that_changes_the_file_makes_the_daemon_ask(custody):
+    # ACS accepts at once and says Running at the first status read (5 s later): until then the daemon keeps
+    # the acceptance in memory, and the file still says what the intake wrote.
+    gateway, emulator = custody("--delivery-mode", "queue", emulator_args=("--polls-until-done", "3"))
+    [(code, text)] = send_many(gateway, 1)
+    message_id = reply_id(text)
+    wait_for(lambda: recorded_ids(emulator) == [message_id], timeout=10, what="the acceptance")
+    record = spooled_record(gateway, message_id)
+    assert record["state"] == "queued" and record["attempts"] == 0, record
+    # A hold rewrites the file under the daemon's feet; the release makes it `queued` again. The daemon must
+    # not trust the file's `queued` (a send would repeat the Operation-Id): it asks ACS, finds the operation
+    # and follows it to Succeeded.
+    assert queue_command(gateway, "hold", message_id).stdout.strip() == f"held {message_id}"
+    time.sleep(6)  # past the first status read: the daemon meets the changed file and takes the hold
+    assert spool_ids(gateway) == {message_id}
+    queue_command(gateway, "release", message_id)
+    wait_for(lambda: not spool_ids(gateway), timeout=40, what="the delivery")
+    assert recorded_ids(emulator) == [message_id]
+    assert replays(emulator) == 0
+    assert "ACS already has the operation; not sending it again" in gateway.stderr()
+
+
+def test_a_stop_writes_the_acceptances_it_kept_in_memory(custody):
+    gateway, emulator = custody("--delivery-mode", "queue", emulator_args=("--polls-until-done", "3"),
+                                check_exit=False)
+    [(code, text)] = send_many(gateway, 1)
+    message_id = reply_id(text)
+    wait_for(lambda: recorded_ids(emulator) == [message_id], timeout=10, what="the acceptance")
+    assert spooled_record(gateway, message_id)["state"] == "queued"
+    assert gateway.stop() == 0
+    record = spooled_record(gateway, message_id)
+    assert record["state"] == "accepted" and record["attempts"] == 1, record
+    assert "accepted" in queue_command(gateway, "list").stdout
+
+
 @pytest.mark.parametrize("policy", ["admin ops@example.com", "none"])
 def test_bounce_policy_admin_or_none(custody, policy):
     gateway, emulator = custody("--delivery-mode", "queue", "--bounce", policy)

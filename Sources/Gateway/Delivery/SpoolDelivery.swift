@@ -15,7 +15,8 @@ import Spool
 /// next attempt first reads the operation's status: ACS knows it → it was sent, follow it; 404 → send. A
 /// crash leaves no mark of the sends it interrupted, so a start treats every message it finds `queued` as
 /// unknown and asks first (`askFirst`): that costs one status read per queued message after a start, and
-/// saves a durable record rewrite before every send. So neither a restart nor a retry sends a message twice,
+/// saves a durable record rewrite before every send, and another when ACS accepts (``AttemptResult``).
+/// So neither a restart nor a retry sends a message twice,
 /// without relying on ACS's undocumented handling of a repeated `Operation-Id`.
 ///
 /// Order: FIFO by arrival (ids are time-ordered), alternating between messages never tried and messages
@@ -40,6 +41,9 @@ public final class SpoolDelivery: @unchecked Sendable {
         var size: Int
         var attempts: Int
         var stamp: SpoolStamp?
+        /// The record as ACS's acceptance left it, not yet written: the file still says what it said before the
+        /// send (see ``AttemptResult/updated(_:pacer:written:)``). Valid while the file's `stamp` is unchanged.
+        var unwritten: SpoolRecord? = nil
     }
 
     public let spool: Spool
@@ -385,10 +389,17 @@ public final class SpoolDelivery: @unchecked Sendable {
     private func dispatch(_ id: String, entry: Entry, usesPermit: Bool) {
         running.insert(id)
         let dependencies = self.dependencies
+        // A message with an unwritten acceptance whose file a command changed since (held, then released) reads
+        // `queued` there: ACS is asked before it is sent again, however many attempts later that is. An attempt
+        // that goes as far as asking, or finds the acceptance still valid, clears it.
+        if entry.unwritten != nil { askFirst.insert(id) }
         let mustAsk = askFirst.contains(id)
+        let unwritten = entry.unwritten.map { (record: $0, stamp: entry.stamp) }
         work.async {
-            self.attempt(id, size: entry.size, usesPermit: usesPermit, mustAsk: mustAsk, dependencies: dependencies) {
-                result, asked in
+            self.attempt(
+                id, size: entry.size, usesPermit: usesPermit, mustAsk: mustAsk, unwritten: unwritten,
+                dependencies: dependencies
+            ) { result, asked in
                 self.queue.async {
                     if asked { self.askFirst.remove(id) }
                     self.attemptEnded(id, result: result, usedPermit: usesPermit, polled: !usesPermit)
@@ -399,8 +410,14 @@ public final class SpoolDelivery: @unchecked Sendable {
 
     /// What an attempt left behind, for the index.
     enum AttemptResult {
-        /// The record as the attempt left it.
-        case updated(SpoolRecord, pacer: DeliveryPacer.Outcome?)
+        /// The record as the attempt left it; `written: false` when the file was deliberately not rewritten.
+        /// That is the case for one change only: ACS accepted the message and its final status is pending. The
+        /// rewrite that would record it (a new file, a rename, a directory fsync: a third of the spool's work
+        /// per message) buys nothing for exactly-once, because a start asks ACS about every message its files
+        /// show `queued` before sending it (`askFirst`), and the first status read usually finds the message
+        /// delivered, which removes it. A status read that finds it still running writes the record, so
+        /// `queue list` shows it accepted from then on; a stop writes the rest.
+        case updated(SpoolRecord, pacer: DeliveryPacer.Outcome?, written: Bool = true)
         /// The message is no longer in the queue (delivered, bounced, deleted, moved to failed/).
         case removed(size: Int, pacer: DeliveryPacer.Outcome?)
         /// The message was busy (a command holds it) or unreadable: look again later.
@@ -413,10 +430,10 @@ public final class SpoolDelivery: @unchecked Sendable {
         if polled { pollsRunning -= 1 }
         let pacerOutcome: DeliveryPacer.Outcome?
         switch result {
-        case .updated(let record, let outcome):
+        case .updated(let record, let outcome, let written):
             entries[id] = Entry(
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
-                stamp: spool.stamp(id: id))
+                stamp: spool.stamp(id: id), unwritten: written ? nil : record)
             indexDue(id)
             pacerOutcome = outcome
         case .removed(let size, let outcome):
@@ -459,7 +476,8 @@ public final class SpoolDelivery: @unchecked Sendable {
     /// One attempt at message `id`. `mustAsk`: ACS is asked before a send (see `askFirst`); `completion`
     /// hears whether the attempt went that far (`asked`), so the question is not lost on a busy message.
     private func attempt(
-        _ id: String, size: Int, usesPermit: Bool, mustAsk: Bool, dependencies: Dependencies,
+        _ id: String, size: Int, usesPermit: Bool, mustAsk: Bool,
+        unwritten: (record: SpoolRecord, stamp: SpoolStamp?)?, dependencies: Dependencies,
         completion: @escaping @Sendable (AttemptResult, _ asked: Bool) -> Void
     ) {
         let lock: SpoolMessageLock
@@ -471,9 +489,16 @@ public final class SpoolDelivery: @unchecked Sendable {
                 completion(gone ? .removed(size: size, pacer: nil) : .skipped(pacer: nil), false)
                 return
             }
-            guard let current = try held.read() else {
-                completion(.removed(size: size, pacer: nil), false)
-                return
+            let current: SpoolRecord
+            if let unwritten, let stamp = unwritten.stamp, spool.stamp(id: id) == stamp {
+                current = unwritten.record  // the file is as this process left it: the newer record is ours
+            } else {
+                guard let read = try held.read() else {
+                    held.unlock()
+                    completion(.removed(size: size, pacer: nil), false)
+                    return
+                }
+                current = read
             }
             lock = held
             record = current
@@ -612,7 +637,7 @@ public final class SpoolDelivery: @unchecked Sendable {
                 context.dependencies.client.configuration.defaultPollInterval)
             audit(context, "ACS accepted the message", status: status)
             metrics.attempt("accepted")
-            finishWriting(context, pacer: .accepted)
+            context.finish(.updated(context.record, pacer: .accepted, written: false))
         case .failed(_, let status, let code, let message):
             startBouncing(
                 &context,
@@ -921,6 +946,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             let stamp = spool.stamp(id: id)
             if let entry = entries[id], entry.stamp == stamp { continue }
             guard let record = try? spool.record(id: id) else { continue }
+            if entries[id]?.unwritten != nil { askFirst.insert(id) }  // its file does not know ACS accepted it
             if entries[id] == nil { addUsage(count: 1, bytes: record.size) }
             entries[id] = Entry(
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
@@ -934,6 +960,7 @@ public final class SpoolDelivery: @unchecked Sendable {
     /// delivered stays spooled for the next start.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         let completion: @Sendable () -> Void = {
+            self.writeUnwrittenRecords()  // on `queue`, where both callers below run it
             self.spool.finishWriting()
             completion()
         }
@@ -947,6 +974,19 @@ public final class SpoolDelivery: @unchecked Sendable {
                 self.logger.notice("waiting for deliveries in flight", metadata: ["in_flight": "\(self.running.count)"])
                 self.drained = completion
             }
+        }
+    }
+
+    /// At a stop, once no attempt runs: writes the acceptances kept in memory, so that the files (and `queue
+    /// list`) show them. One that cannot be written costs the next start one status read, nothing more.
+    private func writeUnwrittenRecords() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        for (id, entry) in entries {
+            guard let record = entry.unwritten, let stamp = entry.stamp else { continue }
+            guard let lock = try? spool.lock(id: id, wait: false) else { continue }
+            if spool.stamp(id: id) == stamp { try? lock.write(record) }
+            lock.unlock()
+            entries[id]?.unwritten = nil
         }
     }
 
