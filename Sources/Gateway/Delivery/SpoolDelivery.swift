@@ -41,8 +41,9 @@ public final class SpoolDelivery: @unchecked Sendable {
         var size: Int
         var attempts: Int
         var stamp: SpoolStamp?
-        /// The record as ACS's acceptance left it, not yet written: the file still says what it said before the
-        /// send (see ``AttemptResult/updated(_:pacer:written:)``). Valid while the file's `stamp` is unchanged.
+        /// The record as ACS's acceptance left it, not yet written: the file still says what it said before
+        /// the send (see ``AttemptResult/updated(_:pacer:unwrittenOver:)``). Valid while the file's `stamp` is
+        /// unchanged.
         var unwritten: SpoolRecord? = nil
     }
 
@@ -410,14 +411,16 @@ public final class SpoolDelivery: @unchecked Sendable {
 
     /// What an attempt left behind, for the index.
     enum AttemptResult {
-        /// The record as the attempt left it; `written: false` when the file was deliberately not rewritten.
-        /// That is the case for one change only: ACS accepted the message and its final status is pending. The
+        /// The record as the attempt left it. `unwrittenOver` is set when the file was deliberately not rewritten:
+        /// it is the file's stamp as the attempt let go of its lock, taken under the lock so that a command that
+        /// changes the file right after cannot pass for it. One change only is left unwritten: ACS accepted the
+        /// message and its final status is pending. The
         /// rewrite that would record it (a new file, a rename, a directory fsync: a third of the spool's work
         /// per message) buys nothing for exactly-once, because a start asks ACS about every message its files
         /// show `queued` before sending it (`askFirst`), and the first status read usually finds the message
         /// delivered, which removes it. A status read that finds it still running writes the record, so
         /// `queue list` shows it accepted from then on; a stop writes the rest.
-        case updated(SpoolRecord, pacer: DeliveryPacer.Outcome?, written: Bool = true)
+        case updated(SpoolRecord, pacer: DeliveryPacer.Outcome?, unwrittenOver: SpoolStamp? = nil)
         /// The message is no longer in the queue (delivered, bounced, deleted, moved to failed/).
         case removed(size: Int, pacer: DeliveryPacer.Outcome?)
         /// The message was busy (a command holds it) or unreadable: look again later.
@@ -430,10 +433,10 @@ public final class SpoolDelivery: @unchecked Sendable {
         if polled { pollsRunning -= 1 }
         let pacerOutcome: DeliveryPacer.Outcome?
         switch result {
-        case .updated(let record, let outcome, let written):
+        case .updated(let record, let outcome, let unwrittenOver):
             entries[id] = Entry(
                 state: record.state, due: record.nextAttemptAt, size: record.size, attempts: record.attempts,
-                stamp: spool.stamp(id: id), unwritten: written ? nil : record)
+                stamp: unwrittenOver ?? spool.stamp(id: id), unwritten: unwrittenOver.map { _ in record })
             indexDue(id)
             pacerOutcome = outcome
         case .removed(let size, let outcome):
@@ -637,7 +640,11 @@ public final class SpoolDelivery: @unchecked Sendable {
                 context.dependencies.client.configuration.defaultPollInterval)
             audit(context, "ACS accepted the message", status: status)
             metrics.attempt("accepted")
-            context.finish(.updated(context.record, pacer: .accepted, written: false))
+            if let stamp = spool.stamp(id: context.record.id) {
+                context.finish(.updated(context.record, pacer: .accepted, unwrittenOver: stamp))
+            } else {
+                finishWriting(context, pacer: .accepted)
+            }
         case .failed(_, let status, let code, let message):
             startBouncing(
                 &context,
