@@ -7,7 +7,7 @@ ARGS ?=
 # machine, and a slow one overlaps more tests: at a soft limit of 1024 (a fresh machine's default) accept(2)
 # and socketpair(2) fail at random, listeners pause and Foundation's Process wedges. Sixteen tests at a time
 # peak near 190 descriptors and cost about 2 s of the 16 s run.
-UNIT_TEST := SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=16 swift test --skip-build
+SWIFT_TEST := SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=16 swift test --skip-build
 
 .PHONY: run test build unit-test e2e-test bench fuzz lint format clean install uninstall deb
 .PHONY: install-sendmail install-sendmail-links uninstall-sendmail deb-gateway deb-sendmail
@@ -23,11 +23,11 @@ build:
 
 test: build
 	.ci/install-packages test
-	$(UNIT_TEST)
+	$(SWIFT_TEST)
 	python3 -m pytest Tests/EndToEnd -q -p no:cacheprovider
 
 unit-test: build
-	$(UNIT_TEST)
+	$(SWIFT_TEST)
 
 e2e-test: build
 	.ci/install-packages test

@@ -14,8 +14,8 @@ messages of about 1 KB in lock-step over one reused session. Servers:
 For each: messages/s, the server process's CPU per message (user + system, from /proc, over the load
 and its deliveries), p50/p99 reply latency (end of DATA to the reply), peak RSS (VmHWM), and the ratio
 to smtp-sink's figure. The emulator logs warnings only (a line per request costs it 5%), and its own CPU
-per message is printed too, to show whether it limits the
-run. Then the gateway's cold start: exec to greeting, and exec to the first message accepted.
+per message is printed too, to show whether it limits the run. Then the gateway's cold start: exec to
+greeting, and exec to the first message accepted.
 
 A figure, not a test: it checks that every message was accepted, and that every message reached the
 emulator exactly once (distinct operation ids, no replays), before it prints a rate.

@@ -395,7 +395,7 @@ public final class SpoolDelivery: @unchecked Sendable {
         // that goes as far as asking, or finds the acceptance still valid, clears it.
         if entry.unwritten != nil { askFirst.insert(id) }
         let mustAsk = askFirst.contains(id)
-        let unwritten = entry.unwritten.map { (record: $0, stamp: entry.stamp) }
+        let unwritten = entry.unwritten.flatMap { record in entry.stamp.map { (record: record, stamp: $0) } }
         work.async {
             self.attempt(
                 id, size: entry.size, usesPermit: usesPermit, mustAsk: mustAsk, unwritten: unwritten,
@@ -411,10 +411,11 @@ public final class SpoolDelivery: @unchecked Sendable {
 
     /// What an attempt left behind, for the index.
     enum AttemptResult {
-        /// The record as the attempt left it. `unwrittenOver` is set when the file was deliberately not rewritten:
-        /// it is the file's stamp as the attempt let go of its lock, taken under the lock so that a command that
-        /// changes the file right after cannot pass for it. One change only is left unwritten: ACS accepted the
-        /// message and its final status is pending. The
+        /// The record as the attempt left it. `unwrittenOver` is set when the file was deliberately not
+        /// rewritten: it is the file's stamp read while the attempt still held the lock, so that a command that
+        /// changes the file right after cannot pass for the daemon's own file.
+        ///
+        /// One change only is left unwritten: ACS accepted the message and its final status is pending. The
         /// rewrite that would record it (a new file, a rename, a directory fsync: a third of the spool's work
         /// per message) buys nothing for exactly-once, because a start asks ACS about every message its files
         /// show `queued` before sending it (`askFirst`), and the first status read usually finds the message
@@ -441,6 +442,7 @@ public final class SpoolDelivery: @unchecked Sendable {
             pacerOutcome = outcome
         case .removed(let size, let outcome):
             if entries.removeValue(forKey: id) != nil { addUsage(count: -1, bytes: -size) }
+            askFirst.remove(id)  // gone, whether or not the attempt went as far as asking
             pacerOutcome = outcome
         case .skipped(let outcome):
             if var entry = entries[id] {
@@ -480,7 +482,7 @@ public final class SpoolDelivery: @unchecked Sendable {
     /// hears whether the attempt went that far (`asked`), so the question is not lost on a busy message.
     private func attempt(
         _ id: String, size: Int, usesPermit: Bool, mustAsk: Bool,
-        unwritten: (record: SpoolRecord, stamp: SpoolStamp?)?, dependencies: Dependencies,
+        unwritten: (record: SpoolRecord, stamp: SpoolStamp)?, dependencies: Dependencies,
         completion: @escaping @Sendable (AttemptResult, _ asked: Bool) -> Void
     ) {
         let lock: SpoolMessageLock
@@ -493,7 +495,7 @@ public final class SpoolDelivery: @unchecked Sendable {
                 return
             }
             let current: SpoolRecord
-            if let unwritten, let stamp = unwritten.stamp, spool.stamp(id: id) == stamp {
+            if let unwritten, spool.stamp(id: id) == unwritten.stamp {
                 current = unwritten.record  // the file is as this process left it: the newer record is ours
             } else {
                 guard let read = try held.read() else {
@@ -947,6 +949,7 @@ public final class SpoolDelivery: @unchecked Sendable {
         let ids = Set(spool.ids())
         for (id, entry) in entries where !ids.contains(id) && !running.contains(id) {
             entries.removeValue(forKey: id)
+            askFirst.remove(id)
             addUsage(count: -1, bytes: -entry.size)
         }
         for id in ids where !running.contains(id) {
